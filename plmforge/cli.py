@@ -1,0 +1,134 @@
+"""Command line: parses arguments, builds configs, calls one function per command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from plmforge.errors import PlmforgeError
+
+# CLI flags that are shorthands for config keys (everything else: section.key=value)
+FLAG_KEYS = {
+    "dataset": "data.dataset", "train_file": "data.train", "validation_file": "data.validation",
+    "test_file": "data.test", "problem_type": "data.problem_type", "num_labels": "data.num_labels",
+    "model": "model.name", "method": "method.name", "pooling": "head.pooling", "epochs": "training.epochs",
+    "lr": "training.learning_rate", "batch_size": "batching.batch_size", "max_tokens": "batching.max_tokens",
+    "seed": "training.seed", "output": "output.dir",
+}
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune a model (config file and/or section.key=value overrides)")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="e.g. training.epochs=5")
+    p.add_argument("--config", "-c", help="YAML config file")
+    for flag, key in FLAG_KEYS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, help=f"shorthand for {key}")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and the equivalent command")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from RUN_DIR/last")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plmforge", description="Fine-tune protein language models.")
+    parser.add_argument("--verbose", "-v", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    p = sub.add_parser("evaluate", help="evaluate a trained run on a labelled dataset")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True, help="a labelled file, or a directory with a test (or train) file")
+    p.add_argument("--output", help="directory for the metrics files (default RUN_DIR/eval_<name>)")
+    p = sub.add_parser("predict", help="predict with a trained run")
+    p.add_argument("run_dir")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--input", help="CSV, TSV, JSONL, Parquet or FASTA file of sequences")
+    group.add_argument("--sequence", help="one amino-acid sequence")
+    p.add_argument("--output", help="CSV to write (default RUN_DIR/predictions.csv for --input)")
+    p.add_argument("--batch-size", type=int, default=32)
+    sub.add_parser("models", help="list the model zoo")
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="validate and summarise a dataset")
+    check.add_argument("path", help="catalogue name, file, directory or hub id")
+    check.add_argument("overrides", nargs="*", metavar="data.key=value")
+    check.add_argument("--problem-type")
+    data.add_parser("list", help="list the pre-defined datasets")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from plmforge.config import load_config, save_config
+    from plmforge.train.run import preview_command, train
+
+    if args.resume:
+        train(run_dir=args.resume, resume=True)
+        return 0
+    overrides = [f"{key}={getattr(args, flag)}" for flag, key in FLAG_KEYS.items() if getattr(args, flag)]
+    overrides += list(args.overrides)
+    if args.overwrite:
+        overrides.append("output.overwrite=true")
+    config = load_config(args.config, overrides)
+    if args.dry_run:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            save_config(config, Path(tmp) / "c.yaml")
+            print((Path(tmp) / "c.yaml").read_text())
+        print("# equivalent command:\n" + preview_command(config))
+        return 0
+    train(config)
+    return 0
+
+
+def _models() -> int:
+    from plmforge.models.zoo import zoo_rows
+
+    rows = zoo_rows()
+    cols = ["name", "huggingface id", "family", "params", "hidden", "max residues", "tokens", "LoRA targets", "note"]
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(r[c].ljust(widths[c]) for c in cols))
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from plmforge.data.inspect import check_dataset, list_catalogue
+
+    if args.data_command == "list":
+        print(list_catalogue())
+        return 0
+    overrides = [f"data.dataset={args.path}", *args.overrides]
+    if args.problem_type:
+        overrides.append(f"data.problem_type={args.problem_type}")
+    print(check_dataset(overrides))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from plmforge.logs import setup_console
+
+    args = build_parser().parse_args(argv)
+    setup_console(args.verbose)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "models":
+            return _models()
+        if args.command == "data":
+            return _data(args)
+        from plmforge.predict import evaluate_command, predict_command
+
+        if args.command == "predict":
+            return predict_command(args.run_dir, args.input, args.sequence, args.output, args.batch_size)
+        return evaluate_command(args.run_dir, args.data, args.output)
+    except PlmforgeError as exc:
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: the last finished epoch is in RUN_DIR/last; continue with --resume RUN_DIR",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,389 @@
+"""Run configuration: one frozen dataclass per concern, validated at construction.
+
+A config comes from a YAML file, `key=value` overrides, or both; defaults live here only.
+The resolved config is saved with every run and can be re-run as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from plmforge.errors import ConfigError, choice_error, did_you_mean
+from plmforge.tasks import PROBLEM_TYPES
+
+NORMALISATIONS = ("none", "standard", "min_max")
+BATCHING_MODES = ("size", "tokens")
+SCHEDULERS = ("linear", "cosine", "step", "constant")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+DIRECTIONS = ("max", "min")
+TRACKERS = ("wandb", "tensorboard")
+
+
+def _positive(field_name: str, value: float | int, *, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if isinstance(value, bool) or not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{field_name} must be {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how to read its labels."""
+
+    dataset: str | None = None  # catalogue name, local dir/file, or HuggingFace hub id
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    sequence_column: str = "aa_seq"
+    label_column: str = "label"
+    id_column: str | None = None
+    problem_type: str | None = None  # filled from the catalogue, else required
+    num_labels: int | None = None
+    label_normalisation: str | None = None  # regression: default 'standard'
+    validation_fraction: float = 0.1
+    max_samples: int | None = None  # per split, for quick experiments
+
+    def __post_init__(self) -> None:
+        if self.dataset is None and self.train is None:
+            raise ConfigError("data.dataset or data.train must be set (a catalogue name, a path or a hub id)")
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise choice_error("data.problem_type", self.problem_type, PROBLEM_TYPES)
+        if self.num_labels is not None:
+            _positive("data.num_labels", self.num_labels)
+        if self.label_normalisation is not None and self.label_normalisation not in NORMALISATIONS:
+            raise choice_error("data.label_normalisation", self.label_normalisation, NORMALISATIONS)
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(f"data.validation_fraction must be between 0 and 1, got {self.validation_fraction!r}")
+        if self.max_samples is not None:
+            _positive("data.max_samples", self.max_samples)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which protein language model to start from."""
+
+    name: str = "antiberty"  # zoo name, HuggingFace id or local directory
+    max_length: int | None = None  # residues; None = the model's limit
+    trust_remote_code: bool = False
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("model.name must not be empty")
+        if self.max_length is not None:
+            _positive("model.max_length", self.max_length)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """How the backbone is fine-tuned (the method registry lists the names)."""
+
+    name: str = "freeze"
+    cache_embeddings: bool = True  # freeze only: compute backbone outputs once, reuse every epoch
+    cache_max_mb: int = 4096
+
+    def __post_init__(self) -> None:
+        from plmforge.methods import METHODS
+
+        if self.name not in METHODS:
+            raise choice_error("method.name", self.name, METHODS)
+        _positive("method.cache_max_mb", self.cache_max_mb, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The prediction head on top of the backbone."""
+
+    pooling: str = "mean"
+    dropout: float = 0.1
+    hidden_size: int | None = None  # None = backbone hidden size
+
+    def __post_init__(self) -> None:
+        from plmforge.models.heads import HEADS
+
+        if self.pooling not in HEADS:
+            raise choice_error("head.pooling", self.pooling, HEADS)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"head.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.hidden_size is not None:
+            _positive("head.hidden_size", self.hidden_size)
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """Fixed batch size, or a token budget with length-bucketed batches."""
+
+    mode: str = "size"
+    batch_size: int = 16
+    max_tokens: int = 10_000
+    eval_batch_size: int | None = None  # None = 2 x batch_size
+
+    def __post_init__(self) -> None:
+        if self.mode not in BATCHING_MODES:
+            raise choice_error("batching.mode", self.mode, BATCHING_MODES)
+        _positive("batching.batch_size", self.batch_size)
+        if self.mode == "tokens" and self.max_tokens < 64:
+            raise ConfigError(f"batching.max_tokens must be >= 64, got {self.max_tokens!r}")
+        if self.eval_batch_size is not None:
+            _positive("batching.eval_batch_size", self.eval_batch_size)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation, early stopping, metrics and reporting."""
+
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.0
+    epochs: int = 10
+    patience: int | None = 5  # None = no early stopping
+    monitor: str | None = None  # metric name or 'loss'; None = the problem type's default
+    direction: str | None = None  # 'max' or 'min'; None = the metric's own direction
+    metrics: tuple[str, ...] | None = None  # None = the problem type's defaults
+    scheduler: str = "linear"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    step_size_epochs: int = 1  # 'step' scheduler: decay every N epochs
+    step_gamma: float = 0.5
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float | None = 1.0  # None = no clipping
+    num_workers: int = 0
+    seed: int = 42
+    mixed_precision: str = "no"
+    logging_steps: int = 10
+    report_to: tuple[str, ...] = ()
+    wandb_project: str = "plmforge"
+    wandb_mode: str = "offline"
+
+    def __post_init__(self) -> None:
+        from plmforge.metrics import METRICS
+
+        _positive("training.learning_rate", self.learning_rate)
+        _positive("training.weight_decay", self.weight_decay, allow_zero=True)
+        _positive("training.epochs", self.epochs)
+        if self.patience is not None:
+            _positive("training.patience", self.patience)
+        if self.monitor is not None and self.monitor != "loss" and self.monitor not in METRICS:
+            raise choice_error("training.monitor", self.monitor, ["loss", *METRICS])
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise choice_error("training.direction", self.direction, DIRECTIONS)
+        for name in self.metrics or ():
+            if name not in METRICS:
+                raise choice_error("training.metrics", name, METRICS)
+        if self.scheduler not in SCHEDULERS:
+            raise choice_error("training.scheduler", self.scheduler, SCHEDULERS)
+        _positive("training.warmup_steps", self.warmup_steps, allow_zero=True)
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.warmup_steps and self.warmup_ratio:
+            raise ConfigError("set training.warmup_steps or training.warmup_ratio, not both")
+        _positive("training.step_size_epochs", self.step_size_epochs)
+        _positive("training.step_gamma", self.step_gamma)
+        _positive("training.gradient_accumulation_steps", self.gradient_accumulation_steps)
+        if self.max_grad_norm is not None:
+            _positive("training.max_grad_norm", self.max_grad_norm)
+        _positive("training.num_workers", self.num_workers, allow_zero=True)
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise choice_error("training.mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _positive("training.logging_steps", self.logging_steps)
+        for tracker in self.report_to:
+            if tracker not in TRACKERS:
+                raise choice_error("training.report_to", tracker, TRACKERS)
+        if self.wandb_mode not in ("offline", "online", "disabled"):
+            raise choice_error("training.wandb_mode", self.wandb_mode, ("offline", "online", "disabled"))
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where the run directory goes and what is written to it."""
+
+    dir: str = "runs/run"
+    overwrite: bool = False
+    save_predictions: bool = True
+    plots: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for section in out.values():
+            for key, value in section.items():
+                if isinstance(value, tuple):
+                    section[key] = list(value)
+        return out
+
+    def replace(self, **sections: Any) -> RunConfig:
+        return dataclasses.replace(self, **sections)
+
+
+_SECTION_TYPES = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "method": MethodConfig,
+    "head": HeadConfig,
+    "batching": BatchingConfig,
+    "training": TrainingConfig,
+    "output": OutputConfig,
+}
+PATH_KEYS = {("data", "dataset"), ("data", "train"), ("data", "validation"), ("data", "test"),
+             ("model", "name"), ("output", "dir")}
+
+
+def _coerce(section: str, key: str, value: Any, ftype: Any) -> Any:
+    """Bring YAML/CLI values to the field's type, with a clear error on a mismatch."""
+    text = str(ftype)
+    where = f"{section}.{key}"
+    if value is None:
+        if "None" in text:
+            return None
+        raise ConfigError(f"{where} must not be empty")
+    if text.startswith("tuple"):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(str(v) for v in value)
+    if text.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if text.startswith("int"):
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{where} must be a whole number, got {value!r}")
+        return int(value)
+    if text.startswith("float"):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if text.startswith("str"):
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where} must be text, got {value!r}")
+        return str(value)
+    return value
+
+
+def config_from_dict(raw: dict[str, Any], *, base_dir: Path | None = None) -> RunConfig:
+    """Build a validated RunConfig; unknown sections or keys fail with a did-you-mean."""
+    if not isinstance(raw, dict):
+        raise ConfigError("a config must be a mapping of sections (data, model, method, ...)")
+    sections: dict[str, Any] = {}
+    for name, values in raw.items():
+        if name not in _SECTION_TYPES:
+            raise ConfigError(f"unknown config section {name!r}{did_you_mean(name, _SECTION_TYPES)}; "
+                              f"sections are {', '.join(_SECTION_TYPES)}")
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {name!r} must be a mapping, got {values!r}")
+        cls = _SECTION_TYPES[name]
+        known = {f.name: f.type for f in fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"unknown key {name}.{key}{did_you_mean(key, known)}; "
+                                  f"keys of {name}: {', '.join(known)}")
+            value = _coerce(name, key, value, known[key])
+            if base_dir is not None and (name, key) in PATH_KEYS and isinstance(value, str):
+                value = _resolve_path(value, base_dir)
+            kwargs[key] = value
+        sections[name] = cls(**kwargs)
+    if "data" not in sections:
+        raise ConfigError("the config has no 'data' section: set data.dataset (or data.train)")
+    return RunConfig(**sections)
+
+
+def _resolve_path(value: str, base_dir: Path) -> str:
+    """Relative paths in a config file are relative to that file, when something exists there."""
+    candidate = base_dir / value
+    if not Path(value).is_absolute() and candidate.exists():
+        return str(candidate.resolve())
+    return value
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. training.epochs=5")
+    key, _, value = text.partition("=")
+    if "." not in key:
+        raise ConfigError(f"override {text!r} must name a section and a key, e.g. training.epochs=5")
+    section, _, name = key.strip().partition(".")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return section, name, parsed
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (optional) and apply `section.key=value` overrides on top."""
+    raw: dict[str, Any] = {}
+    base_dir = None
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections")
+        base_dir = p.resolve().parent
+        raw = _rebase_paths(raw, base_dir)
+    for text in overrides or []:
+        section, key, value = parse_override(text)
+        raw.setdefault(section, {})
+        if raw[section] is None:
+            raw[section] = {}
+        raw[section][key] = value
+    return config_from_dict(raw)
+
+
+def _rebase_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for section, key in PATH_KEYS:
+        value = (out.get(section) or {}).get(key) if isinstance(out.get(section), dict) else None
+        if isinstance(value, str):
+            out[section][key] = _resolve_path(value, base_dir)
+    return out
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def config_to_overrides(config: RunConfig) -> list[str]:
+    """The `section.key=value` list that rebuilds `config` from defaults (the preview command)."""
+    out = []
+    for name, cls in _SECTION_TYPES.items():
+        section = getattr(config, name)
+        for f in fields(cls):
+            value = getattr(section, f.name)
+            default = f.default if f.default is not dataclasses.MISSING else None
+            if value == default:
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            if value is None:
+                value = "null"
+            out.append(f"{name}.{f.name}={value}")
+    return out

@@ -1,0 +1,158 @@
+"""Readers for CSV, TSV, JSON Lines, Parquet and FASTA files, a local split directory, and
+HuggingFace hub datasets. Every reader returns `Table`s that know how to name a row for errors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from plmforge.errors import DataError
+
+SUFFIXES = {
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
+    ".pq": "parquet", ".fasta": "fasta", ".fa": "fasta", ".faa": "fasta", ".fas": "fasta",
+}
+SPLIT_NAMES = {
+    "train": ("train", "training"),
+    "validation": ("validation", "valid", "val", "dev"),
+    "test": ("test", "testing"),
+}
+_HEADER_FIELD = re.compile(r"(\S+?)=(\S*)")
+
+
+@dataclass
+class Table:
+    """A split's raw rows (all cells as read) plus where each row came from."""
+
+    df: pd.DataFrame
+    source: str
+    lines: list[int] | None = None  # line of each row in a text file (for messages)
+    kind: str = "row"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def where(self, i: int) -> str:
+        if self.lines is not None:
+            return f"{i + 1} (line {self.lines[i]})"
+        return str(i + 1)
+
+    def column(self, name: str) -> str | None:
+        """Exact column name, else a case-insensitive match (FASTA header keys like LABEL=1)."""
+        if name in self.df.columns:
+            return name
+        lowered = {str(c).lower(): c for c in self.df.columns}
+        return lowered.get(name.lower())
+
+
+def file_format(path: Path) -> str:
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"unsupported file type {path.suffix!r}", file=str(path),
+                        hint=f"use one of {', '.join(sorted(SUFFIXES))}")
+    return fmt
+
+
+def read_file(path: str | Path, sequence_column: str = "aa_seq") -> Table:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("file does not exist", file=str(p), hint="check the path (relative paths in a config "
+                                                                 "file are relative to that file)")
+    fmt = file_format(p)
+    try:
+        if fmt == "fasta":
+            return read_fasta(p, sequence_column)
+        if fmt in ("csv", "tsv"):
+            df = pd.read_csv(p, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False,
+                             skipinitialspace=True)
+            return Table(df, str(p), lines=[i + 2 for i in range(len(df))])
+        if fmt == "jsonl":
+            df = pd.read_json(p, lines=True, dtype=False)
+            return Table(df, str(p), lines=[i + 1 for i in range(len(df))])
+        return Table(pd.read_parquet(p), str(p))
+    except DataError:
+        raise
+    except (ValueError, pd.errors.ParserError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot be read as {fmt.upper()}: {str(exc).splitlines()[0]}", file=str(p),
+                        hint=f"check that the file is valid {fmt.upper()}") from None
+
+
+def read_fasta(path: Path, sequence_column: str) -> Table:
+    """Records `>ID key=value ...` then sequence lines; header fields become columns."""
+    rows: list[dict[str, str]] = []
+    lines: list[int] = []
+    current: dict[str, str] | None = None
+    chunks: list[str] = []
+    with path.open() as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = raw.strip()
+            if not line or line.startswith(";"):
+                continue
+            if line.startswith(">"):
+                if current is not None:
+                    current[sequence_column] = "".join(chunks)
+                    rows.append(current)
+                header = line[1:].strip()
+                if not header:
+                    raise DataError("FASTA header has no identifier", file=str(path), row=f"line {lineno}",
+                                    hint="write '>ID' optionally followed by key=value fields")
+                ident = header.split()[0]
+                current = {"id": ident}
+                current.update({k: v for k, v in _HEADER_FIELD.findall(header[len(ident):])})
+                chunks = []
+                lines.append(lineno)
+            else:
+                if current is None:
+                    raise DataError("sequence text before the first '>' header", file=str(path),
+                                    row=f"line {lineno}", hint="every record starts with a '>ID' line")
+                chunks.append(line)
+    if current is not None:
+        current[sequence_column] = "".join(chunks)
+        rows.append(current)
+    if not rows:
+        raise DataError("no FASTA records found", file=str(path), hint="records start with '>ID'")
+    df = pd.DataFrame(rows).fillna("")
+    return Table(df, str(path), lines=lines, kind="record")
+
+
+def find_split_files(directory: Path) -> dict[str, Path]:
+    """train/validation/test files in a directory, by file name (train.csv, valid.fasta, test.tsv...)."""
+    found: dict[str, Path] = {}
+    for p in sorted(directory.iterdir()):
+        if not p.is_file() or p.suffix.lower() not in SUFFIXES:
+            continue
+        stem = p.stem.lower()
+        for split, names in SPLIT_NAMES.items():
+            if stem in names:
+                if split in found:
+                    raise DataError(f"two {split} files: {found[split].name} and {p.name}", file=str(directory),
+                                    hint=f"keep one {split} file in the directory")
+                found[split] = p
+    if "train" not in found:
+        raise DataError("no training file found", file=str(directory),
+                        hint="name files train.<ext>, validation.<ext> (or valid/val/dev) and test.<ext>, "
+                             f"with <ext> one of {', '.join(sorted(SUFFIXES))}")
+    return found
+
+
+def load_hub_dataset(name: str) -> dict[str, Table]:
+    """A HuggingFace dataset (hub id, or anything `datasets.load_dataset` accepts) as split tables."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError("the 'datasets' package is needed for hub datasets", hint="pip install datasets") from None
+    try:
+        dd = datasets.load_dataset(name)
+    except Exception as exc:  # the library raises many types (connection, file not found, config)
+        raise DataError(f"could not load dataset {name!r}: {str(exc).splitlines()[0]}",
+                        hint="check the id (owner/name) and your network, or download the files and "
+                             "point data.dataset at the directory") from None
+    tables: dict[str, Table] = {}
+    for split_name in dd:
+        for split, names in SPLIT_NAMES.items():
+            if str(split_name).lower() in names:
+                tables[split] = Table(dd[split_name].to_pandas(), f"{name} [{split_name}]")
+    if "train" not in tables:
+        raise DataError(f"dataset {name!r} has no train split (it has {', '.join(dd)})")
+    return tables

@@ -1,0 +1,35 @@
+"""Logging: concise console messages, and a full log file inside each run directory."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+LOG = logging.getLogger("plmforge")
+
+
+def setup_console(verbose: bool = False) -> None:
+    if any(getattr(h, "_plmforge_console", False) for h in LOG.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
+    handler._plmforge_console = True  # type: ignore[attr-defined]
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+@contextmanager
+def file_logging(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path, mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    LOG.addHandler(handler)
+    if LOG.level == logging.NOTSET or LOG.level > logging.INFO:
+        LOG.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        LOG.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,97 @@
+"""Sequence-level prediction heads. Every head pools over residue tokens only: padding and the
+backbone's special tokens are masked out everywhere (means, softmaxes, max-pools and convolutions),
+so a sequence's prediction does not depend on the batch it is in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+HEADS: dict[str, Callable[[int, int, int, float], nn.Module]] = {}
+
+
+def register_head(name: str):
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in HEADS:
+            raise ValueError(f"head {name!r} registered twice")
+        HEADS[name] = cls
+        return cls
+
+    return wrap
+
+
+def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, out_dim))
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # x (B, L, D), mask (B, L) -> (B, D)
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # scores (B, L) or (B, C, L); mask (B, L)
+    m = mask if scores.dim() == 2 else mask.unsqueeze(1)
+    scores = scores.masked_fill(~m, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1)
+
+
+@register_head("mean")
+class MeanPoolHead(nn.Module):
+    """Masked mean over residue embeddings, then a two-layer MLP."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.mlp = _mlp(in_dim, hidden, out_dim, dropout)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.mlp(masked_mean(hidden, mask))  # (B, out)
+
+
+@register_head("attention1d")
+class Attention1dHead(nn.Module):
+    """A 1-D convolution scores every residue; the masked softmax of the scores weights the sum."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float, kernel: int = 9) -> None:
+        super().__init__()
+        self.score = nn.Conv1d(in_dim, 1, kernel, padding=kernel // 2)
+        self.mlp = _mlp(in_dim, hidden, out_dim, dropout)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = hidden * mask.unsqueeze(-1).to(hidden.dtype)  # zero padding so the conv cannot see it
+        scores = self.score(x.transpose(1, 2)).squeeze(1)  # (B, L)
+        weights = masked_softmax(scores, mask)  # (B, L)
+        pooled = torch.bmm(weights.unsqueeze(1), x).squeeze(1)  # (B, D)
+        return self.mlp(pooled)
+
+
+@register_head("light_attention")
+class LightAttentionHead(nn.Module):
+    """Light attention (Staerk et al. 2021): value and attention convolutions; the attention-weighted
+    sum is concatenated with a max-pool of the values taken over residues only. LayerNorm replaces
+    the paper's BatchNorm so that batches of one sequence (token budgets) train the same way."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float, kernel: int = 9) -> None:
+        super().__init__()
+        self.values = nn.Conv1d(in_dim, in_dim, kernel, padding=kernel // 2)
+        self.attention = nn.Conv1d(in_dim, in_dim, kernel, padding=kernel // 2)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Sequential(nn.Linear(2 * in_dim, hidden), nn.Dropout(dropout), nn.ReLU(),
+                                 nn.LayerNorm(hidden), nn.Linear(hidden, out_dim))
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = (hidden * mask.unsqueeze(-1).to(hidden.dtype)).transpose(1, 2)  # (B, D, L), padding zeroed
+        values = self.dropout(self.values(x))  # (B, D, L)
+        weights = masked_softmax(self.attention(x), mask)  # (B, D, L), softmax over residues
+        attended = (values * weights).sum(-1)  # (B, D)
+        neg = torch.finfo(values.dtype).min
+        maxed = values.masked_fill(~mask.unsqueeze(1), neg).max(dim=-1).values  # (B, D), padding excluded
+        return self.out(torch.cat([attended, maxed], dim=-1))
+
+
+def build_head(name: str, in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Module:
+    return HEADS[name](in_dim, hidden, out_dim, dropout)

@@ -1,0 +1,123 @@
+"""PNG plots written into a run directory: loss curves, validation metrics, confusion matrix, ROC."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def loss_curves(run_dir: Path, out: Path) -> None:
+    plt = _plt()
+    steps, epochs = _read_jsonl(run_dir / "metrics_steps.jsonl"), _read_jsonl(run_dir / "metrics_epochs.jsonl")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    if steps:
+        per_epoch_steps = max(r["step"] for r in steps) / max(r["epoch"] for r in steps)
+        ax.plot([r["step"] / per_epoch_steps for r in steps], [r["loss"] for r in steps], color="#9ecae1",
+                lw=1, label="train loss (logging steps)")
+    if epochs:
+        x = [r["epoch"] for r in epochs]
+        ax.plot(x, [r["train_loss"] for r in epochs], "o-", color="#3182bd", label="train loss (epoch mean)")
+        if "val_loss" in epochs[0]:
+            ax.plot(x, [r["val_loss"] for r in epochs], "s-", color="#e6550d", label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title("Training and validation loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def validation_metrics(run_dir: Path, out: Path) -> None:
+    plt = _plt()
+    epochs = _read_jsonl(run_dir / "metrics_epochs.jsonl")
+    if not epochs:
+        return
+    names = [k for k in epochs[0] if k.startswith("val_") and k != "val_loss"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    x = [r["epoch"] for r in epochs]
+    for name in names:
+        ax.plot(x, [r.get(name, np.nan) for r in epochs], "o-", ms=3, label=name[4:])
+    best = [r["epoch"] for r in epochs if r.get("best_so_far")]
+    if best:
+        ax.axvline(best[-1], color="grey", ls="--", lw=1, label=f"best epoch ({best[-1]})")
+    ax.set_xlabel("epoch")
+    ax.set_title("Validation metrics")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def confusion(cm: np.ndarray, out: Path, title: str = "Test confusion matrix") -> None:
+    plt = _plt()
+    k = cm.shape[0]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * k, 1.0 + 0.6 * k) if k > 4 else (4.5, 4))
+    im = ax.imshow(cm, cmap="Blues")
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                        color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=9)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def roc(y_true: np.ndarray, probs: np.ndarray, out: Path) -> None:
+    """ROC curve of class 1 (binary tasks)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    if len(np.unique(y_true)) < 2:
+        return
+    plt = _plt()
+    fpr, tpr, _ = roc_curve(y_true, probs[:, 1])
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ax.plot(fpr, tpr, color="#3182bd", label=f"AUROC {roc_auc_score(y_true, probs[:, 1]):.3f}")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("Test ROC curve")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def scatter(y_true: np.ndarray, y_pred: np.ndarray, out: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ax.scatter(y_true, y_pred, s=8, alpha=0.6)
+    lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    ax.plot([lo, hi], [lo, hi], ls="--", color="grey", lw=1)
+    ax.set_xlabel("true value")
+    ax.set_ylabel("predicted value")
+    ax.set_title("Test predictions")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,79 @@
+"""Checkpoints: `best/` and `last/` hold the trained weights (safetensors); `last/` also holds the
+optimizer, scheduler, RNG and trainer state that `--resume` restores. Writes go to a temporary
+directory that replaces the old one only when complete, so a crash never leaves a broken checkpoint."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from plmforge.errors import RunDirError
+from plmforge.methods import trainable_state_dict
+
+WEIGHTS = "model.safetensors"
+TRAINING_STATE = "training_state.pt"
+TRAINER_STATE = "trainer_state.json"
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(directory: Path, model: torch.nn.Module, trainer_state: dict[str, Any],
+                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None) -> None:
+    tmp = directory.with_name(directory.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file(trainable_state_dict(model), str(tmp / WEIGHTS))  # type: ignore[arg-type]
+    (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2))
+    if optimizer is not None:
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
+                   tmp / TRAINING_STATE)
+    if directory.exists():
+        shutil.rmtree(directory)
+    tmp.rename(directory)
+
+
+def load_weights(directory: Path, model: torch.nn.Module) -> None:
+    path = directory / WEIGHTS
+    if not path.is_file():
+        raise RunDirError(f"checkpoint {directory} has no {WEIGHTS}; was the run finished or interrupted "
+                          "before its first epoch ended?")
+    state = load_file(str(path))
+    own = model.state_dict()
+    unknown = [k for k in state if k not in own]
+    if unknown:
+        raise RunDirError(f"checkpoint {directory} does not match the model it is loaded into "
+                          f"(unexpected weights such as {unknown[0]!r})")
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and n not in state]
+    if missing:
+        raise RunDirError(f"checkpoint {directory} lacks trained weights such as {missing[0]!r}")
+    model.load_state_dict(state, strict=False)
+
+
+def load_training_state(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    path = directory / TRAINING_STATE
+    if not path.is_file():
+        raise RunDirError(f"cannot resume: {path} is missing (no epoch finished before the run stopped?)")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    trainer_state = json.loads((directory / TRAINER_STATE).read_text())
+    return blob, trainer_state

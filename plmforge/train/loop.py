@@ -1,0 +1,305 @@
+"""The training loop, on HuggingFace accelerate (devices, mixed precision, gradient accumulation,
+distributed data parallel and experiment trackers come from it; the loop itself is ours so that
+early stopping, token batching, embedding reuse and exact resume are visible and tested)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from plmforge.data.batching import Collator, EncodedSplit, make_batch_sampler
+from plmforge.methods import METHODS
+from plmforge.metrics import compute_metrics
+from plmforge.train import checkpoint as ckpt
+from plmforge.train.embedding_cache import EmbeddingCache
+from plmforge.train.schedule import build_scheduler
+from plmforge.train.setup import Assembled
+
+log = logging.getLogger("plmforge")
+
+
+@dataclass
+class EarlyStopping:
+    direction: str
+    patience: int | None
+    best: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record an epoch's monitored value; True when it is the best so far."""
+        better = not math.isnan(value) and (
+            self.best is None or (value > self.best if self.direction == "max" else value < self.best))
+        if better:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+
+@dataclass
+class Predictions:
+    scores: np.ndarray  # probabilities (classification) or values in the user's units (regression)
+    labels: np.ndarray | None  # in the user's units
+    loss: float | None
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_value: float | None
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, asm: Assembled, run_dir: Path, callbacks: list[Callable[[int, Trainer], None]] | None = None,
+                 accelerator: Any = None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.asm, self.run_dir, self.cfg = asm, run_dir, asm.config
+        self.task = asm.data.task
+        self.callbacks = callbacks or []
+        tcfg = self.cfg.training
+        set_seed(tcfg.seed)
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=tcfg.mixed_precision, gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
+            log_with=list(tcfg.report_to) or None, project_dir=str(run_dir))
+        spec = METHODS[self.cfg.method.name]
+        self.cache = EmbeddingCache(self.cfg.method.cache_max_mb) \
+            if spec.frozen_backbone and self.cfg.method.cache_embeddings else None
+        label_dtype = torch.long if self.task.problem_type == "single_label_classification" else torch.float32
+        self.collate = Collator(asm.backbone.tokenizer.pad_token_id or 0, label_dtype)
+        self.stopper = EarlyStopping(self.task.direction, tcfg.patience)
+        self.start_epoch, self.global_step = 0, 0
+        self.history: list[dict[str, Any]] = []
+
+    # ---- data ---------------------------------------------------------------------------------
+    def loader(self, split: str, train: bool) -> DataLoader:
+        b = self.cfg.batching
+        data: EncodedSplit = self.asm.encoded[split]
+        size = b.batch_size if train else (b.eval_batch_size or 2 * b.batch_size)
+        sampler = make_batch_sampler(data.lengths, b.mode, size, b.max_tokens, self.cfg.training.seed, train)
+        if train and b.mode == "tokens" and sampler.over_budget:  # type: ignore[attr-defined]
+            log.warning("%d training sequences are longer than batching.max_tokens=%d; each gets a batch of its "
+                        "own", sampler.over_budget, b.max_tokens)  # type: ignore[attr-defined]
+        return DataLoader(data, batch_sampler=sampler, collate_fn=self.collate,
+                          num_workers=self.cfg.training.num_workers)
+
+    def _steps(self, sampler: Any) -> list[int]:
+        """Optimizer steps per epoch for every epoch (token batches vary in number per epoch)."""
+        accum = self.cfg.training.gradient_accumulation_steps
+        out = []
+        for epoch in range(self.cfg.training.epochs):
+            sampler.set_epoch(epoch)
+            out.append(math.ceil(len(sampler) / accum))
+        sampler.set_epoch(0)
+        return out
+
+    # ---- model calls --------------------------------------------------------------------------
+    def _forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], split: str) -> Any:
+        labels = batch.get("labels")
+        if self.cache is not None:
+            inner = self.accelerator.unwrap_model(model)
+            hidden = self.cache.hidden(split, batch, inner.encode)
+            return model(residue_mask=batch["residue_mask"], hidden=hidden, labels=labels)
+        return model(residue_mask=batch["residue_mask"], input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"], labels=labels)
+
+    @torch.no_grad()
+    def predict_split(self, model: torch.nn.Module, split: str, desc: str | None = None) -> Predictions:
+        model.eval()
+        loader = self.accelerator.prepare(self.loader(split, train=False))
+        n = len(self.asm.encoded[split])
+        inner = self.accelerator.unwrap_model(model)
+        scores: list[np.ndarray] = []
+        order: list[np.ndarray] = []
+        loss_sum, loss_n = 0.0, 0
+        for batch in tqdm(loader, desc=desc or f"eval {split}", leave=False, unit="batch", mininterval=1.0,
+                          disable=not self.accelerator.is_main_process):
+            out = self._forward(model, batch, split)
+            logits, idx = self.accelerator.gather_for_metrics((out.logits, batch["idx"]))
+            scores.append(inner.scores(logits).cpu().numpy())
+            order.append(idx.cpu().numpy())
+            if out.loss is not None:
+                loss_sum += float(out.loss) * len(batch["idx"])
+                loss_n += len(batch["idx"])
+        flat = np.concatenate(scores)
+        result = np.empty_like(flat)
+        result[np.concatenate(order)] = flat
+        assert len(result) == n
+        labels = self.asm.encoded[split].labels
+        if self.task.problem_type == "regression":
+            result = self.asm.scaler.inverse(result)
+            labels = None if labels is None else self.asm.scaler.inverse(labels)
+        return Predictions(result, labels, loss_sum / loss_n if loss_n else None)
+
+    def evaluate(self, model: torch.nn.Module, split: str) -> tuple[dict[str, float], Predictions]:
+        preds = self.predict_split(model, split)
+        metrics = compute_metrics(self.task.metrics, preds.labels, preds.scores) if preds.labels is not None else {}
+        if preds.loss is not None:
+            metrics = {"loss": preds.loss, **metrics}
+        return metrics, preds
+
+    def _warm_cache(self, model: torch.nn.Module) -> None:
+        """Run the frozen backbone once over train and validation in length-sorted batches (little
+        padding); every epoch after that reads the cache."""
+        if self.cache is None:
+            return
+        inner = self.accelerator.unwrap_model(model)
+        inner.eval()
+        for split in ("train", "validation"):
+            loader = self.accelerator.prepare(self.loader(split, train=False))
+            for batch in tqdm(loader, desc=f"embedding {split}", unit="batch", leave=False, mininterval=1.0,
+                              disable=not self.accelerator.is_main_process):
+                self.cache.hidden(split, batch, inner.encode)
+        if self.cache.full_warned:
+            log.warning("embedding cache is full (method.cache_max_mb=%d); the rest is computed every epoch",
+                        self.cfg.method.cache_max_mb)
+
+    # ---- training -----------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> FitResult:
+        tcfg = self.cfg.training
+        model = self.asm.model
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=tcfg.learning_rate, weight_decay=tcfg.weight_decay)
+        train_loader = self.loader("train", train=True)
+        sampler = train_loader.batch_sampler
+        steps = self._steps(sampler)
+        scheduler = build_scheduler(optimizer, tcfg, sum(steps), steps[0])
+        model, optimizer, scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        prepared_loader = self.accelerator.prepare(train_loader)
+        if resume:
+            self._restore(model, optimizer, scheduler)
+        self._init_trackers()
+        self._warm_cache(model)
+        stopped = False
+        for epoch in range(self.start_epoch, tcfg.epochs):
+            sampler.set_epoch(epoch)  # type: ignore[union-attr]
+            record = self._train_epoch(model, optimizer, scheduler, prepared_loader, epoch)
+            stopped = self._end_epoch(model, optimizer, scheduler, epoch, record)
+            for callback in self.callbacks:
+                callback(epoch, self)
+            if stopped:
+                log.info("early stopping: %s did not improve for %d epochs (best %.4f at epoch %d)",
+                         self.task.monitor, self.stopper.bad_epochs, self.stopper.best or float("nan"),
+                         self.stopper.best_epoch + 1)
+                break
+        self.accelerator.end_training()
+        stopped = stopped and len(self.history) < tcfg.epochs
+        return FitResult(self.stopper.best_epoch, self.stopper.best, len(self.history), stopped, self.history)
+
+    def _train_epoch(self, model: Any, optimizer: Any, scheduler: Any, loader: DataLoader,
+                     epoch: int) -> dict[str, Any]:
+        tcfg = self.cfg.training
+        model.train()
+        t0, loss_sum, n_batches, window = time.time(), 0.0, 0, []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch", leave=False, mininterval=1.0,
+                   disable=not self.accelerator.is_main_process)
+        for batch in bar:
+            with self.accelerator.accumulate(model):
+                out = self._forward(model, batch, "train")
+                self.accelerator.backward(out.loss)
+                if self.accelerator.sync_gradients and tcfg.max_grad_norm is not None:
+                    self.accelerator.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            loss = float(out.loss.detach())
+            loss_sum, n_batches = loss_sum + loss, n_batches + 1
+            window.append(loss)
+            if self.accelerator.sync_gradients:
+                self.global_step += 1
+                if self.global_step % tcfg.logging_steps == 0:
+                    self._log_step(epoch, window, scheduler)
+                    window = []
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
+        return {"epoch": epoch + 1, "train_loss": loss_sum / max(n_batches, 1), "seconds": round(time.time() - t0, 2)}
+
+    def _log_step(self, epoch: int, window: list[float], scheduler: Any) -> None:
+        row = {"step": self.global_step, "epoch": epoch + 1, "loss": float(np.mean(window)),
+               "lr": scheduler.get_last_lr()[0]}
+        if self.accelerator.is_main_process:
+            with (self.run_dir / "metrics_steps.jsonl").open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        self.accelerator.log({"train/loss": row["loss"], "train/lr": row["lr"]}, step=self.global_step)
+
+    def _end_epoch(self, model: Any, optimizer: Any, scheduler: Any, epoch: int, record: dict[str, Any]) -> bool:
+        metrics, _ = self.evaluate(model, "validation")
+        record.update({f"val_{k}": v for k, v in metrics.items()})
+        value = metrics[self.task.monitor]
+        improved = self.stopper.update(value, epoch)
+        record["best_so_far"] = improved
+        self.history.append(record)
+        inner = self.accelerator.unwrap_model(model)
+        if self.accelerator.is_main_process:
+            with (self.run_dir / "metrics_epochs.jsonl").open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            if improved:
+                ckpt.save_checkpoint(self.run_dir / "best", inner, self._state(epoch))
+            ckpt.save_checkpoint(self.run_dir / "last", inner, self._state(epoch), optimizer, scheduler)
+        self.accelerator.log({f"val/{k}": v for k, v in metrics.items()} | {"train/epoch_loss": record["train_loss"]},
+                             step=self.global_step)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        log.info("epoch %d/%d: train loss %.4f | validation %s%s", epoch + 1, self.cfg.training.epochs,
+                 record["train_loss"], shown, "  (best)" if improved else "")
+        return self.stopper.should_stop
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        s = self.stopper
+        return {"epoch": epoch, "global_step": self.global_step, "monitor": self.task.monitor,
+                "direction": s.direction, "best_value": s.best, "best_epoch": s.best_epoch,
+                "bad_epochs": s.bad_epochs, "history": self.history}
+
+    def _restore(self, model: Any, optimizer: Any, scheduler: Any) -> None:
+        blob, state = ckpt.load_training_state(self.run_dir / "last")
+        ckpt.load_weights(self.run_dir / "last", self.accelerator.unwrap_model(model))
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+        ckpt.set_rng_state(blob["rng"])
+        self.start_epoch = state["epoch"] + 1
+        self.global_step = state["global_step"]
+        self.stopper.best, self.stopper.best_epoch = state["best_value"], state["best_epoch"]
+        self.stopper.bad_epochs = state["bad_epochs"]
+        self.history = state["history"]
+        self._truncate_logs()
+        log.info("resumed from %s after epoch %d (step %d)", self.run_dir / "last", self.start_epoch,
+                 self.global_step)
+
+    def _truncate_logs(self) -> None:
+        """Drop log lines written after the checkpoint we resume from (an interrupted epoch's steps)."""
+        for name, key, limit in (("metrics_steps.jsonl", "step", self.global_step),
+                                 ("metrics_epochs.jsonl", "epoch", self.start_epoch)):
+            path = self.run_dir / name
+            if path.is_file():
+                rows = [line for line in path.read_text().splitlines() if line.strip()]
+                kept = [line for line in rows if json.loads(line)[key] <= limit]
+                path.write_text("".join(line + "\n" for line in kept))
+
+    def _init_trackers(self) -> None:
+        tcfg = self.cfg.training
+        if not tcfg.report_to:
+            return
+        import os
+
+        if "wandb" in tcfg.report_to:
+            os.environ.setdefault("WANDB_MODE", tcfg.wandb_mode)
+            os.environ.setdefault("WANDB_DIR", str(self.run_dir))
+        self.accelerator.init_trackers(tcfg.wandb_project, config=self.cfg.to_dict())

@@ -1,0 +1,137 @@
+"""`train`: one function from a config to a finished run directory (used by the CLI and the UI)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from plmforge import plots
+from plmforge.config import RunConfig, config_to_overrides, load_config, save_config
+from plmforge.errors import RunDirError
+from plmforge.logs import file_logging
+from plmforge.models.task_model import count_parameters
+from plmforge.outputs import prediction_frame, summary_table, test_plots, write_metrics
+from plmforge.train import checkpoint as ckpt
+from plmforge.train.loop import FitResult, Trainer
+from plmforge.train.setup import Assembled, assemble
+
+log = logging.getLogger("plmforge")
+CONFIG_FILE = "config.yaml"
+TASK_FILE = "task.json"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    fit: FitResult
+    test_metrics: dict[str, Any] | None
+    summary: str
+
+
+def preview_command(config: RunConfig) -> str:
+    return " ".join(["plmforge", "train", *map(shlex.quote, config_to_overrides(config))])
+
+
+def _check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
+    if resume:
+        if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / "last").is_dir():
+            raise RunDirError(f"cannot resume: {run_dir} has no {CONFIG_FILE} and last/ checkpoint")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise RunDirError(f"run directory {run_dir} already holds results; choose another output.dir, "
+                          "pass --overwrite to replace it, or --resume to continue it")
+
+
+def _write_run_files(asm: Assembled, run_dir: Path) -> None:
+    cfg = asm.config
+    save_config(cfg, run_dir / CONFIG_FILE)
+    (run_dir / "command.txt").write_text(preview_command(cfg) + "\n")
+    (run_dir / "split_mapping.json").write_text(json.dumps(asm.data.split_mapping(cfg.training.seed), indent=1))
+    stats = count_parameters(asm.model)
+    stats["backbone_total"] = sum(p.numel() for p in asm.model.backbone.parameters())
+    stats["head_total"] = sum(p.numel() for p in asm.model.head.parameters())
+    stats["method"] = cfg.method.name
+    (run_dir / "model_stats.json").write_text(json.dumps(stats, indent=2))
+    task = {"task": asdict(asm.data.task), "label_scaler": asm.scaler.to_dict(),
+            "backbone": {"source": asm.backbone.source, "family": asm.backbone.family.name,
+                         "max_residues": asm.backbone.max_residues, "hidden_size": asm.backbone.hidden_size},
+            "data_notes": asm.data.notes}
+    (run_dir / TASK_FILE).write_text(json.dumps(task, indent=2))
+    asm.backbone.tokenizer.save_pretrained(str(run_dir / "tokenizer"))
+    log.info("model: %s parameters, %s trainable (%.2f%%) with method %s", f"{stats['total']:,}",
+             f"{stats['trainable']:,}", stats["trainable_percent"], cfg.method.name)
+
+
+def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None, resume: bool = False,
+          callbacks: list[Callable[[int, Trainer], None]] | None = None) -> RunResult:
+    """Train, evaluate on the test split and write everything to the run directory.
+
+    With `resume`, the run directory's saved config is used and training continues from last/."""
+    if resume:
+        rd = Path(run_dir or (config.output.dir if config else ""))
+        _check_run_dir(rd, False, True)
+        config = load_config(rd / CONFIG_FILE)
+    assert config is not None
+    rd = Path(config.output.dir)
+    _check_run_dir(rd, config.output.overwrite, resume)
+    asm = assemble(config, tokenizer_dir=rd / "tokenizer" if resume else None)  # validates before any write
+    if not resume and rd.exists() and config.output.overwrite:
+        shutil.rmtree(rd)
+    rd.mkdir(parents=True, exist_ok=True)
+    with file_logging(rd / "train.log"):
+        if not resume:
+            _write_run_files(asm, rd)
+        t0 = time.time()
+        trainer = Trainer(asm, rd, callbacks)
+        fit = trainer.fit(resume=resume)
+        test = _finish(asm, trainer, rd, fit)
+        summary = _summary(asm, rd, fit, test, time.time() - t0)
+        log.info("\n%s", summary)
+    return RunResult(rd, fit, test, summary)
+
+
+def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[str, Any] | None:
+    """Reload the best weights, then write validation/test metrics, predictions and plots."""
+    ckpt.load_weights(rd / "best", asm.model)
+    plot_dir = rd / "plots"
+    if asm.config.output.plots:
+        plot_dir.mkdir(exist_ok=True)
+        plots.loss_curves(rd, plot_dir / "loss.png")
+        plots.validation_metrics(rd, plot_dir / "validation_metrics.png")
+    if "test" not in asm.encoded:
+        log.warning("no test split: test metrics are not computed (give data.test or a test file)")
+        return None
+    if asm.encoded["test"].labels is None:
+        return None
+    metrics, preds = trainer.evaluate(asm.model, "test")
+    extra = {"best_epoch": fit.best_epoch + 1, "monitor": asm.data.task.monitor}
+    blob = write_metrics(metrics, asm.data.task, rd, "test", len(preds.scores), extra, preds.labels, preds.scores)
+    if asm.config.output.save_predictions:
+        recs = asm.data.splits["test"]
+        frame = prediction_frame(recs.ids, recs.sequences, preds.scores, asm.data.task, preds.labels)
+        frame.to_csv(rd / "test_predictions.csv", index=False)
+    if asm.config.output.plots:
+        test_plots(asm.data.task, preds.labels, preds.scores, plot_dir)  # type: ignore[arg-type]
+    return blob
+
+
+def _summary(asm: Assembled, rd: Path, fit: FitResult, test: dict[str, Any] | None, seconds: float) -> str:
+    task = asm.data.task
+    rows = [("run directory", str(rd)), ("model / method", f"{asm.config.model.name} / {asm.config.method.name}"),
+            ("epochs run", f"{fit.epochs_run}{' (early stop)' if fit.stopped_early else ''}"),
+            ("best epoch", f"{fit.best_epoch + 1} ({task.monitor} {fit.best_value:.4f})" if fit.best_value is not None
+             else "n/a"),
+            ("time", f"{seconds:.1f} s")]
+    if test:
+        for k, v in test["metrics"].items():
+            rows.append((f"test {k}", "nan" if v is None else f"{v:.4f}"))
+    rows += [("checkpoints", "best/, last/"), ("metrics", "test_metrics.json/.csv, metrics_epochs.jsonl"),
+             ("plots", "plots/*.png")]
+    return summary_table(rows)

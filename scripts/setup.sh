@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Creates .venv (Python >= 3.11) and installs plmforge with its test tools. Safe to re-run.
+# TORCH_SPEC picks the torch build: the default is a CPU build; on a GPU machine set e.g. TORCH_SPEC=torch
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+"$PY" - <<'PYCHECK'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"plmforge needs Python >= 3.11, this is {sys.version.split()[0]}; set PYTHON=/path/to/python3.11")
+PYCHECK
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.plmforge-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  touch "$stamp"
+fi

@@ -1,0 +1,93 @@
+"""Shared fixtures: tiny random ESM, BERT and T5-encoder backbones saved to disk (loaded through the
+real loading path), and paths to the real datasets in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+RESIDUES = "LAGVESIKRDTPNQFYMHCWXUBZO"
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the tests read real data from ../shared/data")
+    return path
+
+
+def make_esm(directory: Path) -> Path:
+    from transformers import EsmConfig, EsmModel, EsmTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["<cls>", "<pad>", "<eos>", "<unk>", *RESIDUES, ".", "-", "<null_1>", "<mask>"]
+    (directory / "vocab.txt").write_text("\n".join(vocab))
+    tok = EsmTokenizer(str(directory / "vocab.txt"))
+    cfg = EsmConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=64, max_position_embeddings=130, pad_token_id=1, mask_token_id=len(vocab) - 1,
+                    position_embedding_type="absolute", token_dropout=False)
+    EsmModel(cfg, add_pooling_layer=False).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+def make_bert(directory: Path) -> Path:
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *RESIDUES]
+    (directory / "vocab.txt").write_text("\n".join(vocab))
+    tok = BertTokenizer(str(directory / "vocab.txt"), do_lower_case=False)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg, add_pooling_layer=False).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+def make_t5(directory: Path) -> Path:
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [("\u2581" + a, -1.0) for a in RESIDUES]
+    tok = T5Tokenizer(vocab=vocab, extra_ids=0)
+    cfg = T5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    T5EncoderModel(cfg).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+BUILDERS = {"esm": make_esm, "bert": make_bert, "t5": make_t5}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {name: build(root / name) for name, build in BUILDERS.items()}
+
+
+@pytest.fixture(scope="session")
+def amp_dir() -> Path:
+    return REPO / "examples" / "data" / "amp"
+
+
+@pytest.fixture(scope="session")
+def amp_small(tmp_path_factory: pytest.TempPathFactory, amp_dir: Path) -> Path:
+    """A small stratified subset of the bundled AMP example (real peptides), as a split directory."""
+    import pandas as pd
+
+    out = tmp_path_factory.mktemp("amp_small")
+    for split, n in (("train", 96), ("validation", 32), ("test", 32)):
+        df = pd.read_csv(amp_dir / f"{split}.csv")
+        df = df.groupby("label", group_keys=False).apply(lambda g: g.head(n // 2))
+        df.to_csv(out / f"{split}.csv", index=False)
+    return out
