@@ -107,7 +107,13 @@ def _data(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from plmforge.logs import setup_console
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # section.key=value overrides may come after options too (argparse stops collecting them at a flag)
+    if extra and getattr(args, "overrides", None) is not None and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
     setup_console(args.verbose)
     try:
         if args.command == "train":

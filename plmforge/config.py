@@ -128,7 +128,7 @@ class BatchingConfig:
         if self.mode not in BATCHING_MODES:
             raise choice_error("batching.mode", self.mode, BATCHING_MODES)
         _positive("batching.batch_size", self.batch_size)
-        if self.mode == "tokens" and self.max_tokens < 64:
+        if self.max_tokens < 64:
             raise ConfigError(f"batching.max_tokens must be >= 64, got {self.max_tokens!r}")
         if self.eval_batch_size is not None:
             _positive("batching.eval_batch_size", self.eval_batch_size)

@@ -21,10 +21,35 @@ def setup_console(verbose: bool = False) -> None:
     LOG.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+class Buffer(logging.Handler):
+    """Keeps records emitted before the run directory exists, to replay them into its log file."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @contextmanager
-def file_logging(path: Path) -> Iterator[None]:
+def buffered() -> Iterator[Buffer]:
+    buf = Buffer()
+    LOG.addHandler(buf)
+    if LOG.level == logging.NOTSET or LOG.level > logging.INFO:
+        LOG.setLevel(logging.INFO)
+    try:
+        yield buf
+    finally:
+        LOG.removeHandler(buf)
+
+
+@contextmanager
+def file_logging(path: Path, earlier: list[logging.LogRecord] | None = None) -> Iterator[None]:
     handler = logging.FileHandler(path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    for record in earlier or []:
+        handler.handle(record)
     LOG.addHandler(handler)
     if LOG.level == logging.NOTSET or LOG.level > logging.INFO:
         LOG.setLevel(logging.INFO)

@@ -132,14 +132,16 @@ def carve_validation(train: Records, fraction: float, seed: int, problem_type: s
 
     idx = list(range(len(train)))
     stratify = None
+    n_val = max(1, int(round(fraction * len(idx))))
     if problem_type == "single_label_classification" and train.labels is not None:
         counts = np.bincount(np.asarray(train.labels))
-        if counts[counts > 0].min() >= 2:
-            stratify = train.labels
+        present = counts[counts > 0]
+        if present.min() >= 2 and n_val >= len(present) and len(idx) - n_val >= len(present):
+            stratify = train.labels  # class balance kept in both parts where the counts allow it
     if len(idx) < 4:
         raise DataError(f"only {len(idx)} training samples: too few to carve a validation split",
                         file=train.source, hint="provide a validation file")
-    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
     return train.subset(sorted(tr)), train.subset(sorted(va))
 
 

@@ -141,8 +141,8 @@ def load_backbone(cfg: ModelConfig, tokenizer_dir: Path | None = None) -> Backbo
     resolved = resolve_model(cfg)
     cls = getattr(transformers, resolved.family.model_class)
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
-    if resolved.family.name == "bert":
-        kwargs["add_pooling_layer"] = False
+    if resolved.family.name in ("bert", "esm"):
+        kwargs["add_pooling_layer"] = False  # unused by every head, and randomly initialised when absent
     try:
         with _quiet_transformers():
             model = cls.from_pretrained(resolved.source, **kwargs)

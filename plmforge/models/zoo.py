@@ -133,9 +133,24 @@ def zoo_rows() -> list[dict[str, str]]:
             "params": e.params,
             "hidden": str(e.hidden_size),
             "max residues": str(e.max_residues),
-            "tokens": "space-separated" if FAMILIES.get(e.family, None) and FAMILIES[e.family].split_residues
-            else "contiguous",
+            "tokens": _tokens(e.family),
             "LoRA targets": ",".join(e.lora_targets) or "-",
             "note": e.note if e.trainable_here else f"not yet trainable: {e.note}",
         })
     return rows
+
+
+def _tokens(family: str) -> str:
+    fam = FAMILIES.get(family)
+    if fam is None:
+        return "-"
+    return f"{'space-separated' if fam.split_residues else 'contiguous'}; {fam.special_tokens}"
+
+
+def zoo_markdown() -> str:
+    """The zoo as a Markdown table (README; a test keeps the README in step with this registry)."""
+    rows = zoo_rows()
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]
+    return "\n".join(lines)

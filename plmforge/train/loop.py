@@ -186,13 +186,15 @@ class Trainer:
         scheduler = build_scheduler(optimizer, tcfg, sum(steps), steps[0])
         model, optimizer, scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         prepared_loader = self.accelerator.prepare(train_loader)
+        self._warm_cache(model)  # before a restore: the restored RNG state must be the last word
         if resume:
             self._restore(model, optimizer, scheduler)
         self._init_trackers()
-        self._warm_cache(model)
         stopped = False
         for epoch in range(self.start_epoch, tcfg.epochs):
-            sampler.set_epoch(epoch)  # type: ignore[union-attr]
+            # accelerate's loader keeps its own epoch counter and pushes it into the sampler on every
+            # iteration, so the epoch is set through it (a resumed run starts that counter at 0)
+            prepared_loader.set_epoch(epoch)
             record = self._train_epoch(model, optimizer, scheduler, prepared_loader, epoch)
             stopped = self._end_epoch(model, optimizer, scheduler, epoch, record)
             for callback in self.callbacks:

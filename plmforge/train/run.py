@@ -15,7 +15,7 @@ from typing import Any
 from plmforge import plots
 from plmforge.config import RunConfig, config_to_overrides, load_config, save_config
 from plmforge.errors import RunDirError
-from plmforge.logs import file_logging
+from plmforge.logs import buffered, file_logging
 from plmforge.models.task_model import count_parameters
 from plmforge.outputs import prediction_frame, summary_table, test_plots, write_metrics
 from plmforge.train import checkpoint as ckpt
@@ -81,11 +81,12 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
     assert config is not None
     rd = Path(config.output.dir)
     _check_run_dir(rd, config.output.overwrite, resume)
-    asm = assemble(config, tokenizer_dir=rd / "tokenizer" if resume else None)  # validates before any write
+    with buffered() as early:  # validates data and model before anything is written
+        asm = assemble(config, tokenizer_dir=rd / "tokenizer" if resume else None)
     if not resume and rd.exists() and config.output.overwrite:
         shutil.rmtree(rd)
     rd.mkdir(parents=True, exist_ok=True)
-    with file_logging(rd / "train.log"):
+    with file_logging(rd / "train.log", early.records):
         if not resume:
             _write_run_files(asm, rd)
         t0 = time.time()
