@@ -79,6 +79,11 @@ class Trainer:
         self.callbacks = callbacks or []
         tcfg = self.cfg.training
         set_seed(tcfg.seed)
+        if accelerator is None:
+            from accelerate.state import AcceleratorState
+
+            # accelerate keeps one process-wide state; a new run may ask for another precision
+            AcceleratorState._reset_state(True)
         self.accelerator = accelerator or Accelerator(
             mixed_precision=tcfg.mixed_precision, gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
             log_with=list(tcfg.report_to) or None, project_dir=str(run_dir))
@@ -304,4 +309,6 @@ class Trainer:
         if "wandb" in tcfg.report_to:
             os.environ.setdefault("WANDB_MODE", tcfg.wandb_mode)
             os.environ.setdefault("WANDB_DIR", str(self.run_dir))
-        self.accelerator.init_trackers(tcfg.wandb_project, config=self.cfg.to_dict())
+        flat = {f"{section}.{key}": value if isinstance(value, (int, float, str, bool)) else str(value)
+                for section, values in self.cfg.to_dict().items() for key, value in values.items()}
+        self.accelerator.init_trackers(tcfg.wandb_project, config=flat)  # trackers want flat scalars

@@ -14,7 +14,7 @@ from typing import Any
 
 from plmforge import plots
 from plmforge.config import RunConfig, config_to_overrides, load_config, save_config
-from plmforge.errors import RunDirError
+from plmforge.errors import ConfigError, RunDirError
 from plmforge.logs import buffered, file_logging
 from plmforge.models.task_model import count_parameters
 from plmforge.outputs import prediction_frame, summary_table, test_plots, write_metrics
@@ -49,6 +49,25 @@ def _check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
                           "pass --overwrite to replace it, or --resume to continue it")
 
 
+def check_hardware(config: RunConfig) -> None:
+    """Refuse settings the machine cannot honour, instead of silently training without them."""
+    import torch
+
+    mp = config.training.mixed_precision
+    if mp == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("training.mixed_precision=fp16 needs a CUDA GPU and none is available; "
+                          "use bf16 (works on recent CPUs) or no")
+    if mp == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise ConfigError("training.mixed_precision=bf16 is not supported by this GPU; use fp16")
+    for tracker in config.training.report_to:
+        module = {"wandb": "wandb", "tensorboard": "tensorboard"}[tracker]
+        try:
+            __import__(module)
+        except ImportError:
+            raise ConfigError(f"training.report_to={tracker} needs the {module} package: "
+                              f"pip install {module}  (or pip install 'plmforge[tracking]')") from None
+
+
 def _write_run_files(asm: Assembled, run_dir: Path) -> None:
     cfg = asm.config
     save_config(cfg, run_dir / CONFIG_FILE)
@@ -81,6 +100,7 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
     assert config is not None
     rd = Path(config.output.dir)
     _check_run_dir(rd, config.output.overwrite, resume)
+    check_hardware(config)
     with buffered() as early:  # validates data and model before anything is written
         asm = assemble(config, tokenizer_dir=rd / "tokenizer" if resume else None)
     if not resume and rd.exists() and config.output.overwrite:

@@ -1,0 +1,144 @@
+"""Schedulers, accumulation, precision, gradient checkpointing, trackers, and the hub dataset path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from plmforge.config import TrainingConfig, load_config
+from plmforge.errors import ConfigError
+from plmforge.train.run import train
+from plmforge.train.schedule import build_scheduler
+
+BASE = ["data.problem_type=single_label_classification", "data.num_labels=2", "training.epochs=2",
+        "batching.batch_size=16", "training.logging_steps=1"]
+
+
+def _config(tmp_path, tiny_models, data, *extra, family="esm", out="run"):
+    return load_config(None, [f"data.dataset={data}", f"model.name={tiny_models[family]}",
+                              f"output.dir={tmp_path / out}", *BASE, *extra])
+
+
+def _lrs(**kw) -> list[float]:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, TrainingConfig(**kw), total_steps=20, steps_per_epoch=5)
+    out = []
+    for _ in range(20):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_schedulers_with_warmup():
+    linear = _lrs(scheduler="linear", warmup_steps=4)
+    assert linear[0] == 0.0 and linear[4] == pytest.approx(1.0) and linear[-1] < 0.1
+    assert all(a <= b for a, b in zip(linear[:5], linear[1:5]))
+    cosine = _lrs(scheduler="cosine", warmup_ratio=0.2)
+    assert cosine[4] == pytest.approx(1.0) and cosine[12] < linear[12] + 0.2 and cosine[-1] < 0.05
+    const = _lrs(scheduler="constant", warmup_steps=2)
+    assert const[2:] == [1.0] * 18
+    step = _lrs(scheduler="step", step_size_epochs=1, step_gamma=0.5)
+    assert step[0] == 1.0 and step[5] == 0.5 and step[10] == 0.25
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path, tiny_models, amp_small):
+    # 96 training samples / batch 16 = 6 batches per epoch; accumulation 4 -> 2 optimizer steps per epoch
+    result = train(_config(tmp_path, tiny_models, amp_small, "training.gradient_accumulation_steps=4",
+                           "method.name=full"))
+    steps = [json.loads(x) for x in (result.run_dir / "metrics_steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2, 3, 4]
+    assert [s["epoch"] for s in steps] == [1, 1, 2, 2]
+
+
+def test_fp16_runs_on_a_gpu_and_is_refused_without_one(tmp_path, tiny_models, amp_small):
+    cfg = _config(tmp_path, tiny_models, amp_small, "training.mixed_precision=fp16")
+    if torch.cuda.is_available():
+        assert train(cfg).test_metrics is not None
+        return
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bf16_mixed_precision_and_gradient_checkpointing_train(tmp_path, tiny_models, amp_small):
+    cfg = _config(tmp_path, tiny_models, amp_small, "training.mixed_precision=bf16", "method.name=full",
+                  "model.gradient_checkpointing=true")
+    result = train(cfg)
+    assert result.test_metrics is not None
+    from plmforge.models.backbone import load_backbone
+
+    bb = load_backbone(cfg.model).model
+    assert getattr(bb, "is_activation_checkpointing", None) or bb.is_gradient_checkpointing
+    # a later run in the same process may use another precision
+    assert train(_config(tmp_path, tiny_models, amp_small, out="fp32")).test_metrics is not None
+
+
+def test_tensorboard_and_wandb_offline(tmp_path, tiny_models, amp_small, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    result = train(_config(tmp_path, tiny_models, amp_small, "training.report_to=tensorboard,wandb"))
+    events = list(result.run_dir.rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    offline = list((result.run_dir / "wandb").glob("offline-run-*"))
+    assert offline, "no offline W&B run"
+
+
+def test_hub_dataset_ids_go_through_datasets_load_dataset(monkeypatch, amp_small):
+    """Offline stand-in for the hub: the id chosen from the catalogue reaches datasets.load_dataset,
+    which is pointed at a local copy with the same layout."""
+    import datasets
+
+    from plmforge.data.dataset import load_data
+
+    seen = []
+    real = datasets.load_dataset
+
+    def fake_hub(name, *a, **k):
+        seen.append(name)
+        return real(str(amp_small))
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    cfg = load_config(None, ["data.dataset=DeepLocBinary"])
+    data = load_data(cfg.data, cfg.training)
+    assert seen == ["AI4Protein/DeepLocBinary"]
+    assert data.task.problem_type == "single_label_classification" and data.task.num_labels == 2
+    assert len(data.splits["train"]) == 96 and len(data.splits["test"]) == 32
+
+
+def test_hub_failure_is_a_clear_error(monkeypatch):
+    import datasets
+
+    from plmforge.data.dataset import load_data
+    from plmforge.errors import DataError
+
+    def offline(name, *a, **k):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    cfg = load_config(None, ["data.dataset=someone/protein_set", "data.problem_type=regression"])
+    with pytest.raises(DataError, match="could not load dataset 'someone/protein_set': no network"):
+        load_data(cfg.data, cfg.training)
+
+
+def test_models_and_data_commands(capsys):
+    from plmforge.cli import main
+    from plmforge.models.zoo import ZOO
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ZOO)
+    assert main(["data", "list"]) == 0
+    assert "DeepLocBinary" in capsys.readouterr().out
+    assert main(["data", "check", "amp"]) == 0
+    assert "OK: every row is valid" in capsys.readouterr().out
+
+
+def test_readme_zoo_table_is_generated_from_the_registry():
+    from plmforge.models.zoo import zoo_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert zoo_markdown() in readme, "README zoo table is stale: regenerate it with plmforge.models.zoo.zoo_markdown()"
