@@ -36,7 +36,7 @@ class Buffer(logging.Handler):
 def buffered() -> Iterator[Buffer]:
     buf = Buffer()
     LOG.addHandler(buf)
-    if LOG.level == logging.NOTSET or LOG.level > logging.INFO:
+    if LOG.level == logging.NOTSET:
         LOG.setLevel(logging.INFO)
     try:
         yield buf
@@ -51,7 +51,7 @@ def file_logging(path: Path, earlier: list[logging.LogRecord] | None = None) -> 
     for record in earlier or []:
         handler.handle(record)
     LOG.addHandler(handler)
-    if LOG.level == logging.NOTSET or LOG.level > logging.INFO:
+    if LOG.level == logging.NOTSET:
         LOG.setLevel(logging.INFO)
     try:
         yield

@@ -46,6 +46,7 @@ def test_freeze_keeps_backbone_weights_and_full_changes_them(tmp_path, tiny_mode
     full = _weights(tmp_path / "full" / "last")
     changed = [k for k, v in before.items() if f"backbone.{k}" in full and not torch.equal(full[f"backbone.{k}"], v)]
     trained = [k for k in before if "weight" in k and "embeddings" not in k and "contact_head" not in k]
+    assert not any("contact_head" in k for k in full)  # removed at load: not part of the encoder
     assert set(trained) <= set(changed)  # every backbone weight matrix moved
 
 

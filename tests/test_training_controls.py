@@ -142,3 +142,24 @@ def test_readme_zoo_table_is_generated_from_the_registry():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert zoo_markdown() in readme, "README zoo table is stale: regenerate it with plmforge.models.zoo.zoo_markdown()"
+
+
+def test_two_process_data_parallel_run_with_torchrun(tmp_path, tiny_models, amp_small):
+    """The same command under torchrun: 2 CPU processes (gloo), one run directory, every test sample once."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "plmforge.cli", "train", f"data.dataset={amp_small}", f"model.name={tiny_models['esm']}",
+           "data.problem_type=single_label_classification", "method.name=full", "training.epochs=2",
+           "batching.mode=tokens", "batching.max_tokens=700", f"output.dir={tmp_path / 'run'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "distributed run: 2 processes" in log
+    assert log.count("epoch 2/2:") == 1  # only the main process writes
+    preds = pd.read_csv(tmp_path / "run" / "test_predictions.csv")
+    expected = pd.read_csv(amp_small / "test.csv")
+    assert sorted(preds["id"]) == sorted(expected["id"])

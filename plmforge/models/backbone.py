@@ -148,6 +148,10 @@ def load_backbone(cfg: ModelConfig, tokenizer_dir: Path | None = None) -> Backbo
             model = cls.from_pretrained(resolved.source, **kwargs)
     except OSError as exc:
         raise ConfigError(f"model {cfg.name!r} could not be loaded from {resolved.source!r}: {exc}") from None
+    for name in resolved.family.unused_modules:
+        # never in the forward pass, so never trained; left in, it stalls distributed data parallel
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
     if cfg.gradient_checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable()  # recompute activations in the backward pass: less memory, ~30 % more time
@@ -177,8 +181,10 @@ def prepare_text(seq: str, family: Family) -> str:
 
 
 def encode_sequences(backbone: Backbone, sequences: list[str], max_residues: int | None = None,
-                     chunk: int = 2048) -> Encoded:
+                     chunk: int = 2048, desc: str = "tokenising") -> Encoded:
     """Tokenise residue strings; truncation is at residue level so special tokens stay in place."""
+    from tqdm.auto import tqdm
+
     limit = max_residues or backbone.max_residues
     tok = backbone.tokenizer
     unk_id = tok.unk_token_id
@@ -186,8 +192,10 @@ def encode_sequences(backbone: Backbone, sequences: list[str], max_residues: int
     special_out: list[np.ndarray] = []
     n_trunc = n_unk = 0
     rare: dict[str, int] = {}
+    bar = tqdm(total=len(sequences), desc=desc, unit="seq", leave=False, mininterval=1.0)
     for start in range(0, len(sequences), chunk):
         part = sequences[start:start + chunk]
+        bar.update(len(part))
         texts = []
         for seq in part:
             if len(seq) > limit:
@@ -213,4 +221,5 @@ def encode_sequences(backbone: Backbone, sequences: list[str], max_residues: int
                     f"(family {backbone.family.name!r}; check the model's family and tokenizer files)")
             ids_out.append(ids_arr)
             special_out.append(spec_arr)
+    bar.close()
     return Encoded(ids_out, special_out, n_trunc, n_unk, rare)

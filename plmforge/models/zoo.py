@@ -29,6 +29,7 @@ class Family:
     lora_targets: tuple[str, ...] = ()
     ia3_feedforward: tuple[str, ...] = ()
     special_tokens: str = ""  # where the family puts special tokens, for the docs
+    unused_modules: tuple[str, ...] = ()  # modules outside the encoder's forward path, removed at load
 
 
 FAMILIES: dict[str, Family] = {}
@@ -41,7 +42,7 @@ def register_family(family: Family) -> None:
 
 
 register_family(Family("esm", ("esm",), "EsmModel", False, {}, ("query", "key", "value"),
-                       ("output.dense",), "<cls> residues <eos>"))
+                       ("output.dense",), "<cls> residues <eos>", ("contact_head",)))
 register_family(Family("bert", ("bert",), "BertModel", True, PROTTRANS_RARE, ("query", "key", "value"),
                        ("output.dense",), "[CLS] residues [SEP]"))
 register_family(Family("t5", ("t5",), "T5EncoderModel", True, PROTTRANS_RARE, ("q", "k", "v"),

@@ -83,10 +83,11 @@ class Trainer:
             from accelerate.state import AcceleratorState
 
             # accelerate keeps one process-wide state; a new run may ask for another precision
-            AcceleratorState._reset_state(True)
+            # (the process group, if any, is kept)
+            AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = accelerator or Accelerator(
             mixed_precision=tcfg.mixed_precision, gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
-            log_with=list(tcfg.report_to) or None, project_dir=str(run_dir))
+            log_with=list(tcfg.report_to) or None, project_dir=str(run_dir), cpu=not torch.cuda.is_available())
         spec = METHODS[self.cfg.method.name]
         self.cache = EmbeddingCache(self.cfg.method.cache_max_mb) \
             if spec.frozen_backbone and self.cfg.method.cache_embeddings else None
@@ -130,31 +131,38 @@ class Trainer:
 
     @torch.no_grad()
     def predict_split(self, model: torch.nn.Module, split: str, desc: str | None = None) -> Predictions:
+        """Predictions for every sample of a split, in the split's order, gathered from all processes;
+        the loss is computed once over the whole split, so it is exact whatever the batching."""
         model.eval()
         loader = self.accelerator.prepare(self.loader(split, train=False))
-        n = len(self.asm.encoded[split])
+        data = self.asm.encoded[split]
         inner = self.accelerator.unwrap_model(model)
-        scores: list[np.ndarray] = []
-        order: list[np.ndarray] = []
-        loss_sum, loss_n = 0.0, 0
+        logits = torch.zeros((len(data), self.task.num_outputs))
+        covered = torch.zeros(len(data), dtype=torch.bool)
         for batch in tqdm(loader, desc=desc or f"eval {split}", leave=False, unit="batch", mininterval=1.0,
                           disable=not self.accelerator.is_main_process):
+            batch = {k: v for k, v in batch.items() if k != "labels"}
             out = self._forward(model, batch, split)
-            logits, idx = self.accelerator.gather_for_metrics((out.logits, batch["idx"]))
-            scores.append(inner.scores(logits).cpu().numpy())
-            order.append(idx.cpu().numpy())
-            if out.loss is not None:
-                loss_sum += float(out.loss) * len(batch["idx"])
-                loss_n += len(batch["idx"])
-        flat = np.concatenate(scores)
-        result = np.empty_like(flat)
-        result[np.concatenate(order)] = flat
-        assert len(result) == n
-        labels = self.asm.encoded[split].labels
+            # processes may hold batches of different sizes: pad (index -1), gather, drop the padding;
+            # samples repeated to even out the processes' batches simply overwrite themselves
+            idx = self.accelerator.pad_across_processes(batch["idx"], dim=0, pad_index=-1)
+            part = self.accelerator.pad_across_processes(out.logits.float().reshape(len(batch["idx"]), -1), dim=0)
+            idx, part = self.accelerator.gather((idx, part))
+            keep = idx.cpu() >= 0
+            logits[idx.cpu()[keep]] = part.cpu()[keep]
+            covered[idx.cpu()[keep]] = True
+        if not bool(covered.all()):
+            raise RuntimeError(f"evaluation of {split} missed {int((~covered).sum())} samples")
+        loss = None
+        labels = data.labels
+        if labels is not None:
+            label_dtype = torch.long if self.task.problem_type == "single_label_classification" else torch.float32
+            loss = float(inner.loss(logits, torch.as_tensor(labels, dtype=label_dtype)))
+        scores = inner.scores(logits).numpy()
         if self.task.problem_type == "regression":
-            result = self.asm.scaler.inverse(result)
+            scores = self.asm.scaler.inverse(scores)
             labels = None if labels is None else self.asm.scaler.inverse(labels)
-        return Predictions(result, labels, loss_sum / loss_n if loss_n else None)
+        return Predictions(scores, labels, loss)
 
     def evaluate(self, model: torch.nn.Module, split: str) -> tuple[dict[str, float], Predictions]:
         preds = self.predict_split(model, split)
@@ -209,7 +217,6 @@ class Trainer:
                          self.task.monitor, self.stopper.bad_epochs, self.stopper.best or float("nan"),
                          self.stopper.best_epoch + 1)
                 break
-        self.accelerator.end_training()
         stopped = stopped and len(self.history) < tcfg.epochs
         return FitResult(self.stopper.best_epoch, self.stopper.best, len(self.history), stopped, self.history)
 

@@ -8,9 +8,12 @@ import shlex
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from accelerate import PartialState
 
 from plmforge import plots
 from plmforge.config import RunConfig, config_to_overrides, load_config, save_config
@@ -101,18 +104,29 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
     rd = Path(config.output.dir)
     _check_run_dir(rd, config.output.overwrite, resume)
     check_hardware(config)
+    import torch
+
+    # one process, or one of several under `accelerate launch` / torchrun (CPU-only machines use gloo)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if not state.is_main_process:
+        log.setLevel(logging.WARNING)
     with buffered() as early:  # validates data and model before anything is written
+        if state.num_processes > 1:
+            log.info("distributed run: %d processes (%s)", state.num_processes, state.distributed_type.value)
         asm = assemble(config, tokenizer_dir=rd / "tokenizer" if resume else None)
-    if not resume and rd.exists() and config.output.overwrite:
+    if state.is_main_process and not resume and rd.exists() and config.output.overwrite:
         shutil.rmtree(rd)
+    state.wait_for_everyone()
     rd.mkdir(parents=True, exist_ok=True)
-    with file_logging(rd / "train.log", early.records):
-        if not resume:
+    with file_logging(rd / "train.log", early.records) if state.is_main_process else nullcontext():
+        if state.is_main_process and not resume:
             _write_run_files(asm, rd)
+        state.wait_for_everyone()
         t0 = time.time()
         trainer = Trainer(asm, rd, callbacks)
         fit = trainer.fit(resume=resume)
         test = _finish(asm, trainer, rd, fit)
+        trainer.accelerator.end_training()  # closes trackers (and the process group, if any)
         summary = _summary(asm, rd, fit, test, time.time() - t0)
         log.info("\n%s", summary)
     return RunResult(rd, fit, test, summary)
@@ -120,9 +134,11 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
 
 def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[str, Any] | None:
     """Reload the best weights, then write validation/test metrics, predictions and plots."""
+    trainer.accelerator.wait_for_everyone()  # the main process wrote best/
     ckpt.load_weights(rd / "best", asm.model)
+    main = trainer.accelerator.is_main_process
     plot_dir = rd / "plots"
-    if asm.config.output.plots:
+    if asm.config.output.plots and main:
         plot_dir.mkdir(exist_ok=True)
         plots.loss_curves(rd, plot_dir / "loss.png")
         plots.validation_metrics(rd, plot_dir / "validation_metrics.png")
@@ -131,7 +147,9 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
         return None
     if asm.encoded["test"].labels is None:
         return None
-    metrics, preds = trainer.evaluate(asm.model, "test")
+    metrics, preds = trainer.evaluate(asm.model, "test")  # every process takes part
+    if not main:
+        return None
     extra = {"best_epoch": fit.best_epoch + 1, "monitor": asm.data.task.monitor}
     blob = write_metrics(metrics, asm.data.task, rd, "test", len(preds.scores), extra, preds.labels, preds.scores)
     if asm.config.output.save_predictions:

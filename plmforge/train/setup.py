@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from plmforge.config import RunConfig
 from plmforge.data.batching import EncodedSplit
@@ -43,7 +42,7 @@ def build_model(config: RunConfig, backbone: Backbone, task: TaskSpec) -> TaskMo
 
 def encode_records(backbone: Backbone, records: Records, task: TaskSpec, scaler: LabelScaler | None,
                    name: str) -> EncodedSplit:
-    enc = encode_sequences(backbone, records.sequences)
+    enc = encode_sequences(backbone, records.sequences, desc=f"tokenising {name}")
     if enc.n_truncated:
         log.warning("%s: %d of %d sequences are longer than %d residues and were truncated to it", name,
                     enc.n_truncated, len(records), backbone.max_residues)
@@ -69,7 +68,7 @@ def assemble(config: RunConfig, tokenizer_dir: Path | None = None) -> Assembled:
         train_labels = label_array(data.splits["train"], "regression", 1)
         scaler = LabelScaler.fit(data.task.normalisation, train_labels)
     encoded = {}
-    for name, records in tqdm(data.splits.items(), desc="tokenising", unit="split", leave=False):
+    for name, records in data.splits.items():
         encoded[name] = encode_records(backbone, records, data.task, scaler, name)
     torch.manual_seed(config.training.seed)  # head initialisation is part of the seeded run
     model = build_model(config, backbone, data.task)
