@@ -92,9 +92,14 @@ def test_bad_rows_are_named_precisely(tmp_path: Path, content: str, problem: str
     assert "fix:" in err.value.render()
 
 
-def test_missing_column_lists_the_columns_that_exist(tmp_path: Path):
-    f = _write(tmp_path / "train.csv", "sequence,target\nMKT,1\n")
-    with pytest.raises(DataError, match=r"no sequence column 'aa_seq'; the columns are: sequence, target"):
+@pytest.mark.parametrize("name, content, pattern", [
+    ("train.csv", "sequence,target\nMKT,1\n", r"no sequence column 'aa_seq'; the columns are: sequence, target"),
+    ("train.xlsx", "x", r"unsupported file type '.xlsx'"),
+    ("train.fasta", "MKT\n>a\nMKT\n", r"sequence text before the first '>' header"),
+])
+def test_bad_files_are_explained(tmp_path: Path, name: str, content: str, pattern: str):
+    f = _write(tmp_path / name, content)
+    with pytest.raises(DataError, match=pattern):
         _load(f"data.train={f}", "data.problem_type=single_label_classification")
 
 
@@ -103,18 +108,6 @@ def test_custom_column_names(tmp_path: Path):
     data = _load(f"data.train={f}", "data.problem_type=single_label_classification", "data.sequence_column=sequence",
                  "data.label_column=target", "data.num_labels=2")
     assert len(data.splits["train"]) + len(data.splits["validation"]) == 10
-
-
-def test_unsupported_file_type(tmp_path: Path):
-    f = _write(tmp_path / "train.xlsx", "x")
-    with pytest.raises(DataError, match=r"unsupported file type '.xlsx'"):
-        _load(f"data.train={f}", "data.problem_type=regression")
-
-
-def test_malformed_fasta(tmp_path: Path):
-    f = _write(tmp_path / "train.fasta", "MKT\n>a\nMKT\n")
-    with pytest.raises(DataError, match=r"sequence text before the first '>' header"):
-        _load(f"data.train={f}", "data.problem_type=regression")
 
 
 def test_lowercase_and_rare_residues_are_accepted(tmp_path: Path):
