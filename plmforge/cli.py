@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--sequence", help="one amino-acid sequence")
     p.add_argument("--output", help="CSV to write (default RUN_DIR/predictions.csv for --input)")
     p.add_argument("--batch-size", type=int, default=32)
+    p = sub.add_parser("export", help="write a self-contained model directory (adapters merged)")
+    p.add_argument("run_dir")
+    p.add_argument("--merge", required=True, metavar="OUT_DIR", help="directory to write")
+    p.add_argument("--overwrite", action="store_true")
     sub.add_parser("models", help="list the model zoo")
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     check = data.add_parser("check", help="validate and summarise a dataset")
@@ -122,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
             return _models()
         if args.command == "data":
             return _data(args)
+        if args.command == "export":
+            from plmforge.export import export_merged
+
+            out = export_merged(args.run_dir, args.merge, args.overwrite)
+            print(f"exported to {out}; predict with: plmforge predict {out} --input FILE")
+            return 0
         from plmforge.predict import evaluate_command, predict_command
 
         if args.command == "predict":

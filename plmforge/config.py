@@ -87,6 +87,19 @@ class MethodConfig:
     name: str = "freeze"
     cache_embeddings: bool = True  # freeze only: compute backbone outputs once, reuse every epoch
     cache_max_mb: int = 4096
+    # parameter-efficient methods (lora, dora, adalora, qlora; ia3 uses the module lists only)
+    rank: int = 8  # LoRA rank; AdaLoRA's average final rank
+    alpha: int = 32  # LoRA scaling numerator (scale = alpha / rank)
+    dropout: float = 0.1  # dropout on the adapter input
+    target_modules: tuple[str, ...] | None = None  # None = the model family's default
+    feedforward_modules: tuple[str, ...] | None = None  # IA3: targets scaled at their input
+    adalora_init_rank: int = 12  # AdaLoRA's starting rank per module
+    adalora_warmup: float = 0.1  # fraction of optimizer steps before ranks are pruned
+    adalora_final: float = 0.2  # fraction of optimizer steps at the end with ranks fixed
+    adalora_interval: int = 1  # optimizer steps between two rank re-allocations
+    adalora_orth_reg: float = 0.5  # weight of AdaLoRA's orthogonality penalty
+    quant_type: str = "nf4"  # QLoRA 4-bit data type: nf4 or fp4
+    double_quant: bool = True  # QLoRA: quantise the quantisation constants too
 
     def __post_init__(self) -> None:
         from plmforge.methods import METHODS
@@ -94,6 +107,26 @@ class MethodConfig:
         if self.name not in METHODS:
             raise choice_error("method.name", self.name, METHODS)
         _positive("method.cache_max_mb", self.cache_max_mb, allow_zero=True)
+        _positive("method.rank", self.rank)
+        _positive("method.alpha", self.alpha)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"method.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.adalora_init_rank < self.rank:
+            raise ConfigError(f"method.adalora_init_rank ({self.adalora_init_rank}) must be >= method.rank "
+                              f"({self.rank}): AdaLoRA prunes from the initial rank down to the target")
+        for key in ("adalora_warmup", "adalora_final"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"method.{key} must be a fraction in [0, 1), got {getattr(self, key)!r}")
+        if self.adalora_warmup + self.adalora_final >= 0.9:
+            raise ConfigError("method.adalora_warmup + method.adalora_final must leave at least 10 % of the steps "
+                              "for rank allocation")
+        _positive("method.adalora_interval", self.adalora_interval)
+        _positive("method.adalora_orth_reg", self.adalora_orth_reg, allow_zero=True)
+        if self.quant_type not in ("nf4", "fp4"):
+            raise choice_error("method.quant_type", self.quant_type, ("nf4", "fp4"))
+        if self.feedforward_modules and self.target_modules and \
+                not set(self.feedforward_modules) <= set(self.target_modules):
+            raise ConfigError("method.feedforward_modules must be a subset of method.target_modules")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from plmforge.metrics import compute_metrics
 from plmforge.models.backbone import Backbone, load_backbone
 from plmforge.outputs import prediction_frame, write_metrics
 from plmforge.train import checkpoint as ckpt
-from plmforge.train.setup import build_model, encode_records
+from plmforge.train.setup import build_model, encode_records, method_backbone_kwargs
 
 log = logging.getLogger("plmforge")
 
@@ -48,7 +48,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
     meta = json.loads((rd / "task.json").read_text())
     task = TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["task"].items()})
     scaler = LabelScaler(**meta["label_scaler"])
-    backbone = load_backbone(config.model, tokenizer_dir=rd / "tokenizer")
+    backbone = load_backbone(config.model, rd / "tokenizer", method_backbone_kwargs(config))
     model = build_model(config, backbone, task)
     ckpt.load_weights(rd / checkpoint, model)
     model.eval()

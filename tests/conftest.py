@@ -31,8 +31,9 @@ def make_esm(directory: Path) -> Path:
     vocab = ["<cls>", "<pad>", "<eos>", "<unk>", *RESIDUES, ".", "-", "<null_1>", "<mask>"]
     (directory / "vocab.txt").write_text("\n".join(vocab))
     tok = EsmTokenizer(str(directory / "vocab.txt"))
-    cfg = EsmConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                    intermediate_size=64, max_position_embeddings=130, pad_token_id=1, mask_token_id=len(vocab) - 1,
+    # hidden sizes of 64: bitsandbytes' CPU 4-bit path needs input widths of at least its block size (64)
+    cfg = EsmConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=128, max_position_embeddings=130, pad_token_id=1, mask_token_id=len(vocab) - 1,
                     position_embedding_type="absolute", token_dropout=False)
     EsmModel(cfg, add_pooling_layer=False).save_pretrained(directory)
     tok.save_pretrained(directory)
@@ -46,8 +47,8 @@ def make_bert(directory: Path) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *RESIDUES]
     (directory / "vocab.txt").write_text("\n".join(vocab))
     tok = BertTokenizer(str(directory / "vocab.txt"), do_lower_case=False)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=128)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, max_position_embeddings=128)
     BertModel(cfg, add_pooling_layer=False).save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory
@@ -59,7 +60,7 @@ def make_t5(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [("\u2581" + a, -1.0) for a in RESIDUES]
     tok = T5Tokenizer(vocab=vocab, extra_ids=0)
-    cfg = T5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+    cfg = T5Config(vocab_size=len(vocab), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     T5EncoderModel(cfg).save_pretrained(directory)
     tok.save_pretrained(directory)

@@ -135,7 +135,8 @@ def load_tokenizer(resolved: Resolved, saved_dir: Path | None = None) -> Any:
         return AutoTokenizer.from_pretrained(resolved.tokenizer_source)
 
 
-def load_backbone(cfg: ModelConfig, tokenizer_dir: Path | None = None) -> Backbone:
+def load_backbone(cfg: ModelConfig, tokenizer_dir: Path | None = None,
+                  extra_kwargs: dict[str, Any] | None = None) -> Backbone:
     import transformers
 
     resolved = resolve_model(cfg)
@@ -143,6 +144,7 @@ def load_backbone(cfg: ModelConfig, tokenizer_dir: Path | None = None) -> Backbo
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     if resolved.family.name in ("bert", "esm"):
         kwargs["add_pooling_layer"] = False  # unused by every head, and randomly initialised when absent
+    kwargs.update(extra_kwargs or {})
     try:
         with _quiet_transformers():
             model = cls.from_pretrained(resolved.source, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,8 +17,10 @@ class TaskOutput:
 
 
 class TaskModel(nn.Module):
-    def __init__(self, backbone: nn.Module, head: nn.Module, problem_type: str, num_outputs: int) -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, problem_type: str, num_outputs: int,
+                 family: Any = None) -> None:
         super().__init__()
+        self.family = family  # models.zoo.Family: default adapter targets etc.
         self.backbone = backbone
         self.head = head
         self.problem_type = problem_type
@@ -68,7 +71,12 @@ class TaskModel(nn.Module):
         return logits.float().squeeze(-1)
 
 
+def _numel(p: torch.Tensor) -> int:
+    # bitsandbytes packs two 4-bit weights per stored byte
+    return p.numel() * 2 if type(p).__name__ == "Params4bit" else p.numel()
+
+
 def count_parameters(model: nn.Module) -> dict[str, float]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(_numel(p) for p in model.parameters())
+    trainable = sum(_numel(p) for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable, "trainable_percent": round(100.0 * trainable / max(total, 1), 4)}

@@ -27,6 +27,7 @@ class Family:
     split_residues: bool  # residues given to the tokenizer separated by spaces
     rare_map: dict[str, str] = field(default_factory=dict)
     lora_targets: tuple[str, ...] = ()
+    ia3_targets: tuple[str, ...] = ()  # IA3 scales keys, values and the feed-forward output
     ia3_feedforward: tuple[str, ...] = ()
     special_tokens: str = ""  # where the family puts special tokens, for the docs
     unused_modules: tuple[str, ...] = ()  # modules outside the encoder's forward path, removed at load
@@ -42,11 +43,12 @@ def register_family(family: Family) -> None:
 
 
 register_family(Family("esm", ("esm",), "EsmModel", False, {}, ("query", "key", "value"),
-                       ("output.dense",), "<cls> residues <eos>", ("contact_head",)))
+                       ("key", "value", "output.dense"), ("output.dense",), "<cls> residues <eos>",
+                       ("contact_head",)))
 register_family(Family("bert", ("bert",), "BertModel", True, PROTTRANS_RARE, ("query", "key", "value"),
-                       ("output.dense",), "[CLS] residues [SEP]"))
+                       ("key", "value", "output.dense"), ("output.dense",), "[CLS] residues [SEP]"))
 register_family(Family("t5", ("t5",), "T5EncoderModel", True, PROTTRANS_RARE, ("q", "k", "v"),
-                       ("wo",), "residues </s> (no CLS)"))
+                       ("k", "v", "wo"), ("wo",), "residues </s> (no CLS)"))
 
 
 @dataclass(frozen=True)

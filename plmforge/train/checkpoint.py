@@ -20,6 +20,7 @@ from plmforge.methods import trainable_state_dict
 WEIGHTS = "model.safetensors"
 TRAINING_STATE = "training_state.pt"
 TRAINER_STATE = "trainer_state.json"
+ADAPTER_DIR = "adapter"
 
 
 def rng_state() -> dict[str, Any]:
@@ -38,16 +39,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(directory: Path, model: torch.nn.Module, trainer_state: dict[str, Any],
-                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None) -> None:
+                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+                    spec: Any = None) -> None:
+    """`spec` (a MethodSpec) adds the standard peft adapter layout and the method's resumable state."""
     tmp = directory.with_name(directory.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     save_file(trainable_state_dict(model), str(tmp / WEIGHTS))  # type: ignore[arg-type]
     (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2))
+    if spec is not None and spec.uses_peft:
+        # adapter_config.json + adapter_model.safetensors: loadable by plain peft.PeftModel.from_pretrained
+        model.backbone.save_pretrained(str(tmp / ADAPTER_DIR))  # type: ignore[operator]
     if optimizer is not None:
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
-                   tmp / TRAINING_STATE)
+        method_state = spec.state(model) if spec is not None and spec.state is not None else None
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                    "method": method_state}, tmp / TRAINING_STATE)
     if directory.exists():
         shutil.rmtree(directory)
     tmp.rename(directory)

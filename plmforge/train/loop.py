@@ -88,7 +88,7 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(
             mixed_precision=tcfg.mixed_precision, gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
             log_with=list(tcfg.report_to) or None, project_dir=str(run_dir), cpu=not torch.cuda.is_available())
-        spec = METHODS[self.cfg.method.name]
+        self.spec = spec = METHODS[self.cfg.method.name]
         self.cache = EmbeddingCache(self.cfg.method.cache_max_mb) \
             if spec.frozen_backbone and self.cfg.method.cache_embeddings else None
         label_dtype = torch.long if self.task.problem_type == "single_label_classification" else torch.float32
@@ -197,6 +197,8 @@ class Trainer:
         sampler = train_loader.batch_sampler
         steps = self._steps(sampler)
         scheduler = build_scheduler(optimizer, tcfg, sum(steps), steps[0])
+        if self.spec.prepare is not None:
+            self.spec.prepare(self.accelerator.unwrap_model(model), self.cfg.method, sum(steps))
         model, optimizer, scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         prepared_loader = self.accelerator.prepare(train_loader)
         self._warm_cache(model)  # before a restore: the restored RNG state must be the last word
@@ -224,16 +226,20 @@ class Trainer:
                      epoch: int) -> dict[str, Any]:
         tcfg = self.cfg.training
         model.train()
+        inner = self.accelerator.unwrap_model(model)
         t0, loss_sum, n_batches, window = time.time(), 0.0, 0, []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch", leave=False, mininterval=1.0,
                    disable=not self.accelerator.is_main_process)
         for batch in bar:
             with self.accelerator.accumulate(model):
                 out = self._forward(model, batch, "train")
-                self.accelerator.backward(out.loss)
+                extra = self.spec.extra_loss(inner) if self.spec.extra_loss is not None else None
+                self.accelerator.backward(out.loss if extra is None else out.loss + extra)
                 if self.accelerator.sync_gradients and tcfg.max_grad_norm is not None:
                     self.accelerator.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
                 optimizer.step()
+                if self.accelerator.sync_gradients and self.spec.after_step is not None:
+                    self.spec.after_step(inner, self.global_step + 1)  # gradients are still there
                 scheduler.step()
                 optimizer.zero_grad()
             loss = float(out.loss.detach())
@@ -267,8 +273,9 @@ class Trainer:
             with (self.run_dir / "metrics_epochs.jsonl").open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
             if improved:
-                ckpt.save_checkpoint(self.run_dir / "best", inner, self._state(epoch))
-            ckpt.save_checkpoint(self.run_dir / "last", inner, self._state(epoch), optimizer, scheduler)
+                ckpt.save_checkpoint(self.run_dir / "best", inner, self._state(epoch), spec=self.spec)
+            ckpt.save_checkpoint(self.run_dir / "last", inner, self._state(epoch), optimizer, scheduler,
+                                 spec=self.spec)
         self.accelerator.log({f"val/{k}": v for k, v in metrics.items()} | {"train/epoch_loss": record["train_loss"]},
                              step=self.global_step)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
@@ -288,6 +295,8 @@ class Trainer:
         optimizer.load_state_dict(blob["optimizer"])
         scheduler.load_state_dict(blob["scheduler"])
         ckpt.set_rng_state(blob["rng"])
+        if self.spec.load_state is not None:
+            self.spec.load_state(self.accelerator.unwrap_model(model), blob["method"])
         self.start_epoch = state["epoch"] + 1
         self.global_step = state["global_step"]
         self.stopper.best, self.stopper.best_epoch = state["best_value"], state["best_epoch"]

@@ -19,6 +19,7 @@ from plmforge import plots
 from plmforge.config import RunConfig, config_to_overrides, load_config, save_config
 from plmforge.errors import ConfigError, RunDirError
 from plmforge.logs import buffered, file_logging
+from plmforge.methods import METHODS
 from plmforge.models.task_model import count_parameters
 from plmforge.outputs import prediction_frame, summary_table, test_plots, write_metrics
 from plmforge.train import checkpoint as ckpt
@@ -134,9 +135,12 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
 
 def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[str, Any] | None:
     """Reload the best weights, then write validation/test metrics, predictions and plots."""
+    main = trainer.accelerator.is_main_process
+    spec = METHODS[asm.config.method.name]
+    if spec.report is not None and main:  # the method's own account of training (e.g. AdaLoRA's ranks)
+        (rd / "method_report.json").write_text(json.dumps(spec.report(asm.model), indent=2))
     trainer.accelerator.wait_for_everyone()  # the main process wrote best/
     ckpt.load_weights(rd / "best", asm.model)
-    main = trainer.accelerator.is_main_process
     plot_dir = rd / "plots"
     if asm.config.output.plots and main:
         plot_dir.mkdir(exist_ok=True)

@@ -32,10 +32,15 @@ class Assembled:
     scaler: LabelScaler
 
 
+def method_backbone_kwargs(config: RunConfig) -> dict:
+    spec = METHODS[config.method.name]
+    return spec.backbone_kwargs(config.method) if spec.backbone_kwargs else {}
+
+
 def build_model(config: RunConfig, backbone: Backbone, task: TaskSpec) -> TaskModel:
     hidden = config.head.hidden_size or backbone.hidden_size
     head = build_head(config.head.pooling, backbone.hidden_size, hidden, task.num_outputs, config.head.dropout)
-    model = TaskModel(backbone.model, head, task.problem_type, task.num_outputs)
+    model = TaskModel(backbone.model, head, task.problem_type, task.num_outputs, backbone.family)
     METHODS[config.method.name].apply(model, config.method)
     return model
 
@@ -62,7 +67,7 @@ def encode_records(backbone: Backbone, records: Records, task: TaskSpec, scaler:
 
 def assemble(config: RunConfig, tokenizer_dir: Path | None = None) -> Assembled:
     data = load_data(config.data, config.training)
-    backbone = load_backbone(config.model, tokenizer_dir)
+    backbone = load_backbone(config.model, tokenizer_dir, method_backbone_kwargs(config))
     scaler = LabelScaler("none")
     if data.task.problem_type == "regression":
         train_labels = label_array(data.splits["train"], "regression", 1)
