@@ -48,6 +48,9 @@ class DataConfig:
     label_normalisation: str | None = None  # regression: default 'standard'
     validation_fraction: float = 0.1
     max_samples: int | None = None  # per split, for quick experiments
+    residue_classes: tuple[str, ...] | None = None  # residue tasks: label symbols in class order, e.g. N,P
+    label_format: str = "values"  # residue tasks: 'values' (one per residue) or 'positions' (1-based, =1)
+    mask_column: str | None = None  # residue tasks: 0/1 per residue, 0 = ignore
 
     def __post_init__(self) -> None:
         if self.dataset is None and self.train is None:
@@ -62,6 +65,10 @@ class DataConfig:
             raise ConfigError(f"data.validation_fraction must be between 0 and 1, got {self.validation_fraction!r}")
         if self.max_samples is not None:
             _positive("data.max_samples", self.max_samples)
+        if self.label_format not in ("values", "positions"):
+            raise choice_error("data.label_format", self.label_format, ("values", "positions"))
+        if self.residue_classes is not None and len(set(self.residue_classes)) != len(self.residue_classes):
+            raise ConfigError(f"data.residue_classes repeats a symbol: {','.join(self.residue_classes)}")
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,10 @@ def confusion_matrix(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 def averaging_note(problem_type: str, num_labels: int) -> str:
+    if problem_type.startswith("residue_"):
+        return ("per residue, over all unmasked residues of the split (accuracy on 3/8-state secondary structure "
+                "is Q3/Q8); accuracy_per_sequence averages each sequence's accuracy; "
+                + averaging_note(problem_type.removeprefix("residue_"), num_labels))
     if problem_type == REG:
         return "regression metrics in the label's original units"
     if problem_type == MULTI:
@@ -230,7 +234,9 @@ def averaging_note(problem_type: str, num_labels: int) -> str:
 
 def check_metrics(names: tuple[str, ...], problem_type: str) -> None:
     from plmforge.errors import ConfigError
+    from plmforge.tasks import base_type
 
+    problem_type = base_type(problem_type)  # residue tasks are judged per residue like their base type
     for name in names:
         if problem_type not in METRICS[name].problem_types:
             allowed = [m for m, spec in METRICS.items() if problem_type in spec.problem_types]
@@ -244,3 +250,31 @@ def compute_metrics(names: tuple[str, ...], y_true: np.ndarray, scores: np.ndarr
 
 def direction_of(monitor: str) -> str:
     return "min" if monitor == "loss" else METRICS[monitor].direction
+
+
+def flatten_residues(labels: list[np.ndarray], scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """All unmasked residues of a split as one (M,) / (M, C) pair."""
+    from plmforge.data.residue import IGNORE
+
+    y, p = np.concatenate(labels), np.concatenate(scores)
+    if y.dtype.kind == "f":
+        keep = ~np.isnan(y) if y.ndim == 1 else ~np.isnan(y).any(axis=1)
+    else:
+        keep = y != IGNORE
+    return y[keep].astype(np.int64) if y.dtype.kind == "i" else y[keep], p[keep]
+
+
+def residue_metrics(task, labels: list[np.ndarray], scores: list[np.ndarray]) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Per-residue metrics over all unmasked residues, plus the mean of per-sequence accuracies."""
+    y, p = flatten_residues(labels, scores)
+    if task.problem_type == "residue_multi_label_classification":
+        y = y.astype(np.int64)
+    out = compute_metrics(task.metrics, y, p)
+    if task.problem_type == "residue_single_label_classification":
+        per_seq = []
+        for lab, sc in zip(labels, scores, strict=True):
+            yy, pp = flatten_residues([lab], [sc])
+            if len(yy):
+                per_seq.append(float((pp.argmax(1) == yy).mean()))
+        out["accuracy_per_sequence"] = float(np.mean(per_seq)) if per_seq else float("nan")
+    return out

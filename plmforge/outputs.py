@@ -13,7 +13,7 @@ import pandas as pd
 
 from plmforge import plots
 from plmforge.data.dataset import TaskSpec
-from plmforge.metrics import averaging_note, confusion_matrix
+from plmforge.metrics import averaging_note, confusion_matrix, flatten_residues
 
 
 def _clean(value: Any) -> Any:
@@ -29,7 +29,8 @@ def write_metrics(metrics: dict[str, float], task: TaskSpec, out_dir: Path, pref
     blob: dict[str, Any] = {"split": prefix, "n_samples": n, "problem_type": task.problem_type,
                             "averaging": averaging_note(task.problem_type, task.num_labels),
                             "metrics": {k: _clean(v) for k, v in metrics.items()}}
-    if task.problem_type == "single_label_classification" and labels is not None and scores is not None:
+    if task.problem_type.endswith("single_label_classification") and labels is not None and scores is not None:
+        labels, scores = _flat(task, labels, scores)
         blob["confusion_matrix"] = confusion_matrix(labels, scores).tolist()
     blob.update(extra or {})
     (out_dir / f"{prefix}_metrics.json").write_text(json.dumps(blob, indent=2))
@@ -63,18 +64,75 @@ def prediction_frame(ids: list[str], sequences: list[str], scores: np.ndarray, t
     return df
 
 
+def _flat(task: TaskSpec, labels, scores):  # type: ignore[no-untyped-def]
+    """Residue tasks: all unmasked residues as one array pair; sequence tasks unchanged."""
+    if task.problem_type.startswith("residue_"):
+        return flatten_residues(labels, scores)
+    return labels, scores
+
+
 def test_plots(task: TaskSpec, labels: np.ndarray, scores: np.ndarray, plot_dir: Path) -> list[str]:
     made = []
-    if task.problem_type == "single_label_classification":
+    labels, scores = _flat(task, labels, scores)
+    kind = task.problem_type.removeprefix("residue_")
+    if kind == "single_label_classification":
         plots.confusion(confusion_matrix(labels, scores), plot_dir / "confusion_matrix.png")
         made.append("confusion_matrix.png")
         if scores.shape[1] == 2 and len(np.unique(labels)) == 2:
             plots.roc(labels, scores, plot_dir / "roc.png")
-            made.append("roc.png")
-    elif task.problem_type == "regression":
+            plots.precision_recall(labels, scores, plot_dir / "precision_recall.png")
+            made += ["roc.png", "precision_recall.png"]
+    elif kind == "regression":
         plots.scatter(labels, scores, plot_dir / "test_scatter.png")
         made.append("test_scatter.png")
     return made
+
+
+def residue_frames(ids: list[str], sequences: list[str], scores: list[np.ndarray], task: TaskSpec,
+                   labels: list[np.ndarray] | None = None, classes: tuple[str, ...] | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Residue tasks: a long table (id, position, residue, [label], prediction, probabilities) and one
+    row per sequence with the predicted labels as a compact string (symbols if data.residue_classes)."""
+    from plmforge.data.residue import IGNORE
+
+    rows, compact = [], []
+    kind = task.problem_type.removeprefix("residue_")
+    for k, (ident, seq, sc) in enumerate(zip(ids, sequences, scores, strict=True)):
+        n = len(sc)
+        frame = {"id": [ident] * n, "position": np.arange(1, n + 1), "residue": list(seq[:n])}
+        if labels is not None:
+            lab = labels[k]
+            frame["label"] = [None if (lab.dtype.kind == "i" and v == IGNORE) else v for v in lab.tolist()] \
+                if lab.ndim == 1 else [",".join(map(str, np.flatnonzero(r == 1))) for r in lab]
+        if kind == "regression":
+            frame["prediction"] = sc
+            text = ";".join(f"{v:.4g}" for v in sc)
+        elif kind == "multi_label_classification":
+            frame["prediction"] = [",".join(map(str, np.flatnonzero(r >= 0.5))) for r in sc]
+            text = ";".join(frame["prediction"])
+        else:
+            pred = sc.argmax(1)
+            frame["prediction"] = pred
+            text = "".join(classes[c] if classes else str(c) for c in pred)
+        if kind != "regression":
+            for j in range(sc.shape[1]):
+                frame[f"prob_{j}"] = sc[:, j]
+        rows.append(pd.DataFrame(frame))
+        compact.append({"id": ident, "sequence": seq, "predicted": text, "n_residues_predicted": n})
+    long = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    return long, pd.DataFrame(compact)
+
+
+def write_predictions(path: Path, ids: list[str], sequences: list[str], scores, task: TaskSpec,  # type: ignore[no-untyped-def]
+                      labels=None, classes: tuple[str, ...] | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Sequence tasks: one CSV. Residue tasks: the long per-residue CSV at `path` and the compact
+    per-sequence CSV next to it (`<name>_sequences.csv`)."""
+    if task.problem_type.startswith("residue_"):
+        long, compact = residue_frames(ids, sequences, scores, task, labels, classes)
+        long.to_csv(path, index=False)
+        compact.to_csv(path.with_name(path.stem + "_sequences.csv"), index=False)
+    else:
+        prediction_frame(ids, sequences, scores, task, labels).to_csv(path, index=False)
 
 
 def summary_table(rows: list[tuple[str, str]]) -> str:

@@ -109,6 +109,24 @@ def roc(y_true: np.ndarray, probs: np.ndarray, out: Path) -> None:
     plt.close(fig)
 
 
+def precision_recall(y_true: np.ndarray, probs: np.ndarray, out: Path) -> None:
+    """Precision-recall curve of class 1 (binary tasks), with the positive rate as the chance line."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    plt = _plt()
+    precision, recall, _ = precision_recall_curve(y_true, probs[:, 1])
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ax.plot(recall, precision, color="#e6550d", label=f"AUPRC {average_precision_score(y_true, probs[:, 1]):.3f}")
+    ax.axhline(float(np.mean(y_true == 1)), ls="--", color="grey", lw=1, label="chance")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("Test precision-recall curve")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def scatter(y_true: np.ndarray, y_pred: np.ndarray, out: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.5, 4.2))

@@ -14,15 +14,16 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from plmforge.config import RunConfig, load_config
-from plmforge.data.batching import Collator, EncodedSplit, SizeBatchSampler
+from plmforge.data.batching import EncodedSplit, SizeBatchSampler, collator_for
 from plmforge.data.dataset import TaskSpec
 from plmforge.data.readers import Table, find_split_files, read_file
 from plmforge.data.scaling import LabelScaler
 from plmforge.data.validate import Records, check_label_range, table_to_records
 from plmforge.errors import RunDirError
-from plmforge.metrics import compute_metrics
+from plmforge.metrics import compute_metrics, residue_metrics
+from plmforge.tasks import is_residue
 from plmforge.models.backbone import Backbone, load_backbone
-from plmforge.outputs import prediction_frame, write_metrics
+from plmforge.outputs import prediction_frame, residue_frames, write_metrics, write_predictions
 from plmforge.train import checkpoint as ckpt
 from plmforge.train.setup import build_model, encode_records, method_backbone_kwargs
 
@@ -59,17 +60,28 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
 def predict_records(run: LoadedRun, records: Records, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
     """Scores in original order (probabilities, or values in the user's units) and labels if present."""
     enc = encode_records(run.backbone, records, run.task, run.scaler, "input")
-    label_dtype = torch.long if run.task.problem_type == "single_label_classification" else torch.float32
     sampler = SizeBatchSampler(enc.lengths, batch_size, 0, shuffle=False)  # longest first: little padding
     loader = DataLoader(enc, batch_sampler=sampler,
-                        collate_fn=Collator(run.backbone.tokenizer.pad_token_id or 0, label_dtype))
+                        collate_fn=collator_for(run.task.problem_type, run.backbone.tokenizer.pad_token_id or 0))
     device = next(run.model.parameters()).device
     out = np.zeros((len(enc), run.task.num_outputs), dtype=np.float64)
+    per_residue: list = [None] * len(enc)
     for batch in tqdm(loader, desc="predicting", unit="batch", leave=False):
         res = run.model(residue_mask=batch["residue_mask"].to(device), input_ids=batch["input_ids"].to(device),
                         attention_mask=batch["attention_mask"].to(device))
         scores = run.model.scores(res.logits).cpu().numpy()
-        out[batch["idx"].numpy()] = scores.reshape(len(scores), -1)
+        if is_residue(run.task.problem_type):
+            mask = batch["residue_mask"].numpy()
+            for b, i in enumerate(batch["idx"].tolist()):
+                per_residue[i] = scores[b][mask[b]]
+        else:
+            out[batch["idx"].numpy()] = scores.reshape(len(scores), -1)
+    if is_residue(run.task.problem_type):
+        labels = None if enc.labels is None else [y[~sp] for y, sp in zip(enc.labels, enc.special, strict=True)]
+        if run.task.problem_type == "residue_regression":
+            per_residue = [run.scaler.inverse(x) for x in per_residue]
+            labels = None if labels is None else [run.scaler.inverse(y) for y in labels]
+        return per_residue, labels  # type: ignore[return-value]
     if run.task.problem_type == "regression":
         out = run.scaler.inverse(out[:, 0])
         labels = None if enc.labels is None else run.scaler.inverse(enc.labels)
@@ -78,9 +90,7 @@ def predict_records(run: LoadedRun, records: Records, batch_size: int = 32) -> t
 
 
 def _records_for(run: LoadedRun, table: Table, with_labels: bool) -> Records:
-    dcfg = run.config.data
-    label_col = dcfg.label_column if with_labels else None
-    return table_to_records(table, dcfg.sequence_column, label_col, run.task.problem_type, dcfg.id_column)
+    return table_to_records(table, run.config.data, run.task.problem_type, with_labels)
 
 
 def predict_command(run_dir: str, input_path: str | None, sequence: str | None, output: str | None,
@@ -93,13 +103,17 @@ def predict_command(run_dir: str, input_path: str | None, sequence: str | None, 
         table = read_file(input_path, run.config.data.sequence_column)  # type: ignore[arg-type]
     records = _records_for(run, table, with_labels=False)
     scores, _ = predict_records(run, records, batch_size)
-    frame = prediction_frame(records.ids, records.sequences, scores, run.task)
+    classes = run.config.data.residue_classes
     if sequence is not None and output is None:
-        print(frame.to_string(index=False))
+        if is_residue(run.task.problem_type):
+            print(residue_frames(records.ids, records.sequences, scores, run.task, None, classes)[1]
+                  .to_string(index=False))
+        else:
+            print(prediction_frame(records.ids, records.sequences, scores, run.task).to_string(index=False))
         return 0
     out = Path(output) if output else run.run_dir / "predictions.csv"
-    frame.to_csv(out, index=False)
-    print(f"wrote {len(frame)} predictions to {out}")
+    write_predictions(out, records.ids, records.sequences, scores, run.task, None, classes)
+    print(f"wrote predictions for {len(records)} sequences to {out}")
     return 0
 
 
@@ -112,12 +126,15 @@ def evaluate_command(run_dir: str, data: str, output: str | None) -> int:
     records = _records_for(run, read_file(path, run.config.data.sequence_column), with_labels=True)
     check_label_range(records, run.task.problem_type, run.task.num_labels, run.config.data.label_column)
     scores, labels = predict_records(run, records)
-    metrics = compute_metrics(run.task.metrics, labels, scores)  # type: ignore[arg-type]
+    if is_residue(run.task.problem_type):
+        metrics = residue_metrics(run.task, labels, scores)  # type: ignore[arg-type]
+    else:
+        metrics = compute_metrics(run.task.metrics, labels, scores)  # type: ignore[arg-type]
     out = Path(output) if output else run.run_dir / f"eval_{path.stem}"
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(metrics, run.task, out, "eval", len(records), {"data": str(path)}, labels, scores)
-    prediction_frame(records.ids, records.sequences, scores, run.task, labels).to_csv(out / "predictions.csv",
-                                                                                       index=False)
+    write_predictions(out / "predictions.csv", records.ids, records.sequences, scores, run.task, labels,
+                      run.config.data.residue_classes)
     print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, indent=2))
     print(f"metrics and predictions written to {out}")
     return 0

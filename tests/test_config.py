@@ -18,7 +18,7 @@ def test_unknown_section_is_named():
 
 @pytest.mark.parametrize("override, pattern", [
     ("method.name=lora2", r"method.name must be one of .*got 'lora2'"),
-    ("head.pooling=max", r"head.pooling must be one of 'mean', 'attention1d', 'light_attention', got 'max'"),
+    ("head.pooling=max", r"head.pooling must be one of 'mean', 'attention1d', 'light_attention', 'centre', got 'max'"),
     ("batching.mode=tokens", None),
     ("batching.max_tokens=10", r"batching.max_tokens must be >= 64, got 10"),
     ("training.epochs=0", r"training.epochs must be > 0, got 0"),

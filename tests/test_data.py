@@ -161,9 +161,10 @@ def test_bundled_example_resolves_by_short_name():
     assert not data.validation_carved and "test" in data.splits
 
 
-def test_residue_catalogue_entry_is_refused_clearly():
-    with pytest.raises(ConfigError, match="residue_single_label_classification task"):
-        _load("data.dataset=VenusX_Res_Act_MF50")
+def test_residue_catalogue_entries_fill_the_residue_task():
+    entry = lookup("VenusX_Res_Act_MF50")
+    assert entry is not None and entry.problem_type == "residue_single_label_classification"
+    assert entry.monitor == "auprc" and "auprc" in entry.metrics and "f1_positive" in entry.unsupported_metrics
 
 
 def test_metric_that_does_not_fit_the_problem_type(tmp_path: Path):

@@ -12,12 +12,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from plmforge.data.residue import IGNORE
+
 
 @dataclass
 class EncodedSplit(Dataset):
     input_ids: list[np.ndarray]
     special: list[np.ndarray]
-    labels: np.ndarray | None  # (N,) or (N, C); normalised for regression
+    labels: np.ndarray | list[np.ndarray] | None  # (N,) or (N, C); per-token arrays for residue tasks
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -34,9 +36,10 @@ class EncodedSplit(Dataset):
 class Collator:
     """Pads a list of samples to the longest one; masks mark real tokens and residue tokens."""
 
-    def __init__(self, pad_id: int, label_dtype: torch.dtype) -> None:
+    def __init__(self, pad_id: int, label_dtype: torch.dtype, residue: bool = False) -> None:
         self.pad_id = pad_id
         self.label_dtype = label_dtype
+        self.residue = residue  # labels are per token: padded with IGNORE (classes) or NaN (values)
 
     def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(s["input_ids"]) for s in samples)
@@ -51,7 +54,14 @@ class Collator:
             residue[row, :k] = torch.from_numpy(~s["special"])
         batch = {"idx": torch.tensor([s["idx"] for s in samples]), "input_ids": ids,
                  "attention_mask": attention, "residue_mask": residue}
-        if samples[0]["label"] is not None:
+        if samples[0]["label"] is not None and self.residue:
+            first = np.asarray(samples[0]["label"])
+            fill = IGNORE if first.dtype.kind == "i" else np.nan
+            labels = np.full((n, width, *first.shape[1:]), fill, dtype=first.dtype)
+            for row, s in enumerate(samples):
+                labels[row, : len(s["label"])] = s["label"]
+            batch["labels"] = torch.as_tensor(labels, dtype=self.label_dtype)
+        elif samples[0]["label"] is not None:
             batch["labels"] = torch.as_tensor(np.stack([np.asarray(s["label"]) for s in samples]),
                                               dtype=self.label_dtype)
         return batch
@@ -150,3 +160,8 @@ def make_batch_sampler(lengths: np.ndarray, mode: str, batch_size: int, max_toke
     if mode == "tokens":
         return TokenBudgetBatchSampler(lengths, max_tokens, seed, shuffle)
     return SizeBatchSampler(lengths, batch_size, seed, shuffle)
+
+
+def collator_for(problem_type: str, pad_id: int) -> Collator:
+    dtype = torch.long if problem_type.endswith("single_label_classification") else torch.float32
+    return Collator(pad_id, dtype, residue=problem_type.startswith("residue_"))

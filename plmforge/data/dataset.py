@@ -89,20 +89,22 @@ def resolve_task(cfg: DataConfig, training: TrainingConfig, entry: CatalogueEntr
     problem_type = cfg.problem_type or (entry.problem_type if entry else None)
     if problem_type is None:
         raise ConfigError("data.problem_type is not set; choose one of " + ", ".join(PROBLEM_TYPES))
-    if problem_type == "regression":
+    if problem_type.endswith("regression"):
         num_labels = 1
     elif cfg.num_labels is not None:
         num_labels = cfg.num_labels
+    elif cfg.residue_classes:
+        num_labels = len(cfg.residue_classes)
     elif entry is not None:
         num_labels = entry.num_labels
     else:
         num_labels = _infer_num_labels(train)
-    if problem_type == "single_label_classification" and num_labels < 2:
+    if problem_type.endswith("single_label_classification") and num_labels < 2:
         raise ConfigError(f"data.num_labels must be >= 2 for single-label classification, got {num_labels}")
     norm = cfg.label_normalisation or (entry.label_normalisation if entry else None)
     if norm is None:
-        norm = "standard" if problem_type == "regression" else "none"
-    if norm != "none" and problem_type != "regression":
+        norm = "standard" if problem_type.endswith("regression") else "none"
+    if norm != "none" and not problem_type.endswith("regression"):
         raise ConfigError(f"data.label_normalisation={norm!r} only applies to regression")
     metrics = training.metrics or (entry.metrics if entry and entry.problem_type == problem_type else None) \
         or PROBLEM_TYPES[problem_type].default_metrics
@@ -120,11 +122,21 @@ def resolve_task(cfg: DataConfig, training: TrainingConfig, entry: CatalogueEntr
 def _infer_num_labels(train: Records | None) -> int:
     if train is None or train.labels is None:
         raise ConfigError("data.num_labels is not set and cannot be read from the data")
-    top = max(max(x) if isinstance(x, list) and x else (x if isinstance(x, int) else 0) for x in train.labels)
+    top = max(_largest(x) for x in train.labels)
     n = int(top) + 1
     log.warning("data.num_labels is not set: using %d (the largest class index in train is %d); "
                 "set data.num_labels if some classes are absent from train", n, top)
     return n
+
+
+def _largest(label: object) -> int:
+    if isinstance(label, np.ndarray):  # residue labels
+        if label.dtype == object:
+            return max((max(x) for x in label if x), default=0)
+        return int(label.max(initial=0))
+    if isinstance(label, list):
+        return max(label, default=0)
+    return label if isinstance(label, int) else 0
 
 
 def carve_validation(train: Records, fraction: float, seed: int, problem_type: str) -> tuple[Records, Records]:
@@ -170,8 +182,7 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
     problem_type = cfg.problem_type or (entry.problem_type if entry else None)
     if problem_type is None:
         raise ConfigError("data.problem_type is not set; choose one of " + ", ".join(PROBLEM_TYPES))
-    label_col = cfg.label_column if with_labels else None
-    splits = {name: table_to_records(t, cfg.sequence_column, label_col, problem_type, cfg.id_column)
+    splits = {name: table_to_records(t, cfg, problem_type, with_labels)
               for name, t in tables.items()}
     task = resolve_task(cfg, training, entry, splits["train"])
     for recs in splits.values():

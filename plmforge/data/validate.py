@@ -9,8 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from plmforge.config import DataConfig
 from plmforge.data.readers import Table
+from plmforge.data.residue import IGNORE, apply_mask, parse_mask, parse_residue_labels
 from plmforge.errors import DataError
+from plmforge.tasks import is_residue
 
 STANDARD = "ACDEFGHIKLMNPQRSTVWY"
 RARE = "BZUOX"  # Asx, Glx, selenocysteine, pyrrolysine, unknown: mapped per model family (models/zoo.py)
@@ -117,10 +120,11 @@ def _parse_multi(value: object, err: dict) -> list[int]:
     return sorted(classes)
 
 
-def table_to_records(table: Table, sequence_column: str, label_column: str | None, problem_type: str | None,
-                     id_column: str | None = None) -> Records:
-    seq_col = require_column(table, sequence_column, "sequence")
-    lab_col = require_column(table, label_column, "label") if label_column else None
+def table_to_records(table: Table, cfg: DataConfig, problem_type: str | None, with_labels: bool = True) -> Records:
+    """Validated records of one table; residue tasks get per-residue label arrays (masked if asked)."""
+    seq_col = require_column(table, cfg.sequence_column, "sequence")
+    lab_col = require_column(table, cfg.label_column, "label") if with_labels else None
+    id_column = cfg.id_column
     id_col = None
     if id_column:
         id_col = require_column(table, id_column, "id")
@@ -134,17 +138,41 @@ def table_to_records(table: Table, sequence_column: str, label_column: str | Non
     labels = None
     if lab_col is not None:
         assert problem_type is not None
-        labels = [parse_label(v, problem_type, table, i, lab_col) for i, v in enumerate(df[lab_col].tolist())]
+        if is_residue(problem_type):
+            labels = _residue_labels(table, cfg, problem_type, seqs, lab_col)
+        else:
+            labels = [parse_label(v, problem_type, table, i, lab_col) for i, v in enumerate(df[lab_col].tolist())]
     ids = [str(v) for v in df[id_col].tolist()] if id_col else [f"{table.source}#{i + 1}" for i in range(len(df))]
     rows = [f"{table.source}, {table.kind} {table.where(i)}" for i in range(len(df))]
     return Records(ids, seqs, labels, rows, table.source)
 
 
+def _residue_labels(table: Table, cfg: DataConfig, problem_type: str, seqs: list[str], column: str) -> list:
+    mask_col = require_column(table, cfg.mask_column, "mask") if cfg.mask_column else None
+    masks = table.df[mask_col].tolist() if mask_col else [None] * len(seqs)
+    out = []
+    for i, (value, seq, mask) in enumerate(zip(table.df[column].tolist(), seqs, masks, strict=True)):
+        err = dict(file=table.source, row=table.where(i), column=column)
+        if cfg.label_format == "positions" and _is_missing(value):
+            value = ""  # no labelled position: every residue is 0
+        elif not isinstance(value, (list, np.ndarray)) and _is_missing(value):
+            raise DataError("missing residue labels", hint="fill in the labels or remove the row", **err)
+        labels = parse_residue_labels(value, len(seq), problem_type, cfg.residue_classes, cfg.label_format, err)
+        if mask_col:
+            labels = apply_mask(labels, parse_mask(mask, len(seq), dict(err, column=mask_col)))
+        out.append(labels)
+    return out
+
+
 def check_label_range(records: Records, problem_type: str, num_labels: int, column: str) -> None:
-    if records.labels is None or problem_type == "regression":
+    if records.labels is None or problem_type.endswith("regression"):
         return
     for i, label in enumerate(records.labels):
         classes = label if isinstance(label, list) else [label]
+        if isinstance(label, np.ndarray):  # residue labels
+            flat = [c for x in label for c in (x if isinstance(x, list) else [x])] if label.dtype == object \
+                else label[label != IGNORE].tolist()
+            classes = [int(c) for c in flat if c is not None]
         for c in classes:
             if c >= num_labels:
                 raise DataError(f"class index {c} is out of range for num_labels={num_labels} "

@@ -93,5 +93,36 @@ class LightAttentionHead(nn.Module):
         return self.out(torch.cat([attended, maxed], dim=-1))
 
 
-def build_head(name: str, in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Module:
+@register_head("centre")
+class CentreHead(nn.Module):
+    """The embedding of the window's centre residue (site windows such as 33-mers around a modified
+    residue): residue (n - 1) // 2 of the n residue tokens, then a two-layer MLP."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.mlp = _mlp(in_dim, hidden, out_dim, dropout)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n = mask.sum(1)  # (B,) residues per sequence
+        first = mask.float().argmax(1)  # (B,) index of the first residue token
+        centre = first + (n - 1).clamp(min=0) // 2  # (B,)
+        picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), centre]  # (B, D)
+        return self.mlp(picked)
+
+
+class ResidueHead(nn.Module):
+    """Per-residue prediction: a two-layer MLP applied to every token (B, L, D) -> (B, L, out);
+    special and padding tokens are excluded by the loss and the metrics."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.mlp = _mlp(in_dim, hidden, out_dim, dropout)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.mlp(hidden)
+
+
+def build_head(name: str, in_dim: int, hidden: int, out_dim: int, dropout: float, residue: bool = False) -> nn.Module:
+    if residue:
+        return ResidueHead(in_dim, hidden, out_dim, dropout)
     return HEADS[name](in_dim, hidden, out_dim, dropout)

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from plmforge.data.residue import IGNORE
+
 
 @dataclass
 class TaskOutput:
@@ -56,17 +58,25 @@ class TaskModel(nn.Module):
         return TaskOutput(logits=logits, loss=loss)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.problem_type == "single_label_classification":
-            return F.cross_entropy(logits.float(), labels.long())
-        if self.problem_type == "multi_label_classification":
-            return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        return F.mse_loss(logits.float().squeeze(-1), labels.float())
+        """Sequence tasks: logits (B, C). Residue tasks: logits (B, L, C) with labels (B, L[, C]) that
+        hold IGNORE (classes) or NaN (values) at special, padding and masked positions."""
+        kind = self.problem_type.removeprefix("residue_")
+        logits = logits.float()
+        if kind == "single_label_classification":
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.long().reshape(-1), ignore_index=IGNORE)
+        if kind == "multi_label_classification":
+            keep = ~torch.isnan(labels)
+            return F.binary_cross_entropy_with_logits(logits[keep], labels[keep].float())
+        values = logits.squeeze(-1)
+        keep = ~torch.isnan(labels)
+        return F.mse_loss(values[keep], labels[keep].float())
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities for classification, the raw (normalised) value for regression."""
-        if self.problem_type == "single_label_classification":
+        kind = self.problem_type.removeprefix("residue_")
+        if kind == "single_label_classification":
             return torch.softmax(logits.float(), dim=-1)
-        if self.problem_type == "multi_label_classification":
+        if kind == "multi_label_classification":
             return torch.sigmoid(logits.float())
         return logits.float().squeeze(-1)
 

@@ -18,9 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from plmforge.data.batching import Collator, EncodedSplit, make_batch_sampler
+from plmforge.data.batching import EncodedSplit, collator_for, make_batch_sampler
 from plmforge.methods import METHODS
-from plmforge.metrics import compute_metrics
+from plmforge.metrics import compute_metrics, residue_metrics
+from plmforge.tasks import is_residue
 from plmforge.train import checkpoint as ckpt
 from plmforge.train.embedding_cache import EmbeddingCache
 from plmforge.train.schedule import build_scheduler
@@ -91,8 +92,7 @@ class Trainer:
         self.spec = spec = METHODS[self.cfg.method.name]
         self.cache = EmbeddingCache(self.cfg.method.cache_max_mb) \
             if spec.frozen_backbone and self.cfg.method.cache_embeddings else None
-        label_dtype = torch.long if self.task.problem_type == "single_label_classification" else torch.float32
-        self.collate = Collator(asm.backbone.tokenizer.pad_token_id or 0, label_dtype)
+        self.collate = collator_for(self.task.problem_type, asm.backbone.tokenizer.pad_token_id or 0)
         self.stopper = EarlyStopping(self.task.direction, tcfg.patience)
         self.start_epoch, self.global_step = 0, 0
         self.history: list[dict[str, Any]] = []
@@ -156,17 +156,51 @@ class Trainer:
         loss = None
         labels = data.labels
         if labels is not None:
-            label_dtype = torch.long if self.task.problem_type == "single_label_classification" else torch.float32
-            loss = float(inner.loss(logits, torch.as_tensor(labels, dtype=label_dtype)))
+            loss = float(inner.loss(logits, torch.as_tensor(labels, dtype=self.collate.label_dtype)))
         scores = inner.scores(logits).numpy()
         if self.task.problem_type == "regression":
             scores = self.asm.scaler.inverse(scores)
             labels = None if labels is None else self.asm.scaler.inverse(labels)
         return Predictions(scores, labels, loss)
 
+    @torch.no_grad()
+    def predict_residues(self, model: torch.nn.Module, split: str) -> Predictions:
+        """Residue tasks: per sequence an (n_residues, C) array of scores, gathered from all processes."""
+        from accelerate.utils import gather_object
+
+        model.eval()
+        loader = self.accelerator.prepare(self.loader(split, train=False))
+        data = self.asm.encoded[split]
+        inner = self.accelerator.unwrap_model(model)
+        found: dict[int, torch.Tensor] = {}
+        for batch in tqdm(loader, desc=f"eval {split}", leave=False, unit="batch", mininterval=1.0,
+                          disable=not self.accelerator.is_main_process):
+            batch = {k: v for k, v in batch.items() if k != "labels"}
+            logits = self._forward(model, batch, split).logits.float().cpu()  # (B, L, C)
+            mask = batch["residue_mask"].cpu()
+            items = [(int(i), logits[b][mask[b]]) for b, i in enumerate(batch["idx"].cpu())]
+            found.update(gather_object(items) if self.accelerator.num_processes > 1 else items)
+        if len(found) != len(data):
+            raise RuntimeError(f"evaluation of {split} missed {len(data) - len(found)} sequences")
+        per_seq = [found[i] for i in range(len(data))]
+        labels = None if data.labels is None else [y[~sp] for y, sp in zip(data.labels, data.special, strict=True)]
+        loss = None
+        if labels is not None:
+            loss = float(inner.loss(torch.cat(per_seq)[None], torch.as_tensor(np.concatenate(labels))[None]
+                                    .to(self.collate.label_dtype)))
+        scores = [inner.scores(x).numpy() for x in per_seq]
+        if self.task.problem_type == "residue_regression":
+            scores = [self.asm.scaler.inverse(x) for x in scores]
+            labels = None if labels is None else [self.asm.scaler.inverse(y) for y in labels]
+        return Predictions(scores, labels, loss)  # type: ignore[arg-type]
+
     def evaluate(self, model: torch.nn.Module, split: str) -> tuple[dict[str, float], Predictions]:
-        preds = self.predict_split(model, split)
-        metrics = compute_metrics(self.task.metrics, preds.labels, preds.scores) if preds.labels is not None else {}
+        if is_residue(self.task.problem_type):
+            preds = self.predict_residues(model, split)
+            metrics = residue_metrics(self.task, preds.labels, preds.scores) if preds.labels is not None else {}
+        else:
+            preds = self.predict_split(model, split)
+            metrics = compute_metrics(self.task.metrics, preds.labels, preds.scores) if preds.labels is not None else {}
         if preds.loss is not None:
             metrics = {"loss": preds.loss, **metrics}
         return metrics, preds

@@ -21,7 +21,7 @@ from plmforge.errors import ConfigError, RunDirError
 from plmforge.logs import buffered, file_logging
 from plmforge.methods import METHODS
 from plmforge.models.task_model import count_parameters
-from plmforge.outputs import prediction_frame, summary_table, test_plots, write_metrics
+from plmforge.outputs import summary_table, test_plots, write_metrics, write_predictions
 from plmforge.train import checkpoint as ckpt
 from plmforge.train.loop import FitResult, Trainer
 from plmforge.train.setup import Assembled, assemble
@@ -158,8 +158,8 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
     blob = write_metrics(metrics, asm.data.task, rd, "test", len(preds.scores), extra, preds.labels, preds.scores)
     if asm.config.output.save_predictions:
         recs = asm.data.splits["test"]
-        frame = prediction_frame(recs.ids, recs.sequences, preds.scores, asm.data.task, preds.labels)
-        frame.to_csv(rd / "test_predictions.csv", index=False)
+        write_predictions(rd / "test_predictions.csv", recs.ids, recs.sequences, preds.scores, asm.data.task,
+                          preds.labels, asm.config.data.residue_classes)
     if asm.config.output.plots:
         test_plots(asm.data.task, preds.labels, preds.scores, plot_dir)  # type: ignore[arg-type]
     return blob

@@ -13,7 +13,9 @@ from plmforge.config import RunConfig
 from plmforge.data.batching import EncodedSplit
 from plmforge.data.dataset import PreparedData, TaskSpec, load_data
 from plmforge.data.scaling import LabelScaler
+from plmforge.data.residue import counted, token_labels
 from plmforge.data.validate import Records, label_array
+from plmforge.tasks import is_residue
 from plmforge.methods import METHODS
 from plmforge.models.backbone import Backbone, encode_sequences, load_backbone
 from plmforge.models.heads import build_head
@@ -39,7 +41,8 @@ def method_backbone_kwargs(config: RunConfig) -> dict:
 
 def build_model(config: RunConfig, backbone: Backbone, task: TaskSpec) -> TaskModel:
     hidden = config.head.hidden_size or backbone.hidden_size
-    head = build_head(config.head.pooling, backbone.hidden_size, hidden, task.num_outputs, config.head.dropout)
+    head = build_head(config.head.pooling, backbone.hidden_size, hidden, task.num_outputs, config.head.dropout,
+                      residue=is_residue(task.problem_type))
     model = TaskModel(backbone.model, head, task.problem_type, task.num_outputs, backbone.family)
     METHODS[config.method.name].apply(model, config.method)
     return model
@@ -58,7 +61,14 @@ def encode_records(backbone: Backbone, records: Records, task: TaskSpec, scaler:
         log.warning("%s: %d residues have no token in this model's vocabulary and are fed as the unknown token",
                     name, enc.n_unknown)
     labels = None
-    if records.labels is not None:
+    if records.labels is not None and is_residue(task.problem_type):
+        labels = [token_labels(scaler.transform(y) if task.problem_type == "residue_regression" else y, special,
+                               task.problem_type, task.num_labels)
+                  for y, special in zip(records.labels, enc.special, strict=True)]
+        dropped = sum(counted(y[int((~sp).sum()):]) for y, sp in zip(records.labels, enc.special, strict=True))
+        if dropped:
+            log.warning("%s: truncation dropped the labels of %d residues beyond model.max_length", name, dropped)
+    elif records.labels is not None:
         labels = label_array(records, task.problem_type, task.num_labels)
         if scaler is not None and task.problem_type == "regression":
             labels = scaler.transform(labels).astype(np.float32)
@@ -72,6 +82,9 @@ def assemble(config: RunConfig, tokenizer_dir: Path | None = None) -> Assembled:
     if data.task.problem_type == "regression":
         train_labels = label_array(data.splits["train"], "regression", 1)
         scaler = LabelScaler.fit(data.task.normalisation, train_labels)
+    elif data.task.problem_type == "residue_regression":
+        values = np.concatenate(data.splits["train"].labels)  # type: ignore[arg-type]
+        scaler = LabelScaler.fit(data.task.normalisation, values[~np.isnan(values)])
     encoded = {}
     for name, records in data.splits.items():
         encoded[name] = encode_records(backbone, records, data.task, scaler, name)

@@ -1,0 +1,170 @@
+"""Per-residue tasks: label formats and their errors, masks, exact label-token alignment per family,
+metrics over unmasked residues, outputs, and the centre-residue head for site windows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from conftest import shared
+from plmforge.config import load_config
+from plmforge.data.dataset import load_data
+from plmforge.data.residue import IGNORE, token_labels
+from plmforge.errors import DataError
+from plmforge.metrics import residue_metrics
+from plmforge.models.backbone import encode_sequences, load_backbone
+from plmforge.train.run import train
+
+RES = "data.problem_type=residue_single_label_classification"
+
+
+def _load(*overrides):
+    cfg = load_config(None, list(overrides))
+    return load_data(cfg.data, cfg.training)
+
+
+def _csv(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "train.csv").write_text(text)
+    return tmp_path / "train.csv"
+
+
+def test_symbol_strings_lists_and_positions(tmp_path):
+    f = _csv(tmp_path, 'aa_seq,label\nMKTAY,NNPPN\nGLFDI,"[0,1,0,0,1]"\nAAAAA,"[""N"",""P"",""N"",""N"",""N""]"\n'
+                       "MKTAY,NNNNP\n")
+    data = _load(f"data.train={f}", RES, "data.residue_classes=N,P", "data.validation_fraction=0.25")
+    labels = {tuple(x) for s in data.splits.values() for x in s.labels}
+    assert labels == {(0, 0, 1, 1, 0), (0, 1, 0, 0, 1), (0, 1, 0, 0, 0), (0, 0, 0, 0, 1)}
+    g = _csv(tmp_path, 'aa_seq,label\nMKTAYIAK,"2,5"\nMKTAYIAK,""\nGLFDIVKK,8\nGLFDIVKK,1\n')
+    data = _load(f"data.train={g}", RES, "data.label_format=positions", "data.num_labels=2",
+                 "data.validation_fraction=0.25")
+    got = sorted(tuple(x) for s in data.splits.values() for x in s.labels)
+    assert (0, 1, 0, 0, 1, 0, 0, 0) in got and (0, 0, 0, 0, 0, 0, 0, 1) in got
+
+
+@pytest.mark.parametrize("label, pattern", [
+    ("NNP", r"3 residue labels for a sequence of 5 residues"),
+    ("NNXPN", r"unknown residue label 'X' at position 3 \(data.residue_classes is N,P\)"),
+    ('"[0,1,0"', r"not valid JSON"),
+])
+def test_residue_label_errors_name_row_and_lengths(tmp_path, label, pattern):
+    f = _csv(tmp_path, f"aa_seq,label\nMKTAY,NNPPN\nMKTAY,{label}\n")
+    with pytest.raises(DataError, match=pattern) as err:
+        _load(f"data.train={f}", RES, "data.residue_classes=N,P")
+    assert "row 2 (line 3)" in err.value.render()
+
+
+def test_positions_outside_the_sequence(tmp_path):
+    f = _csv(tmp_path, 'aa_seq,label\nMKTAY,"2,9"\n')
+    with pytest.raises(DataError, match=r"position 9 is outside the sequence \(1..5\)"):
+        _load(f"data.train={f}", RES, "data.label_format=positions")
+
+
+def test_mask_marks_residues_to_ignore(tmp_path):
+    f = _csv(tmp_path, "aa_seq,label,mask\nMKTAY,NNPPN,11011\nMKTAY,PNPPN,11111\nMKTAV,PNPPN,1111\n")
+    with pytest.raises(DataError, match=r"row 3 \(line 4\), column 'mask': mask has 4 entries for a sequence of 5"):
+        _load(f"data.train={f}", RES, "data.residue_classes=N,P", "data.mask_column=mask")
+    f = _csv(tmp_path, "aa_seq,label,mask\nMKTAY,NNPPN,11011\nMKTAY,PNPPN,11111\nMKTAV,PNPPN,11111\n"
+                       "MKTAW,PNPPN,11111\n")
+    data = _load(f"data.train={f}", RES, "data.residue_classes=N,P", "data.mask_column=mask")
+    all_labels = [x.tolist() for s in data.splits.values() for x in s.labels]
+    assert [0, 0, IGNORE, 1, 0] in all_labels
+
+
+@pytest.mark.parametrize("family", ["esm", "bert", "t5"])
+def test_labels_align_with_residue_tokens_exactly(tiny_models, family):
+    """Hand-checked positions: the residue at position i (1-based) carries label i; specials none."""
+    bb = load_backbone(load_config(None, ["data.dataset=x", f"model.name={tiny_models[family]}"]).model)
+    seq = "MKTAYIAKQR"
+    enc = encode_sequences(bb, [seq])
+    labels = token_labels(np.arange(10, dtype=np.int64), enc.special[0], "residue_single_label_classification", 10)
+    tokens = bb.tokenizer.convert_ids_to_tokens(enc.input_ids[0].tolist())
+    pairs = [(t.lstrip("\u2581"), int(y)) for t, y in zip(tokens, labels)]
+    expected = [(seq[i], i) for i in range(10)]
+    if family == "t5":
+        assert pairs == [*expected, ("</s>", IGNORE)]  # no CLS: residue 1 is token 0
+    else:
+        assert pairs[0][1] == IGNORE and pairs[-1][1] == IGNORE and pairs[1:-1] == expected
+
+
+def test_truncation_drops_labels_beyond_max_length_and_says_how_many(tiny_models, tmp_path, caplog):
+    d = tmp_path / "d"
+    d.mkdir()
+    rows = "".join(f"{'MKTAYIAKQR' * 3},{'NP' * 15}\n" for _ in range(8))
+    (d / "train.csv").write_text("aa_seq,label\n" + rows)
+    cfg = load_config(None, [f"data.dataset={d}", f"model.name={tiny_models['esm']}", RES, "data.residue_classes=N,P",
+                             "model.max_length=20", "training.epochs=1", f"output.dir={tmp_path / 'run'}"])
+    train(cfg)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "truncation dropped the labels of 70 residues" in log  # 7 training rows x 10 residues
+
+
+def test_residue_metrics_are_computed_over_unmasked_residues():
+    class Task:
+        problem_type = "residue_single_label_classification"
+        metrics = ("accuracy", "mcc", "auroc", "precision", "recall")
+
+    labels = [np.array([0, 1, IGNORE, 1]), np.array([1, 0, 0])]
+    p1 = [np.array([0.2, 0.7, 0.9, 0.4]), np.array([0.8, 0.1, 0.6])]
+    scores = [np.stack([1 - p, p], 1) for p in p1]
+    got = residue_metrics(Task, labels, scores)
+    y = np.array([0, 1, 1, 1, 0, 0])
+    p = np.array([0.2, 0.7, 0.4, 0.8, 0.1, 0.6])
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, p >= 0.5))
+    assert got["mcc"] == pytest.approx(skm.matthews_corrcoef(y, p >= 0.5))
+    assert got["auroc"] == pytest.approx(skm.roc_auc_score(y, p))
+    assert got["accuracy_per_sequence"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+
+
+def test_centre_head_reads_the_window_centre():
+    from plmforge.models.heads import build_head
+
+    head = build_head("centre", 4, 4, 2, 0.0).eval()
+    hidden = torch.zeros(2, 9, 4)
+    mask = torch.zeros(2, 9, dtype=torch.bool)
+    mask[0, 1:8] = True  # 7 residues after a CLS: centre is token 4
+    mask[1, 0:5] = True  # 5 residues, no CLS: centre is token 2
+    hidden[0, 4] = 1.0
+    hidden[1, 2] = 1.0
+    out = head(hidden, mask)
+    hidden[0, 3] = hidden[1, 3] = 7.0  # anything off-centre is ignored
+    assert torch.equal(head(hidden, mask), out)
+    hidden[0, 4] = 2.0
+    assert not torch.equal(head(hidden, mask)[0], out[0])
+
+
+def test_residue_run_outputs_and_predict(tmp_path, tiny_models):
+    d = tmp_path / "para"
+    d.mkdir()
+    for split, n in (("train", 40), ("val", 12), ("test", 12)):
+        name = "validation" if split == "val" else split
+        pd.read_parquet(shared("paratope", f"sabdab_{split}.parquet")).head(n).to_parquet(d / f"{name}.parquet")
+    cfg = load_config(None, [f"data.dataset={d}", f"model.name={tiny_models['bert']}", RES,
+                             "data.sequence_column=sequence", "data.label_column=paratope_labels",
+                             "data.residue_classes=N,P", "data.id_column=pdb", "training.epochs=2",
+                             "method.name=lora", f"output.dir={tmp_path / 'run'}"])
+    result = train(cfg)
+    rd = result.run_dir
+    for name in ("plots/roc.png", "plots/precision_recall.png", "plots/confusion_matrix.png",
+                 "test_predictions.csv", "test_predictions_sequences.csv"):
+        assert (rd / name).exists(), name
+    long = pd.read_csv(rd / "test_predictions.csv")
+    test = pd.read_parquet(d / "test.parquet")
+    assert len(long) == sum(len(s) for s in test["sequence"])  # one row per residue
+    assert set(long.columns) >= {"id", "position", "residue", "label", "prediction", "prob_0", "prob_1"}
+    compact = pd.read_csv(rd / "test_predictions_sequences.csv")
+    assert all(len(p) == len(s) and set(p) <= {"N", "P"} for p, s in zip(compact["predicted"], compact["sequence"]))
+    blob = json.loads((rd / "test_metrics.json").read_text())
+    n_res = sum(len(s) for s in test["sequence"])
+    assert sum(map(sum, blob["confusion_matrix"])) == n_res
+    from plmforge.cli import main
+
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(rd), "--input", str(d / "test.parquet"), "--output", str(out)]) == 0
+    again = pd.read_csv(out)
+    np.testing.assert_allclose(again["prob_1"].to_numpy(), long["prob_1"].to_numpy(), atol=1e-5)
