@@ -89,42 +89,41 @@ def confusion(cm: np.ndarray, out: Path, title: str = "Test confusion matrix") -
     plt.close(fig)
 
 
+def _curve(x: np.ndarray, y: np.ndarray, label: str, labels: tuple[str, str, str], chance: tuple, out: Path,
+           legend: str) -> None:
+    """One binary-classifier curve with its chance line (ROC and precision-recall share this)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ax.plot(x, y, color="#3182bd", label=label)
+    ax.plot(*chance, ls="--", color="grey", lw=1, label="chance")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(labels[2])
+    ax.legend(loc=legend)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def roc(y_true: np.ndarray, probs: np.ndarray, out: Path) -> None:
     """ROC curve of class 1 (binary tasks)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     if len(np.unique(y_true)) < 2:
         return
-    plt = _plt()
     fpr, tpr, _ = roc_curve(y_true, probs[:, 1])
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
-    ax.plot(fpr, tpr, color="#3182bd", label=f"AUROC {roc_auc_score(y_true, probs[:, 1]):.3f}")
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("Test ROC curve")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _curve(fpr, tpr, f"AUROC {roc_auc_score(y_true, probs[:, 1]):.3f}",
+           ("false positive rate", "true positive rate", "Test ROC curve"), ([0, 1], [0, 1]), out, "lower right")
 
 
 def precision_recall(y_true: np.ndarray, probs: np.ndarray, out: Path) -> None:
-    """Precision-recall curve of class 1 (binary tasks), with the positive rate as the chance line."""
+    """Precision-recall curve of class 1 (binary tasks); chance is the positive rate."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    plt = _plt()
     precision, recall, _ = precision_recall_curve(y_true, probs[:, 1])
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
-    ax.plot(recall, precision, color="#e6550d", label=f"AUPRC {average_precision_score(y_true, probs[:, 1]):.3f}")
-    ax.axhline(float(np.mean(y_true == 1)), ls="--", color="grey", lw=1, label="chance")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("Test precision-recall curve")
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    rate = float(np.mean(y_true == 1))
+    _curve(recall, precision, f"AUPRC {average_precision_score(y_true, probs[:, 1]):.3f}",
+           ("recall", "precision", "Test precision-recall curve"), ([0, 1], [rate, rate]), out, "upper right")
 
 
 def scatter(y_true: np.ndarray, y_pred: np.ndarray, out: Path) -> None:
