@@ -315,6 +315,8 @@ def _coerce(section: str, key: str, value: Any, ftype: Any) -> Any:
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)
     if text.startswith("str"):
+        if isinstance(value, list) and section == "data" and key in ("train", "validation", "test"):
+            value = ",".join(str(v) for v in value)  # several files joined into one split (file::label)
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where} must be text, got {value!r}")
         return str(value)
@@ -353,6 +355,13 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: Path | None = None) -> Ru
 
 def _resolve_path(value: str, base_dir: Path) -> str:
     """Relative paths in a config file are relative to that file, when something exists there."""
+    if "::" in value:  # file::label,file::label
+        parts = []
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            path, sep, label = part.rpartition("::") if "::" in part else (part, "", "")
+            parts.append(_resolve_path(path, base_dir) + sep + label)
+        return ",".join(parts)
+
     candidate = base_dir / value
     if not Path(value).is_absolute() and candidate.exists():
         return str(candidate.resolve())
@@ -402,6 +411,8 @@ def _rebase_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     for section, key in PATH_KEYS:
         value = (out.get(section) or {}).get(key) if isinstance(out.get(section), dict) else None
+        if isinstance(value, list) and section == "data":
+            value = ",".join(str(v) for v in value)
         if isinstance(value, str):
             out[section][key] = _resolve_path(value, base_dir)
     return out

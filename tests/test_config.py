@@ -70,3 +70,11 @@ def test_saved_config_reruns_as_is(tmp_path: Path):
     cfg = load_config(None, ["data.dataset=amp", "batching.mode=tokens", "batching.max_tokens=2000"])
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_several_labelled_files_in_yaml_resolve_relative_to_the_file(tmp_path: Path):
+    (tmp_path / "pos.fasta").write_text(">a\nMKT\n")
+    (tmp_path / "neg.fasta").write_text(">b\nMKV\n")
+    (tmp_path / "c.yaml").write_text("data:\n  train: [pos.fasta::1, neg.fasta::0]\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.data.train == f"{tmp_path / 'pos.fasta'}::1,{tmp_path / 'neg.fasta'}::0"

@@ -168,3 +168,28 @@ def test_residue_run_outputs_and_predict(tmp_path, tiny_models):
     assert main(["predict", str(rd), "--input", str(d / "test.parquet"), "--output", str(out)]) == 0
     again = pd.read_csv(out)
     np.testing.assert_allclose(again["prob_1"].to_numpy(), long["prob_1"].to_numpy(), atol=1e-5)
+
+
+def test_site_windows_with_positives_and_negatives_in_separate_files(tmp_path, tiny_models):
+    """SUMOylation 21-mers: positive and negative windows come as separate FASTA files."""
+    sumo = shared("sumo_21mer")
+    spec = lambda kind: f"{sumo / f'Sumoylation_pos_{kind}.fasta'}::1,{sumo / f'Sumoylation_neg_{kind}.fasta'}::0"
+    data = _load(f"data.train={spec('Train')}", f"data.test={spec('Hard_Test')}",
+                 "data.problem_type=single_label_classification", "data.num_labels=2")
+    test = data.splits["test"]
+    assert len(test) == 320 + 130 and sorted(set(test.labels)) == [0, 1]
+    assert sum(test.labels) == 320
+    assert len(data.splits["train"]) + len(data.splits["validation"]) == 4666 + 14437
+    # each row still knows its own file
+    assert any("Sumoylation_neg_Hard_Test.fasta, record 1 (line 1)" in r for r in test.rows)
+    cfg = load_config(None, [f"data.train={spec('Hard_Test')}", f"model.name={tiny_models['esm']}",
+                             "data.problem_type=single_label_classification", "head.pooling=centre",
+                             "training.epochs=1", f"output.dir={tmp_path / 'run'}"])
+    assert train(cfg).fit.epochs_run == 1
+
+
+def test_a_labelled_file_cannot_also_get_a_label(tmp_path):
+    f = tmp_path / "a.csv"
+    f.write_text("aa_seq,label\nMKT,1\n")
+    with pytest.raises(DataError, match=r"has its own label column 'label'"):
+        _load(f"data.train={f}::1,{f}::0", "data.problem_type=single_label_classification")

@@ -10,7 +10,7 @@ import numpy as np
 
 from plmforge.config import DataConfig, TrainingConfig
 from plmforge.data.catalogue import CatalogueEntry, lookup
-from plmforge.data.readers import Table, find_split_files, load_hub_dataset, read_file
+from plmforge.data.readers import Table, find_split_files, load_hub_dataset, read_file, read_sources
 from plmforge.data.validate import Records, check_label_range, table_to_records
 from plmforge.errors import ConfigError, DataError
 from plmforge.metrics import check_metrics, direction_of
@@ -55,11 +55,11 @@ class PreparedData:
 
 def _read_tables(cfg: DataConfig) -> tuple[dict[str, Table], str, CatalogueEntry | None]:
     if cfg.train is not None:
-        tables = {"train": read_file(cfg.train, cfg.sequence_column)}
-        for split in ("validation", "test"):
-            path = getattr(cfg, split)
-            if path is not None:
-                tables[split] = read_file(path, cfg.sequence_column)
+        tables = {}
+        for split in ("train", "validation", "test"):
+            spec = getattr(cfg, split)
+            if spec is not None:
+                tables[split] = read_sources(spec, cfg.sequence_column, cfg.label_column)
         return tables, cfg.train, None
     assert cfg.dataset is not None
     entry = lookup(cfg.dataset)

@@ -32,11 +32,26 @@ class Table:
     lines: list[int] | None = None  # line of each row in a text file (for messages)
     kind: str = "row"
     extra: dict[str, str] = field(default_factory=dict)
+    parts: list[tuple[str, int]] | None = None  # several files: (file, rows) in order
+
+    def _locate(self, i: int) -> tuple[str, int]:
+        """The file a row came from and its row number (0-based) within that file."""
+        if self.parts is None:
+            return self.source, i
+        for source, n in self.parts:
+            if i < n:
+                return source, i
+            i -= n
+        raise IndexError(i)
+
+    def source_of(self, i: int) -> str:
+        return self._locate(i)[0]
 
     def where(self, i: int) -> str:
+        local = self._locate(i)[1]
         if self.lines is not None:
-            return f"{i + 1} (line {self.lines[i]})"
-        return str(i + 1)
+            return f"{local + 1} (line {self.lines[i]})"
+        return str(local + 1)
 
     def column(self, name: str) -> str | None:
         """Exact column name, else a case-insensitive match (FASTA header keys like LABEL=1)."""
@@ -76,6 +91,29 @@ def read_file(path: str | Path, sequence_column: str = "aa_seq") -> Table:
     except (ValueError, pd.errors.ParserError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot be read as {fmt.upper()}: {str(exc).splitlines()[0]}", file=str(p),
                         hint=f"check that the file is valid {fmt.upper()}") from None
+
+
+def read_sources(spec: str, sequence_column: str, label_column: str) -> Table:
+    """One file, or several joined into one split: `pos.fasta::1,neg.fasta::0` gives every record of a
+    file the label after `::` (for site windows whose positives and negatives come as separate files)."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()] if "::" in spec else [spec]
+    if len(parts) == 1 and "::" not in parts[0]:
+        return read_file(parts[0], sequence_column)
+    tables = []
+    for part in parts:
+        path, sep, label = part.rpartition("::") if "::" in part else (part, "", "")
+        table = read_file(path, sequence_column)
+        if sep:
+            existing = table.column(label_column)
+            if existing is not None:
+                raise DataError(f"has its own label column {existing!r} and is also given the label {label!r}",
+                                file=path, hint="drop '::label' for this file, or the column from the file")
+            table.df[label_column] = label
+        tables.append(table)
+    lines = [n for t in tables for n in (t.lines or [0] * len(t.df))]
+    return Table(pd.concat([t.df for t in tables], ignore_index=True), " + ".join(t.source for t in tables),
+                 lines=lines if all(t.lines for t in tables) else None, kind=tables[0].kind,
+                 parts=[(t.source, len(t.df)) for t in tables])
 
 
 def read_fasta(path: Path, sequence_column: str) -> Table:

@@ -55,12 +55,12 @@ def clean_sequence(raw: object, table: Table, i: int, column: str) -> str:
         raw = ""
     seq = re.sub(r"\s+", "", str(raw)).upper()
     if not seq:
-        raise DataError("empty sequence", file=table.source, row=table.where(i), column=column,
+        raise DataError("empty sequence", file=table.source_of(i), row=table.where(i), column=column,
                         hint="remove the row or fill in its sequence")
     bad = _INVALID.search(seq)
     if bad:
         pos = bad.start() + 1
-        raise DataError(f"unknown residue {bad.group()!r} at position {pos} of {len(seq)}", file=table.source,
+        raise DataError(f"unknown residue {bad.group()!r} at position {pos} of {len(seq)}", file=table.source_of(i),
                         row=table.where(i), column=column,
                         hint=f"sequences use the one-letter codes {STANDARD} plus {RARE} "
                              "(B/Z/U/O/X are mapped per model family); remove or replace that character")
@@ -76,7 +76,7 @@ def _is_missing(value: object) -> bool:
 
 
 def parse_label(value: object, problem_type: str, table: Table, i: int, column: str) -> object:
-    err = dict(file=table.source, row=table.where(i), column=column)
+    err = dict(file=table.source_of(i), row=table.where(i), column=column)
     if _is_missing(value):
         raise DataError("missing label", hint="fill in the label or remove the row", **err)
     if problem_type == "regression":
@@ -142,8 +142,8 @@ def table_to_records(table: Table, cfg: DataConfig, problem_type: str | None, wi
             labels = _residue_labels(table, cfg, problem_type, seqs, lab_col)
         else:
             labels = [parse_label(v, problem_type, table, i, lab_col) for i, v in enumerate(df[lab_col].tolist())]
-    ids = [str(v) for v in df[id_col].tolist()] if id_col else [f"{table.source}#{i + 1}" for i in range(len(df))]
-    rows = [f"{table.source}, {table.kind} {table.where(i)}" for i in range(len(df))]
+    ids = [str(v) for v in df[id_col].tolist()] if id_col else [f"{table.source_of(i)}#{table.where(i).split()[0]}" for i in range(len(df))]
+    rows = [f"{table.source_of(i)}, {table.kind} {table.where(i)}" for i in range(len(df))]
     return Records(ids, seqs, labels, rows, table.source)
 
 
@@ -152,7 +152,7 @@ def _residue_labels(table: Table, cfg: DataConfig, problem_type: str, seqs: list
     masks = table.df[mask_col].tolist() if mask_col else [None] * len(seqs)
     out = []
     for i, (value, seq, mask) in enumerate(zip(table.df[column].tolist(), seqs, masks, strict=True)):
-        err = dict(file=table.source, row=table.where(i), column=column)
+        err = dict(file=table.source_of(i), row=table.where(i), column=column)
         if cfg.label_format == "positions" and _is_missing(value):
             value = ""  # no labelled position: every residue is 0
         elif not isinstance(value, (list, np.ndarray)) and _is_missing(value):
