@@ -193,3 +193,44 @@ def test_a_labelled_file_cannot_also_get_a_label(tmp_path):
     f.write_text("aa_seq,label\nMKT,1\n")
     with pytest.raises(DataError, match=r"has its own label column 'label'"):
         _load(f"data.train={f}::1,{f}::0", "data.problem_type=single_label_classification")
+
+
+def test_flip_fasta_triple_is_read_with_its_splits_and_mask():
+    data = _load(f"data.dataset={shared('secondary_structure', 'splits')}", RES, "data.residue_classes=H,E,C",
+                 "data.mask_column=mask")
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 9712, "validation": 1080, "test": 364}
+    assert not data.validation_carved
+    first = data.splits["train"]
+    assert first.ids[0] == "1es5-A" and len(first.labels[0]) == len(first.sequences[0])
+    # 1es5-A's mask starts with 00: its first two residues are ignored
+    assert first.labels[0][:2].tolist() == [IGNORE, IGNORE] and first.labels[0][2] != IGNORE
+
+
+@pytest.mark.parametrize("problem", ["residue_regression", "residue_multi_label_classification"])
+def test_residue_regression_and_multi_label_train_and_predict(tmp_path, tiny_models, amp_dir, problem):
+    """Targets derived from real AMP peptides: per-residue Kyte-Doolittle hydropathy (regression, in its
+    own units), or per-residue property sets {0: hydrophobic, 1: charged, 2: aromatic} (multi-label)."""
+    kd = dict(zip("ARNDCQEGHILKMFPSTWYV", [1.8, -4.5, -3.5, -3.5, 2.5, -3.5, -3.5, -0.4, -3.2, 4.5, 3.8, -3.9,
+                                           1.9, 2.8, -1.6, -0.8, -0.7, -0.9, -1.3, 4.2]))
+    d = tmp_path / "d"
+    d.mkdir()
+    for split, n in (("train", 48), ("validation", 16), ("test", 16)):
+        df = pd.read_csv(amp_dir / f"{split}.csv").head(n)
+        if problem == "residue_regression":
+            df["label"] = [json.dumps([kd.get(c, 0.0) * 10 for c in s]) for s in df["aa_seq"]]
+        else:
+            df["label"] = [json.dumps([[j for j, group in enumerate(("AILMFVW", "DEKRH", "FWY")) if c in group]
+                                       for c in s]) for s in df["aa_seq"]]
+        df.to_csv(d / f"{split}.csv", index=False)
+    extra = ["data.num_labels=3"] if problem.endswith("classification") else []
+    cfg = load_config(None, [f"data.dataset={d}", f"model.name={tiny_models['esm']}", f"data.problem_type={problem}",
+                             "training.epochs=2", "method.name=full", f"output.dir={tmp_path / 'run'}", *extra])
+    result = train(cfg)
+    long = pd.read_csv(result.run_dir / "test_predictions.csv")
+    test = pd.read_csv(d / "test.csv")
+    assert len(long) == sum(len(s) for s in test["aa_seq"])
+    if problem == "residue_regression":
+        assert long["prediction"].abs().max() > 2  # in the user's units (x10 hydropathy), not standardised
+        assert "spearman_corr" in result.test_metrics["metrics"]
+    else:
+        assert "f1" in result.test_metrics["metrics"] and "auroc" in result.test_metrics["metrics"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from plmforge.config import DataConfig, TrainingConfig
 from plmforge.data.catalogue import CatalogueEntry, lookup
-from plmforge.data.readers import Table, find_split_files, load_hub_dataset, read_file, read_sources
+from plmforge.data.readers import Table, find_split_files, flip_layout, load_hub_dataset, read_file, read_sources
 from plmforge.data.validate import Records, check_label_range, table_to_records
 from plmforge.errors import ConfigError, DataError
 from plmforge.metrics import check_metrics, direction_of
@@ -68,7 +68,10 @@ def _read_tables(cfg: DataConfig) -> tuple[dict[str, Table], str, CatalogueEntry
         raise ConfigError(f"dataset {entry.name!r} is a {entry.problem_type} task, which a later plmforge "
                           "release adds; pick a sequence-level dataset")
     path = Path(location).expanduser()
-    if path.is_dir():
+    flip = flip_layout(path, cfg.sequence_column, cfg.label_column) if path.exists() else None
+    if flip is not None:
+        tables = flip
+    elif path.is_dir():
         tables = {s: read_file(p, cfg.sequence_column) for s, p in find_split_files(path).items()}
     elif path.is_file():
         tables = {"train": read_file(path, cfg.sequence_column)}

@@ -31,6 +31,16 @@ def check_dataset(overrides: list[str]) -> str:
 def _label_summary(labels: list | None, task) -> str:  # type: ignore[no-untyped-def]
     if labels is None:
         return "none"
+    if task.problem_type.startswith("residue_"):
+        from plmforge.data.residue import IGNORE
+
+        flat = np.concatenate(labels)
+        if flat.dtype.kind == "i":
+            kept = flat[flat != IGNORE]
+            counts = np.bincount(kept, minlength=task.num_labels)
+            return f"{len(kept)} residues ({len(flat) - len(kept)} masked); " + ", ".join(
+                f"{c}: {n}" for c, n in enumerate(counts))
+        return f"{len(flat)} residues"
     if task.problem_type == "regression":
         arr = np.asarray(labels, dtype=float)
         return f"mean {arr.mean():.4g}, sd {arr.std():.4g}, range [{arr.min():.4g}, {arr.max():.4g}]"

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from plmforge.errors import DataError
@@ -152,6 +153,45 @@ def read_fasta(path: Path, sequence_column: str) -> Table:
         raise DataError("no FASTA records found", file=str(path), hint="records start with '>ID'")
     df = pd.DataFrame(rows).fillna("")
     return Table(df, str(path), lines=lines, kind="record")
+
+
+def flip_layout(path: Path, sequence_column: str, label_column: str) -> dict[str, Table] | None:
+    """FLIP-style residue benchmarks: `sequences.fasta` (residues), a labels FASTA whose headers carry
+    `SET=train|test VALIDATION=True|False` (one label symbol per residue), and optionally `mask.fasta`
+    (1 = resolved residue, 0 = ignore), all keyed by the record id. `path` is the directory (with one
+    labels file) or the labels file itself. Returns None when `path` is not laid out like that."""
+    directory = path if path.is_dir() else path.parent
+    if not (directory / "sequences.fasta").is_file():
+        return None
+    if path.is_dir():
+        candidates = [p for p in sorted(directory.glob("*.fasta")) if p.name not in ("sequences.fasta", "mask.fasta")]
+        if len(candidates) != 1:
+            raise DataError(f"FLIP layout with {len(candidates)} label files ({', '.join(p.name for p in candidates)})",
+                            file=str(directory), hint="point data.dataset at the label file to use, e.g. "
+                                                      f"{directory / 'sampled.fasta'}")
+        path = candidates[0]
+    labels = read_fasta(path, label_column)
+    if labels.column("set") is None:
+        return None
+    seqs = read_fasta(directory / "sequences.fasta", sequence_column).df.drop_duplicates("id").set_index("id")
+    df = labels.df.rename(columns={labels.column("set"): "set"})
+    missing = sorted(set(df["id"]) - set(seqs.index))
+    if missing:
+        raise DataError(f"{len(missing)} labelled ids have no sequence in sequences.fasta (e.g. {missing[0]})",
+                        file=str(path), hint="the label and sequence files must share record ids")
+    df[sequence_column] = seqs.loc[df["id"], sequence_column].to_numpy()
+    if (directory / "mask.fasta").is_file():
+        masks = read_fasta(directory / "mask.fasta", "mask").df.drop_duplicates("id").set_index("id")
+        df["mask"] = masks.reindex(df["id"])["mask"].fillna("").to_numpy()
+    validation = df.get("VALIDATION", pd.Series(["False"] * len(df))).astype(str).str.lower() == "true"
+    split = np.where(df["set"].str.lower() == "test", "test", np.where(validation, "validation", "train"))
+    tables = {}
+    for name in ("train", "validation", "test"):
+        keep = np.flatnonzero(split == name)
+        if len(keep):
+            tables[name] = Table(df.iloc[keep].reset_index(drop=True), f"{path} [{name}]",
+                                 lines=[labels.lines[i] for i in keep] if labels.lines else None, kind="record")
+    return tables
 
 
 def find_split_files(directory: Path) -> dict[str, Path]:
