@@ -218,10 +218,12 @@ def confusion_matrix(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 def averaging_note(problem_type: str, num_labels: int) -> str:
-    if problem_type.startswith("residue_"):
+    from plmforge.tasks import base_type
+
+    if problem_type != base_type(problem_type):
         return ("per residue, over all unmasked residues of the split (accuracy on 3/8-state secondary structure "
                 "is Q3/Q8); accuracy_per_sequence averages each sequence's accuracy; "
-                + averaging_note(problem_type.removeprefix("residue_"), num_labels))
+                + averaging_note(base_type(problem_type), num_labels))
     if problem_type == REG:
         return "regression metrics in the label's original units"
     if problem_type == MULTI:

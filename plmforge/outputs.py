@@ -14,6 +14,7 @@ import pandas as pd
 from plmforge import plots
 from plmforge.data.dataset import TaskSpec
 from plmforge.metrics import averaging_note, confusion_matrix, flatten_residues
+from plmforge.tasks import base_type, is_residue
 
 
 def _clean(value: Any) -> Any:
@@ -66,7 +67,7 @@ def prediction_frame(ids: list[str], sequences: list[str], scores: np.ndarray, t
 
 def _flat(task: TaskSpec, labels, scores):  # type: ignore[no-untyped-def]
     """Residue tasks: all unmasked residues as one array pair; sequence tasks unchanged."""
-    if task.problem_type.startswith("residue_"):
+    if is_residue(task.problem_type):
         return flatten_residues(labels, scores)
     return labels, scores
 
@@ -74,7 +75,7 @@ def _flat(task: TaskSpec, labels, scores):  # type: ignore[no-untyped-def]
 def test_plots(task: TaskSpec, labels: np.ndarray, scores: np.ndarray, plot_dir: Path) -> list[str]:
     made = []
     labels, scores = _flat(task, labels, scores)
-    kind = task.problem_type.removeprefix("residue_")
+    kind = base_type(task.problem_type)
     if kind == "single_label_classification":
         plots.confusion(confusion_matrix(labels, scores), plot_dir / "confusion_matrix.png")
         made.append("confusion_matrix.png")
@@ -96,7 +97,7 @@ def residue_frames(ids: list[str], sequences: list[str], scores: list[np.ndarray
     from plmforge.data.residue import IGNORE
 
     rows, compact = [], []
-    kind = task.problem_type.removeprefix("residue_")
+    kind = base_type(task.problem_type)
     for k, (ident, seq, sc) in enumerate(zip(ids, sequences, scores, strict=True)):
         n = len(sc)
         frame = {"id": [ident] * n, "position": np.arange(1, n + 1), "residue": list(seq[:n])}
@@ -127,7 +128,7 @@ def write_predictions(path: Path, ids: list[str], sequences: list[str], scores, 
                       labels=None, classes: tuple[str, ...] | None = None) -> None:  # type: ignore[no-untyped-def]
     """Sequence tasks: one CSV. Residue tasks: the long per-residue CSV at `path` and the compact
     per-sequence CSV next to it (`<name>_sequences.csv`)."""
-    if task.problem_type.startswith("residue_"):
+    if is_residue(task.problem_type):
         long, compact = residue_frames(ids, sequences, scores, task, labels, classes)
         long.to_csv(path, index=False)
         compact.to_csv(path.with_name(path.stem + "_sequences.csv"), index=False)

@@ -77,7 +77,7 @@ def predict_records(run: LoadedRun, records: Records, batch_size: int = 32) -> t
         else:
             out[batch["idx"].numpy()] = scores.reshape(len(scores), -1)
     if is_residue(run.task.problem_type):
-        labels = None if enc.labels is None else [y[~sp] for y, sp in zip(enc.labels, enc.special, strict=True)]
+        labels = enc.residue_labels()
         if run.task.problem_type == "residue_regression":
             per_residue = [run.scaler.inverse(x) for x in per_residue]
             labels = None if labels is None else [run.scaler.inverse(y) for y in labels]

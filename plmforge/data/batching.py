@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from plmforge.data.residue import IGNORE
+from plmforge.tasks import is_residue
 
 
 @dataclass
@@ -27,6 +28,12 @@ class EncodedSplit(Dataset):
     def __getitem__(self, i: int) -> dict:
         return {"idx": i, "input_ids": self.input_ids[i], "special": self.special[i],
                 "label": None if self.labels is None else self.labels[i]}
+
+    def residue_labels(self) -> list[np.ndarray] | None:
+        """Residue tasks: each sequence's labels at its residue tokens only (special tokens dropped)."""
+        if self.labels is None:
+            return None
+        return [y[~sp] for y, sp in zip(self.labels, self.special, strict=True)]
 
     @property
     def lengths(self) -> np.ndarray:
@@ -164,4 +171,4 @@ def make_batch_sampler(lengths: np.ndarray, mode: str, batch_size: int, max_toke
 
 def collator_for(problem_type: str, pad_id: int) -> Collator:
     dtype = torch.long if problem_type.endswith("single_label_classification") else torch.float32
-    return Collator(pad_id, dtype, residue=problem_type.startswith("residue_"))
+    return Collator(pad_id, dtype, residue=is_residue(problem_type))

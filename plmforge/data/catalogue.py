@@ -30,10 +30,6 @@ class CatalogueEntry:
     structure_source: str | None
     bundled: bool = False
 
-    @property
-    def supported(self) -> bool:
-        return True  # every problem type of the catalogue has a trainer now (residue tasks included)
-
 
 def _metric_names(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     names = [METRIC_ALIASES.get(m.strip(), m.strip()) for m in text.split(",") if m.strip()]

@@ -64,9 +64,6 @@ def _read_tables(cfg: DataConfig) -> tuple[dict[str, Table], str, CatalogueEntry
     assert cfg.dataset is not None
     entry = lookup(cfg.dataset)
     location = entry.location if entry else cfg.dataset
-    if entry is not None and not entry.supported:
-        raise ConfigError(f"dataset {entry.name!r} is a {entry.problem_type} task, which a later plmforge "
-                          "release adds; pick a sequence-level dataset")
     path = Path(location).expanduser()
     flip = flip_layout(path, cfg.sequence_column, cfg.label_column) if path.exists() else None
     if flip is not None:

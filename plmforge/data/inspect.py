@@ -7,6 +7,7 @@ import numpy as np
 from plmforge.config import load_config
 from plmforge.data.catalogue import catalogue
 from plmforge.data.dataset import load_data
+from plmforge.tasks import is_residue
 
 
 def check_dataset(overrides: list[str]) -> str:
@@ -31,7 +32,7 @@ def check_dataset(overrides: list[str]) -> str:
 def _label_summary(labels: list | None, task) -> str:  # type: ignore[no-untyped-def]
     if labels is None:
         return "none"
-    if task.problem_type.startswith("residue_"):
+    if is_residue(task.problem_type):
         from plmforge.data.residue import IGNORE
 
         flat = np.concatenate(labels)
@@ -54,8 +55,7 @@ def _label_summary(labels: list | None, task) -> str:  # type: ignore[no-untyped
 def list_catalogue() -> str:
     rows = []
     for e in catalogue().values():
-        status = "" if e.supported else "  (residue task: planned)"
         where = "bundled" if e.bundled else e.location
-        rows.append(f"{e.name:<32} {e.problem_type:<36} {e.num_labels:>6}  {e.monitor:<14} {where}{status}")
+        rows.append(f"{e.name:<32} {e.problem_type:<36} {e.num_labels:>6}  {e.monitor:<14} {where}")
     header = f"{'name':<32} {'problem type':<36} {'labels':>6}  {'monitor':<14} source"
     return "\n".join([header, *rows])

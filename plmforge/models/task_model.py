@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from plmforge.data.residue import IGNORE
+from plmforge.tasks import base_type
 
 
 @dataclass
@@ -60,7 +61,7 @@ class TaskModel(nn.Module):
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Sequence tasks: logits (B, C). Residue tasks: logits (B, L, C) with labels (B, L[, C]) that
         hold IGNORE (classes) or NaN (values) at special, padding and masked positions."""
-        kind = self.problem_type.removeprefix("residue_")
+        kind = base_type(self.problem_type)
         logits = logits.float()
         if kind == "single_label_classification":
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.long().reshape(-1), ignore_index=IGNORE)
@@ -73,7 +74,7 @@ class TaskModel(nn.Module):
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities for classification, the raw (normalised) value for regression."""
-        kind = self.problem_type.removeprefix("residue_")
+        kind = base_type(self.problem_type)
         if kind == "single_label_classification":
             return torch.softmax(logits.float(), dim=-1)
         if kind == "multi_label_classification":

@@ -183,7 +183,7 @@ class Trainer:
         if len(found) != len(data):
             raise RuntimeError(f"evaluation of {split} missed {len(data) - len(found)} sequences")
         per_seq = [found[i] for i in range(len(data))]
-        labels = None if data.labels is None else [y[~sp] for y, sp in zip(data.labels, data.special, strict=True)]
+        labels = data.residue_labels()
         loss = None
         if labels is not None:
             loss = float(inner.loss(torch.cat(per_seq)[None], torch.as_tensor(np.concatenate(labels))[None]

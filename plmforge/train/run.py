@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import PartialState
 
 from plmforge import plots
@@ -55,21 +56,18 @@ def _check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
 
 def check_hardware(config: RunConfig) -> None:
     """Refuse settings the machine cannot honour, instead of silently training without them."""
-    import torch
-
     mp = config.training.mixed_precision
     if mp == "fp16" and not torch.cuda.is_available():
         raise ConfigError("training.mixed_precision=fp16 needs a CUDA GPU and none is available; "
                           "use bf16 (works on recent CPUs) or no")
     if mp == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         raise ConfigError("training.mixed_precision=bf16 is not supported by this GPU; use fp16")
-    for tracker in config.training.report_to:
-        module = {"wandb": "wandb", "tensorboard": "tensorboard"}[tracker]
+    for tracker in config.training.report_to:  # the tracker names are their package names
         try:
-            __import__(module)
+            __import__(tracker)
         except ImportError:
-            raise ConfigError(f"training.report_to={tracker} needs the {module} package: "
-                              f"pip install {module}  (or pip install 'plmforge[tracking]')") from None
+            raise ConfigError(f"training.report_to={tracker} needs the {tracker} package: "
+                              f"pip install {tracker}  (or pip install 'plmforge[tracking]')") from None
 
 
 def _write_run_files(asm: Assembled, run_dir: Path) -> None:
@@ -105,8 +103,6 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
     rd = Path(config.output.dir)
     _check_run_dir(rd, config.output.overwrite, resume)
     check_hardware(config)
-    import torch
-
     # one process, or one of several under `accelerate launch` / torchrun (CPU-only machines use gloo)
     state = PartialState(cpu=not torch.cuda.is_available())
     if not state.is_main_process:
