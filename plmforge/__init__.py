@@ -1,0 +1,25 @@
+"""plmforge: fine-tune protein language models to predict protein properties.
+
+The Python entry points (loaded on first use, so `import plmforge` stays light):
+- `plmforge.load_config(path, overrides)` -> RunConfig, and `plmforge.train.run.train(config)` -> RunResult;
+- `plmforge.predict(run_dir, sequences)` -> PredictionResult (`.table`, `.frames`, `.write(path)`);
+- `plmforge.evaluate(run_dir, data)` -> EvaluationResult (`.metrics`, `.blob`, `.write(dir)`);
+- `plmforge.load_run(run_dir)` -> LoadedRun, to predict many times without reloading.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {"load_config": "plmforge.config", "predict": "plmforge.api",
+            "evaluate": "plmforge.api", "load_run": "plmforge.api"}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'plmforge' has no attribute {name!r}")

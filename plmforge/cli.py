@@ -1,8 +1,10 @@
-"""Command line: parses arguments, builds configs, calls one function per command."""
+"""Command line: parses arguments, builds configs, calls one function per command; the only place
+that prints results. Choices and help come from the registries (methods, heads, problem types, zoo)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -17,16 +19,37 @@ FLAG_KEYS = {
     "seed": "training.seed", "output": "output.dir",
 }
 
+WHAT = {"dataset": "a catalogue name (`plmforge data list`), a file, a directory or a hub id",
+        "model": "a zoo name (`plmforge models`), a hub id or a local model directory"}
+
+
+def _choices() -> dict[str, list[str]]:
+    from plmforge.heads import HEADS
+    from plmforge.methods import METHODS
+    from plmforge.tasks import PROBLEM_TYPES
+
+    return {"method": list(METHODS), "pooling": list(HEADS), "problem_type": list(PROBLEM_TYPES)}
+
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune a model (config file and/or section.key=value overrides)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="e.g. training.epochs=5")
     p.add_argument("--config", "-c", help="YAML config file")
+    choices = _choices()
     for flag, key in FLAG_KEYS.items():
-        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, help=f"shorthand for {key}")
+        allowed = choices.get(flag)
+        more = f"; one of {', '.join(allowed)}" if allowed else (f": {WHAT[flag]}" if flag in WHAT else "")
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, choices=allowed, metavar=flag.upper(),
+                       help=f"shorthand for {key}{more}")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and the equivalent command")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from RUN_DIR/last")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.set_defaults(func=_train)
+
+
+def _inference_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, help="sequences per batch (default: the run's evaluation batch size)")
+    p.add_argument("--max-tokens", type=int, help="token budget per batch when the run batches by tokens")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,24 +61,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="a labelled file, or a directory with a test (or train) file")
     p.add_argument("--output", help="directory for the metrics files (default RUN_DIR/eval_<name>)")
+    _inference_args(p)
+    p.set_defaults(func=_evaluate)
     p = sub.add_parser("predict", help="predict with a trained run")
     p.add_argument("run_dir")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--input", help="CSV, TSV, JSONL, Parquet or FASTA file of sequences")
     group.add_argument("--sequence", help="one amino-acid sequence")
     p.add_argument("--output", help="CSV to write (default RUN_DIR/predictions.csv for --input)")
-    p.add_argument("--batch-size", type=int, default=32)
+    _inference_args(p)
+    p.set_defaults(func=_predict)
     p = sub.add_parser("export", help="write a self-contained model directory (adapters merged)")
     p.add_argument("run_dir")
     p.add_argument("--merge", required=True, metavar="OUT_DIR", help="directory to write")
     p.add_argument("--overwrite", action="store_true")
-    sub.add_parser("models", help="list the model zoo")
+    p.set_defaults(func=_export)
+    sub.add_parser("models", help="list the model zoo").set_defaults(func=_models)
+    sub.add_parser("methods", help="list the fine-tuning methods and their options").set_defaults(func=_methods)
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     check = data.add_parser("check", help="validate and summarise a dataset")
     check.add_argument("path", help="catalogue name, file, directory or hub id")
     check.add_argument("overrides", nargs="*", metavar="data.key=value")
-    check.add_argument("--problem-type")
-    data.add_parser("list", help="list the pre-defined datasets")
+    check.add_argument("--problem-type", choices=_choices()["problem_type"], metavar="PROBLEM_TYPE",
+                       help="one of " + ", ".join(_choices()["problem_type"]))
+    check.set_defaults(func=_data_check)
+    data.add_parser("list", help="list the pre-defined datasets").set_defaults(func=_data_list)
     return parser
 
 
@@ -83,28 +113,76 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models() -> int:
-    from plmforge.models.zoo import zoo_rows
+def _predict(args: argparse.Namespace) -> int:
+    from plmforge.api import load_run, predict
 
-    rows = zoo_rows()
-    cols = ["name", "huggingface id", "family", "params", "hidden", "max residues", "tokens", "LoRA targets", "note"]
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
-    print("  ".join(c.ljust(widths[c]) for c in cols))
-    for r in rows:
-        print("  ".join(r[c].ljust(widths[c]) for c in cols))
+    run = load_run(args.run_dir)
+    result = predict(run, args.sequence if args.sequence is not None else Path(args.input),
+                     batch_size=args.batch_size, max_tokens=args.max_tokens)
+    if args.sequence is not None and args.output is None:
+        print(result.frames[list(result.frames)[-1]].to_string(index=False))  # the per-sequence view
+        return 0
+    out = Path(args.output) if args.output else run.run_dir / "predictions.csv"
+    written = result.write(out)
+    print(f"wrote predictions for {len(result.records)} sequences to {', '.join(map(str, written))}")
     return 0
 
 
-def _data(args: argparse.Namespace) -> int:
-    from plmforge.data.inspect import check_dataset, list_catalogue
+def _evaluate(args: argparse.Namespace) -> int:
+    from plmforge.api import evaluate
 
-    if args.data_command == "list":
-        print(list_catalogue())
-        return 0
+    report = evaluate(args.run_dir, args.data, batch_size=args.batch_size, max_tokens=args.max_tokens)
+    out = Path(args.output) if args.output else Path(args.run_dir) / f"eval_{Path(report.data).stem}"
+    report.write(out)
+    print(json.dumps({k: round(v, 4) for k, v in report.metrics.items()}, indent=2))
+    print(f"metrics and predictions written to {out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from plmforge.export import export_merged
+
+    out = export_merged(args.run_dir, args.merge, args.overwrite)
+    print(f"exported to {out}; predict with: plmforge predict {out} --input FILE")
+    return 0
+
+
+def _table(rows: list[dict[str, str]]) -> str:
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from plmforge.models.zoo import zoo_rows
+
+    print(_table(zoo_rows()))
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from plmforge.methods import method_rows
+
+    print(_table(method_rows()))
+    return 0
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from plmforge.data.inspect import check_dataset
+
     overrides = [f"data.dataset={args.path}", *args.overrides]
     if args.problem_type:
         overrides.append(f"data.problem_type={args.problem_type}")
-    print(check_dataset(overrides))
+    print(check_dataset(overrides).render())
+    return 0
+
+
+def _data_list(args: argparse.Namespace) -> int:
+    from plmforge.data.inspect import list_catalogue
+
+    print(list_catalogue())
     return 0
 
 
@@ -120,23 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     setup_console(args.verbose)
     try:
-        if args.command == "train":
-            return _train(args)
-        if args.command == "models":
-            return _models()
-        if args.command == "data":
-            return _data(args)
-        if args.command == "export":
-            from plmforge.export import export_merged
-
-            out = export_merged(args.run_dir, args.merge, args.overwrite)
-            print(f"exported to {out}; predict with: plmforge predict {out} --input FILE")
-            return 0
-        from plmforge.predict import evaluate_command, predict_command
-
-        if args.command == "predict":
-            return predict_command(args.run_dir, args.input, args.sequence, args.output, args.batch_size)
-        return evaluate_command(args.run_dir, args.data, args.output)
+        return args.func(args)
     except PlmforgeError as exc:
         print(exc.render(), file=sys.stderr)
         return exc.exit_code

@@ -14,7 +14,11 @@ from typing import Any
 
 import yaml
 
+from plmforge.checks import fraction, positive
 from plmforge.errors import ConfigError, choice_error, did_you_mean
+from plmforge.heads import HEADS
+from plmforge.methods import METHODS
+from plmforge.metrics import METRICS
 from plmforge.tasks import PROBLEM_TYPES
 
 NORMALISATIONS = ("none", "standard", "min_max")
@@ -23,13 +27,6 @@ SCHEDULERS = ("linear", "cosine", "step", "constant")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 DIRECTIONS = ("max", "min")
 TRACKERS = ("wandb", "tensorboard")
-
-
-def _positive(field_name: str, value: float | int, *, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    if isinstance(value, bool) or not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{field_name} must be {bound}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -58,13 +55,13 @@ class DataConfig:
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
             raise choice_error("data.problem_type", self.problem_type, PROBLEM_TYPES)
         if self.num_labels is not None:
-            _positive("data.num_labels", self.num_labels)
+            positive("data.num_labels", self.num_labels)
         if self.label_normalisation is not None and self.label_normalisation not in NORMALISATIONS:
             raise choice_error("data.label_normalisation", self.label_normalisation, NORMALISATIONS)
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"data.validation_fraction must be between 0 and 1, got {self.validation_fraction!r}")
         if self.max_samples is not None:
-            _positive("data.max_samples", self.max_samples)
+            positive("data.max_samples", self.max_samples)
         if self.label_format not in ("values", "positions"):
             raise choice_error("data.label_format", self.label_format, ("values", "positions"))
         if self.residue_classes is not None and len(set(self.residue_classes)) != len(self.residue_classes):
@@ -84,75 +81,42 @@ class ModelConfig:
         if not self.name:
             raise ConfigError("model.name must not be empty")
         if self.max_length is not None:
-            _positive("model.max_length", self.max_length)
+            positive("model.max_length", self.max_length)
 
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """How the backbone is fine-tuned (the method registry lists the names)."""
+    """How the backbone is fine-tuned: a registered method and its own options (written flat in YAML
+    and overrides, e.g. `method.rank=4`; each method's option class says which keys it takes)."""
 
     name: str = "freeze"
-    cache_embeddings: bool = True  # freeze only: compute backbone outputs once, reuse every epoch
-    cache_max_mb: int = 4096
-    # parameter-efficient methods (lora, dora, adalora, qlora; ia3 uses the module lists only)
-    rank: int = 8  # LoRA rank; AdaLoRA's average final rank
-    alpha: int = 32  # LoRA scaling numerator (scale = alpha / rank)
-    dropout: float = 0.1  # dropout on the adapter input
-    target_modules: tuple[str, ...] | None = None  # None = the model family's default
-    feedforward_modules: tuple[str, ...] | None = None  # IA3: targets scaled at their input
-    adalora_init_rank: int = 12  # AdaLoRA's starting rank per module
-    adalora_warmup: float = 0.1  # fraction of optimizer steps before ranks are pruned
-    adalora_final: float = 0.2  # fraction of optimizer steps at the end with ranks fixed
-    adalora_interval: int = 1  # optimizer steps between two rank re-allocations
-    adalora_orth_reg: float = 0.5  # weight of AdaLoRA's orthogonality penalty
-    quant_type: str = "nf4"  # QLoRA 4-bit data type: nf4 or fp4
-    double_quant: bool = True  # QLoRA: quantise the quantisation constants too
+    options: Any = None  # the method's option dataclass; None = its defaults
 
     def __post_init__(self) -> None:
-        from plmforge.methods import METHODS
+        spec = METHODS.lookup(self.name, "method.name")
+        if self.options is None:
+            object.__setattr__(self, "options", spec.options())
+        elif not isinstance(self.options, spec.options):
+            raise ConfigError(f"method {self.name!r} takes {spec.options.__name__}, got {type(self.options).__name__}")
 
-        if self.name not in METHODS:
-            raise choice_error("method.name", self.name, METHODS)
-        _positive("method.cache_max_mb", self.cache_max_mb, allow_zero=True)
-        _positive("method.rank", self.rank)
-        _positive("method.alpha", self.alpha)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"method.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.adalora_init_rank < self.rank:
-            raise ConfigError(f"method.adalora_init_rank ({self.adalora_init_rank}) must be >= method.rank "
-                              f"({self.rank}): AdaLoRA prunes from the initial rank down to the target")
-        for key in ("adalora_warmup", "adalora_final"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(f"method.{key} must be a fraction in [0, 1), got {getattr(self, key)!r}")
-        if self.adalora_warmup + self.adalora_final >= 0.9:
-            raise ConfigError("method.adalora_warmup + method.adalora_final must leave at least 10 % of the steps "
-                              "for rank allocation")
-        _positive("method.adalora_interval", self.adalora_interval)
-        _positive("method.adalora_orth_reg", self.adalora_orth_reg, allow_zero=True)
-        if self.quant_type not in ("nf4", "fp4"):
-            raise choice_error("method.quant_type", self.quant_type, ("nf4", "fp4"))
-        if self.feedforward_modules and self.target_modules and \
-                not set(self.feedforward_modules) <= set(self.target_modules):
-            raise ConfigError("method.feedforward_modules must be a subset of method.target_modules")
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **dataclasses.asdict(self.options)}
 
 
 @dataclass(frozen=True)
 class HeadConfig:
     """The prediction head on top of the backbone."""
 
-    pooling: str = "mean"
+    pooling: str | None = None  # None = the problem type's default (mean, or the per-residue head)
     dropout: float = 0.1
     hidden_size: int | None = None  # None = backbone hidden size
 
     def __post_init__(self) -> None:
-        from plmforge.models.heads import HEADS
-
-        if self.pooling not in HEADS:
-            raise choice_error("head.pooling", self.pooling, HEADS)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"head.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.pooling is not None:
+            HEADS.lookup(self.pooling, "head.pooling")
+        fraction("head.dropout", self.dropout)
         if self.hidden_size is not None:
-            _positive("head.hidden_size", self.hidden_size)
+            positive("head.hidden_size", self.hidden_size)
 
 
 @dataclass(frozen=True)
@@ -167,11 +131,11 @@ class BatchingConfig:
     def __post_init__(self) -> None:
         if self.mode not in BATCHING_MODES:
             raise choice_error("batching.mode", self.mode, BATCHING_MODES)
-        _positive("batching.batch_size", self.batch_size)
+        positive("batching.batch_size", self.batch_size)
         if self.max_tokens < 64:
             raise ConfigError(f"batching.max_tokens must be >= 64, got {self.max_tokens!r}")
         if self.eval_batch_size is not None:
-            _positive("batching.eval_batch_size", self.eval_batch_size)
+            positive("batching.eval_batch_size", self.eval_batch_size)
 
 
 @dataclass(frozen=True)
@@ -201,13 +165,11 @@ class TrainingConfig:
     wandb_mode: str = "offline"
 
     def __post_init__(self) -> None:
-        from plmforge.metrics import METRICS
-
-        _positive("training.learning_rate", self.learning_rate)
-        _positive("training.weight_decay", self.weight_decay, allow_zero=True)
-        _positive("training.epochs", self.epochs)
+        positive("training.learning_rate", self.learning_rate)
+        positive("training.weight_decay", self.weight_decay, allow_zero=True)
+        positive("training.epochs", self.epochs)
         if self.patience is not None:
-            _positive("training.patience", self.patience)
+            positive("training.patience", self.patience)
         if self.monitor is not None and self.monitor != "loss" and self.monitor not in METRICS:
             raise choice_error("training.monitor", self.monitor, ["loss", *METRICS])
         if self.direction is not None and self.direction not in DIRECTIONS:
@@ -217,20 +179,20 @@ class TrainingConfig:
                 raise choice_error("training.metrics", name, METRICS)
         if self.scheduler not in SCHEDULERS:
             raise choice_error("training.scheduler", self.scheduler, SCHEDULERS)
-        _positive("training.warmup_steps", self.warmup_steps, allow_zero=True)
+        positive("training.warmup_steps", self.warmup_steps, allow_zero=True)
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.warmup_steps and self.warmup_ratio:
             raise ConfigError("set training.warmup_steps or training.warmup_ratio, not both")
-        _positive("training.step_size_epochs", self.step_size_epochs)
-        _positive("training.step_gamma", self.step_gamma)
-        _positive("training.gradient_accumulation_steps", self.gradient_accumulation_steps)
+        positive("training.step_size_epochs", self.step_size_epochs)
+        positive("training.step_gamma", self.step_gamma)
+        positive("training.gradient_accumulation_steps", self.gradient_accumulation_steps)
         if self.max_grad_norm is not None:
-            _positive("training.max_grad_norm", self.max_grad_norm)
-        _positive("training.num_workers", self.num_workers, allow_zero=True)
+            positive("training.max_grad_norm", self.max_grad_norm)
+        positive("training.num_workers", self.num_workers, allow_zero=True)
         if self.mixed_precision not in MIXED_PRECISION:
             raise choice_error("training.mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        _positive("training.logging_steps", self.logging_steps)
+        positive("training.logging_steps", self.logging_steps)
         for tracker in self.report_to:
             if tracker not in TRACKERS:
                 raise choice_error("training.report_to", tracker, TRACKERS)
@@ -259,7 +221,8 @@ class RunConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        out = {name: (section.to_dict() if isinstance(section, MethodConfig) else dataclasses.asdict(section))
+               for name, section in ((f.name, getattr(self, f.name)) for f in fields(self))}
         for section in out.values():
             for key, value in section.items():
                 if isinstance(value, tuple):
@@ -336,21 +299,43 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: Path | None = None) -> Ru
             values = {}
         if not isinstance(values, dict):
             raise ConfigError(f"config section {name!r} must be a mapping, got {values!r}")
-        cls = _SECTION_TYPES[name]
-        known = {f.name: f.type for f in fields(cls)}
-        kwargs = {}
-        for key, value in values.items():
-            if key not in known:
-                raise ConfigError(f"unknown key {name}.{key}{did_you_mean(key, known)}; "
-                                  f"keys of {name}: {', '.join(known)}")
-            value = _coerce(name, key, value, known[key])
-            if base_dir is not None and (name, key) in PATH_KEYS and isinstance(value, str):
-                value = _resolve_path(value, base_dir)
-            kwargs[key] = value
-        sections[name] = cls(**kwargs)
+        if name == "method":
+            sections[name] = _method_section(values)
+            continue
+        sections[name] = _SECTION_TYPES[name](**_section_kwargs(name, _SECTION_TYPES[name], values, base_dir))
     if "data" not in sections:
         raise ConfigError("the config has no 'data' section: set data.dataset (or data.train)")
     return RunConfig(**sections)
+
+
+def _section_kwargs(name: str, cls: type, values: dict[str, Any], base_dir: Path | None,
+                    scope: str = "") -> dict[str, Any]:
+    known = {f.name: f.type for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {name}.{key}{did_you_mean(key, known)}; "
+                              f"{scope or 'keys of ' + name}: {', '.join(known) or 'none'}")
+        value = _coerce(name, key, value, known[key])
+        if base_dir is not None and (name, key) in PATH_KEYS and isinstance(value, str):
+            value = _resolve_path(value, base_dir)
+        kwargs[key] = value
+    return kwargs
+
+
+def _method_section(values: dict[str, Any]) -> MethodConfig:
+    """`name` picks the method; every other key must be one of that method's options."""
+    values = dict(values)
+    name = _coerce("method", "name", values.pop("name", "freeze"), "str")
+    spec = METHODS.lookup(name, "method.name")
+    unknown = [k for k in values if k not in spec.option_names]
+    if unknown:
+        takers = [m for m, s in METHODS.items() if unknown[0] in s.option_names]
+        if takers:
+            raise ConfigError(f"method.{unknown[0]} is not an option of method {name!r} (it is one of "
+                              f"{', '.join(takers)}); {name} takes: {', '.join(spec.option_names) or 'no options'}")
+    kwargs = _section_kwargs("method", spec.options, values, None, f"options of method {name!r} (besides name)")
+    return MethodConfig(name, spec.options(**kwargs))
 
 
 def _resolve_path(value: str, base_dir: Path) -> str:
@@ -398,13 +383,35 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections")
         base_dir = p.resolve().parent
         raw = _rebase_paths(raw, base_dir)
+    from_file = dict(raw.get("method") or {}) if isinstance(raw.get("method"), dict) else {}
     for text in overrides or []:
         section, key, value = parse_override(text)
         raw.setdefault(section, {})
         if raw[section] is None:
             raw[section] = {}
         raw[section][key] = value
+    _drop_other_methods_options(raw, from_file, path)
     return config_from_dict(raw)
+
+
+def _drop_other_methods_options(raw: dict[str, Any], from_file: dict[str, Any], path: str | Path | None) -> None:
+    """An override that switches the method (e.g. `method.name=freeze` on a LoRA config file) leaves the
+    file's options of the old method behind: those the new method does not take are dropped, and
+    each one is named in a warning (options given as overrides are still checked strictly)."""
+    import logging
+
+    method = raw.get("method") or {}
+    new, old = method.get("name", "freeze"), from_file.get("name", "freeze")
+    if new == old or new not in METHODS:
+        return
+    takes = METHODS[new].option_names
+    dropped = [k for k in from_file if k != "name" and k not in takes and method.get(k) == from_file[k]]
+    for key in dropped:
+        del method[key]
+    if dropped:
+        logging.getLogger("plmforge").warning(
+            "method.name=%s overrides %s in %s; its options %s do not apply to %s and are left out",
+            new, old, path, ", ".join(f"method.{k}={from_file[k]}" for k in dropped), new)
 
 
 def _rebase_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
@@ -427,6 +434,10 @@ def config_to_overrides(config: RunConfig) -> list[str]:
     out = []
     for name, cls in _SECTION_TYPES.items():
         section = getattr(config, name)
+        if name == "method":  # the name, then the options that differ from the method's defaults
+            if section.name != MethodConfig.name:
+                out.append(f"method.name={section.name}")
+            section, cls = section.options, type(section.options)
         for f in fields(cls):
             value = getattr(section, f.name)
             default = f.default if f.default is not dataclasses.MISSING else None

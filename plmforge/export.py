@@ -13,10 +13,11 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from plmforge.api import load_run
 from plmforge.config import save_config
 from plmforge.errors import ConfigError, RunDirError
+from plmforge.heads import HEADS
 from plmforge.methods import METHODS
-from plmforge.predict import load_run
 
 
 def export_merged(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
@@ -60,7 +61,8 @@ def model_card(run, method: str) -> str:  # type: ignore[no-untyped-def]
              f"- base model: `{run.config.model.name}` ({run.backbone.family.name} family)",
              f"- fine-tuning method: `{method}`" + (" (adapters merged into the backbone weights)"
                                                    if METHODS[method].uses_peft else ""),
-             f"- head: `{run.config.head.pooling}` pooling, {task.num_outputs} output(s)",
+             f"- head: `{run.config.head.pooling}` ({HEADS[run.config.head.pooling].description}), "
+             f"{task.num_outputs} output(s)",
              f"- trained parameters: {stats.get('trainable', '?'):,} of {stats.get('total', '?'):,}"
              if stats else "- trained parameters: unknown",
              "", "## Task and data", "",

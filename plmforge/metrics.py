@@ -1,6 +1,7 @@
 """Metric registry by name and problem type, computed with scikit-learn and SciPy.
 
-Inputs are whole-split arrays:
+Inputs are whole-split arrays (residue tasks: all unmasked residues of the split, flattened by the
+problem type):
 - single-label: y_true (N,) class indices, probs (N, C) softmax probabilities;
 - multi-label: y_true (N, C) 0/1, probs (N, C) sigmoid probabilities;
 - regression: y_true (N,), y_pred (N,) in the user's units.
@@ -20,25 +21,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SINGLE, MULTI, REG = "single_label_classification", "multi_label_classification", "regression"
+from plmforge.registry import Registry
+
+# what a metric is computed on (a problem type names one of these kinds for its labels)
+SINGLE, MULTI, REG = "classes", "multi_label", "values"
 
 
 @dataclass(frozen=True)
 class Metric:
     name: str
     direction: str  # 'max' or 'min'
-    problem_types: tuple[str, ...]
+    kinds: tuple[str, ...]  # label kinds it applies to
     fn: Callable[[np.ndarray, np.ndarray], float]
 
 
-METRICS: dict[str, Metric] = {}
+METRICS: Registry[Metric] = Registry("metric")
 
 
-def register_metric(name: str, direction: str, problem_types: tuple[str, ...]):
+def register_metric(name: str, direction: str, kinds: tuple[str, ...]):
     def wrap(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray], float]:
-        if name in METRICS:
-            raise ValueError(f"metric {name!r} registered twice")
-        METRICS[name] = Metric(name, direction, problem_types, fn)
+        METRICS.register(name, Metric(name, direction, kinds, fn))
         return fn
 
     return wrap
@@ -217,31 +219,13 @@ def confusion_matrix(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return skcm(y_true, _single_pred(probs), labels=_labels(probs))
 
 
-def averaging_note(problem_type: str, num_labels: int) -> str:
-    from plmforge.tasks import base_type
-
-    if problem_type != base_type(problem_type):
-        return ("per residue, over all unmasked residues of the split (accuracy on 3/8-state secondary structure "
-                "is Q3/Q8); accuracy_per_sequence averages each sequence's accuracy; "
-                + averaging_note(base_type(problem_type), num_labels))
-    if problem_type == REG:
-        return "regression metrics in the label's original units"
-    if problem_type == MULTI:
-        return ("multi-label: accuracy = exact match; precision/recall/f1/mcc micro over (protein, label) "
-                "pairs at threshold 0.5; auroc macro over labels with both classes; f1_max protein-centric")
-    if num_labels == 2:
-        return "binary: precision/recall/f1/specificity/auroc for class 1"
-    return "multi-class: precision/recall/f1/specificity macro over classes; auroc one-vs-rest macro"
-
-
-def check_metrics(names: tuple[str, ...], problem_type: str) -> None:
+def check_metrics(names: tuple[str, ...], kind: str, problem_type: str) -> None:
+    """Every metric in `names` must accept labels of `kind`; the error names the problem type."""
     from plmforge.errors import ConfigError
-    from plmforge.tasks import base_type
 
-    problem_type = base_type(problem_type)  # residue tasks are judged per residue like their base type
     for name in names:
-        if problem_type not in METRICS[name].problem_types:
-            allowed = [m for m, spec in METRICS.items() if problem_type in spec.problem_types]
+        if kind not in METRICS[name].kinds:
+            allowed = [m for m, spec in METRICS.items() if kind in spec.kinds]
             raise ConfigError(f"metric {name!r} does not apply to {problem_type}; "
                               f"choose from {', '.join(allowed)}")
 
@@ -252,31 +236,3 @@ def compute_metrics(names: tuple[str, ...], y_true: np.ndarray, scores: np.ndarr
 
 def direction_of(monitor: str) -> str:
     return "min" if monitor == "loss" else METRICS[monitor].direction
-
-
-def flatten_residues(labels: list[np.ndarray], scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """All unmasked residues of a split as one (M,) / (M, C) pair."""
-    from plmforge.data.residue import IGNORE
-
-    y, p = np.concatenate(labels), np.concatenate(scores)
-    if y.dtype.kind == "f":
-        keep = ~np.isnan(y) if y.ndim == 1 else ~np.isnan(y).any(axis=1)
-    else:
-        keep = y != IGNORE
-    return y[keep].astype(np.int64) if y.dtype.kind == "i" else y[keep], p[keep]
-
-
-def residue_metrics(task, labels: list[np.ndarray], scores: list[np.ndarray]) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Per-residue metrics over all unmasked residues, plus the mean of per-sequence accuracies."""
-    y, p = flatten_residues(labels, scores)
-    if task.problem_type == "residue_multi_label_classification":
-        y = y.astype(np.int64)
-    out = compute_metrics(task.metrics, y, p)
-    if task.problem_type == "residue_single_label_classification":
-        per_seq = []
-        for lab, sc in zip(labels, scores, strict=True):
-            yy, pp = flatten_residues([lab], [sc])
-            if len(yy):
-                per_seq.append(float((pp.argmax(1) == yy).mean()))
-        out["accuracy_per_sequence"] = float(np.mean(per_seq)) if per_seq else float("nan")
-    return out

@@ -17,7 +17,22 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 RESIDUES = "LAGVESIKRDTPNQFYMHCWXUBZO"
 
 
+_RUNNING: dict[str, pytest.Item] = {}
+
+
+@pytest.fixture(autouse=True)
+def _running_test(request: pytest.FixtureRequest):
+    _RUNNING["item"] = request.node
+    yield
+    _RUNNING.pop("item", None)
+
+
 def shared(*parts: str) -> Path:
+    """A path in ../shared/data; the calling test must carry the shared_data marker (so that
+    `pytest -m "not shared_data"` really runs without the shared data)."""
+    item = _RUNNING.get("item")
+    if item is not None and item.get_closest_marker("shared_data") is None:
+        raise AssertionError(f"{item.nodeid} reads ../shared/data: mark it @pytest.mark.shared_data")
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: the tests read real data from ../shared/data")

@@ -18,7 +18,7 @@ def test_unknown_section_is_named():
 
 @pytest.mark.parametrize("override, pattern", [
     ("method.name=lora2", r"method.name must be one of .*got 'lora2'"),
-    ("head.pooling=max", r"head.pooling must be one of 'mean', 'attention1d', 'light_attention', 'centre', got 'max'"),
+    ("head.pooling=max", r"head.pooling must be one of 'mean', 'attention1d', 'light_attention', 'centre', 'residue', got 'max'"),
     ("batching.mode=tokens", None),
     ("batching.max_tokens=10", r"batching.max_tokens must be >= 64, got 10"),
     ("training.epochs=0", r"training.epochs must be > 0, got 0"),
@@ -78,3 +78,38 @@ def test_several_labelled_files_in_yaml_resolve_relative_to_the_file(tmp_path: P
     (tmp_path / "c.yaml").write_text("data:\n  train: [pos.fasta::1, neg.fasta::0]\n")
     cfg = load_config(tmp_path / "c.yaml")
     assert cfg.data.train == f"{tmp_path / 'pos.fasta'}::1,{tmp_path / 'neg.fasta'}::0"
+
+
+def test_each_method_takes_only_its_own_options():
+    cfg = load_config(None, ["data.dataset=amp", "method.name=adalora", "method.rank=4", "method.adalora_init_rank=6"])
+    assert cfg.method.options.rank == 4 and cfg.method.options.adalora_init_rank == 6
+    assert load_config(None, config_to_overrides(cfg)) == cfg  # the preview command rebuilds it
+    with pytest.raises(ConfigError, match=r"method.rank is not an option of method 'ia3' \(it is one of lora, "
+                                          r"dora, adalora, qlora\); ia3 takes: target_modules, feedforward_modules"):
+        load_config(None, ["data.dataset=amp", "method.name=ia3", "method.rank=4"])
+    with pytest.raises(ConfigError, match=r"unknown key method.rnk \(did you mean 'rank'\?\); options of method 'lora'"):
+        load_config(None, ["data.dataset=amp", "method.name=lora", "method.rnk=4"])
+    with pytest.raises(ConfigError, match=r"method.adalora_init_rank \(2\) must be >= method.rank \(8\)"):
+        load_config(None, ["data.dataset=amp", "method.name=adalora", "method.adalora_init_rank=2"])
+    with pytest.raises(ConfigError, match=r"method.quant_type must be one of 'nf4', 'fp4', got 'int8'"):
+        load_config(None, ["data.dataset=amp", "method.name=qlora", "method.quant_type=int8"])
+
+
+def test_saved_method_section_is_flat_and_reloads(tmp_path: Path):
+    from plmforge.config import save_config
+
+    cfg = load_config(None, ["data.dataset=amp", "method.name=lora", "method.target_modules=query,value"])
+    save_config(cfg, tmp_path / "c.yaml")
+    text = (tmp_path / "c.yaml").read_text()
+    assert "method:\n  name: lora\n  rank: 8\n" in text and "cache_embeddings" not in text
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_switching_the_method_by_override_leaves_the_files_other_options_out_and_says_so(tmp_path: Path, caplog):
+    (tmp_path / "c.yaml").write_text("data:\n  dataset: amp\nmethod:\n  name: lora\n  rank: 4\n  alpha: 16\n")
+    cfg = load_config(tmp_path / "c.yaml", ["method.name=freeze"])
+    assert cfg.method.name == "freeze"
+    assert "method.rank=4, method.alpha=16 do not apply to freeze and are left out" in caplog.text
+    with pytest.raises(ConfigError, match="method.rank is not an option of method 'freeze'"):
+        load_config(tmp_path / "c.yaml", ["method.name=freeze", "method.rank=2"])  # given now: an error
+    assert load_config(tmp_path / "c.yaml", ["method.name=dora"]).method.options.rank == 4  # dora takes it

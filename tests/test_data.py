@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import shared
+
 from plmforge.config import load_config
 from plmforge.data.catalogue import lookup
 from plmforge.data.dataset import load_data
@@ -26,6 +26,7 @@ def _write(path: Path, text: str) -> Path:
 
 # ---- readers -------------------------------------------------------------------------------------
 
+@pytest.mark.shared_data
 def test_fasta_labels_come_from_the_header():
     table = read_file(shared("dephospho", "train_sequences.fasta"))
     assert len(table.df) == 201
@@ -55,6 +56,7 @@ def test_every_format_reads_the_same_records(tmp_path: Path, amp_dir: Path):
     assert all(s == seen[0] for s in seen)
 
 
+@pytest.mark.shared_data
 def test_parquet_paratope_reads_with_a_custom_sequence_column():
     table = read_file(shared("paratope", "sabdab_val.parquet"))
     assert {"sequence", "paratope_labels"} <= set(table.df.columns)
@@ -118,6 +120,7 @@ def test_lowercase_and_rare_residues_are_accepted(tmp_path: Path):
 
 # ---- splits --------------------------------------------------------------------------------------
 
+@pytest.mark.shared_data
 def test_missing_validation_is_carved_with_the_seed_and_recorded():
     args = (f"data.train={shared('dephospho', 'train_sequences.fasta')}",
             f"data.test={shared('dephospho', 'test_sequences.fasta')}",
@@ -173,6 +176,7 @@ def test_metric_that_does_not_fit_the_problem_type(tmp_path: Path):
         _load(f"data.train={f}", "data.problem_type=regression", "training.metrics=accuracy")
 
 
+@pytest.mark.shared_data
 def test_multi_label_from_real_ec_numbers(tmp_path: Path):
     """EC numbers truncated to their first level (7 classes) as a dense multi-label task."""
     df = pd.read_csv(shared("ec", "split10.csv"), sep="\t").head(60)

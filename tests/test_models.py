@@ -1,19 +1,23 @@
 """Tokenisation per family, the zoo registry, heads (padding invariance) and the method registry."""
 
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from plmforge.config import HeadConfig, MethodConfig, ModelConfig
+from plmforge.config import HeadConfig, ModelConfig
 from plmforge.data.validate import STANDARD
 from plmforge.errors import ConfigError
+from plmforge.heads import HEADS, build_head
 from plmforge.methods import METHODS
-from plmforge.models.backbone import encode_sequences, load_backbone
-from plmforge.models.heads import HEADS, build_head
-from plmforge.models.task_model import TaskModel
-from plmforge.models.zoo import FAMILIES, ZOO, zoo_rows
+from plmforge.models.backbone import load_backbone
+from plmforge.models.encoding import encode_sequences
+from plmforge.models.families import FAMILIES
+from plmforge.models.task_model import TaskModel, batch_kwargs
+from plmforge.models.zoo import ZOO, zoo_rows
+from plmforge.tasks import PROBLEM_TYPES
+
+POOLED = [name for name, spec in HEADS.items() if not spec.per_residue]
+SINGLE = PROBLEM_TYPES["single_label_classification"]
 
 EXPECTED_SPECIALS = {  # (first token, last token) of an encoded sequence; None = a residue
     "esm": ("<cls>", "<eos>"), "bert": ("[CLS]", "[SEP]"), "t5": (None, "</s>"), "antiberty": ("[CLS]", "[SEP]"),
@@ -25,7 +29,7 @@ def _backbone(tiny_models, family: str, **kw):
     return load_backbone(ModelConfig(name=name, **kw))
 
 
-@pytest.mark.parametrize("family", ["esm", "bert", "t5", "antiberty"])
+@pytest.mark.parametrize("family", ["esm", "bert", "t5", pytest.param("antiberty", marks=pytest.mark.pretrained)])
 def test_standard_residues_never_become_unknown(tiny_models, family):
     bb = _backbone(tiny_models, family)
     enc = encode_sequences(bb, [STANDARD, STANDARD[::-1] * 3])
@@ -50,6 +54,7 @@ def test_rare_residue_rule_per_family(tiny_models, family, rare_tokens):
     assert "".join(tokens) == rare_tokens
 
 
+@pytest.mark.pretrained
 def test_antiberty_has_no_x_so_rare_residues_are_counted_as_unknown(tiny_models):
     bb = _backbone(tiny_models, "antiberty")
     enc = encode_sequences(bb, ["MKUX"])
@@ -101,7 +106,7 @@ def test_models_not_yet_trainable_say_why():
 
 # ---- heads ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pooling", list(HEADS))
+@pytest.mark.parametrize("pooling", POOLED)
 def test_head_ignores_padding_and_special_tokens(pooling):
     torch.manual_seed(0)
     head = build_head(pooling, 16, 16, 3, 0.1).eval()
@@ -117,20 +122,20 @@ def test_head_ignores_padding_and_special_tokens(pooling):
 
 
 @pytest.mark.parametrize("family", ["esm", "bert", "t5"])
-@pytest.mark.parametrize("pooling", list(HEADS))
+@pytest.mark.parametrize("pooling", POOLED)
 def test_a_sequence_prediction_does_not_depend_on_its_batch(tiny_models, family, pooling):
     from plmforge.data.batching import Collator, EncodedSplit
 
     bb = _backbone(tiny_models, family)
     torch.manual_seed(0)
-    model = TaskModel(bb.model, build_head(pooling, bb.hidden_size, 16, 2, 0.0), "single_label_classification", 2)
+    model = TaskModel(bb.model, build_head(pooling, bb.hidden_size, 16, 2, 0.0), SINGLE, 2)
     model.eval()
     enc = encode_sequences(bb, ["MKTAYIAK", "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEV"])
-    ds = EncodedSplit(enc.input_ids, enc.special, None)
-    collate = Collator(bb.tokenizer.pad_token_id, torch.long)
+    ds = EncodedSplit(enc.inputs, enc.special, None)
+    collate = Collator(bb.family.pad_values(bb.tokenizer), SINGLE)
     with torch.no_grad():
-        alone = model(**{k: v for k, v in collate([ds[0]]).items() if k != "idx"}).logits
-        together = model(**{k: v for k, v in collate([ds[0], ds[1]]).items() if k != "idx"}).logits[:1]
+        alone = model(**batch_kwargs(collate([ds[0]]))).logits
+        together = model(**batch_kwargs(collate([ds[0], ds[1]]))).logits[:1]
     assert torch.allclose(alone, together, atol=1e-5)
 
 
@@ -138,8 +143,8 @@ def test_a_sequence_prediction_does_not_depend_on_its_batch(tiny_models, family,
 
 def _task_model(tiny_models, method: str):
     bb = _backbone(tiny_models, "esm")
-    model = TaskModel(bb.model, build_head("mean", bb.hidden_size, 16, 2, 0.0), "single_label_classification", 2)
-    METHODS[method].apply(model, MethodConfig(name=method))
+    model = TaskModel(bb.model, build_head("mean", bb.hidden_size, 16, 2, 0.0), SINGLE, 2)
+    METHODS[method].apply(model, METHODS[method].options())
     return model
 
 

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import shared
 from sklearn import metrics as skm
 
-from conftest import shared
 from plmforge.config import load_config
 from plmforge.data.dataset import load_data
-from plmforge.data.residue import IGNORE, token_labels
 from plmforge.errors import DataError
-from plmforge.metrics import residue_metrics
-from plmforge.models.backbone import encode_sequences, load_backbone
+from plmforge.models.backbone import load_backbone
+from plmforge.models.encoding import encode_sequences
+from plmforge.tasks import IGNORE, PROBLEM_TYPES, LabelScaler
 from plmforge.train.run import train
 
 RES = "data.problem_type=residue_single_label_classification"
@@ -82,7 +82,9 @@ def test_labels_align_with_residue_tokens_exactly(tiny_models, family):
     bb = load_backbone(load_config(None, ["data.dataset=x", f"model.name={tiny_models[family]}"]).model)
     seq = "MKTAYIAKQR"
     enc = encode_sequences(bb, [seq])
-    labels = token_labels(np.arange(10, dtype=np.int64), enc.special[0], "residue_single_label_classification", 10)
+    problem = PROBLEM_TYPES["residue_single_label_classification"]
+    (labels,), dropped = problem.targets([np.arange(10, dtype=np.int64)], enc.special, 10, LabelScaler("none"))
+    assert dropped == 0
     tokens = bb.tokenizer.convert_ids_to_tokens(enc.input_ids[0].tolist())
     pairs = [(t.lstrip("\u2581"), int(y)) for t, y in zip(tokens, labels)]
     expected = [(seq[i], i) for i in range(10)]
@@ -105,14 +107,11 @@ def test_truncation_drops_labels_beyond_max_length_and_says_how_many(tiny_models
 
 
 def test_residue_metrics_are_computed_over_unmasked_residues():
-    class Task:
-        problem_type = "residue_single_label_classification"
-        metrics = ("accuracy", "mcc", "auroc", "precision", "recall")
-
     labels = [np.array([0, 1, IGNORE, 1]), np.array([1, 0, 0])]
     p1 = [np.array([0.2, 0.7, 0.9, 0.4]), np.array([0.8, 0.1, 0.6])]
     scores = [np.stack([1 - p, p], 1) for p in p1]
-    got = residue_metrics(Task, labels, scores)
+    got = PROBLEM_TYPES["residue_single_label_classification"].metrics(
+        ("accuracy", "mcc", "auroc", "precision", "recall"), labels, scores)
     y = np.array([0, 1, 1, 1, 0, 0])
     p = np.array([0.2, 0.7, 0.4, 0.8, 0.1, 0.6])
     assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, p >= 0.5))
@@ -122,7 +121,7 @@ def test_residue_metrics_are_computed_over_unmasked_residues():
 
 
 def test_centre_head_reads_the_window_centre():
-    from plmforge.models.heads import build_head
+    from plmforge.heads import build_head
 
     head = build_head("centre", 4, 4, 2, 0.0).eval()
     hidden = torch.zeros(2, 9, 4)
@@ -138,6 +137,7 @@ def test_centre_head_reads_the_window_centre():
     assert not torch.equal(head(hidden, mask)[0], out[0])
 
 
+@pytest.mark.shared_data
 def test_residue_run_outputs_and_predict(tmp_path, tiny_models):
     d = tmp_path / "para"
     d.mkdir()
@@ -170,6 +170,7 @@ def test_residue_run_outputs_and_predict(tmp_path, tiny_models):
     np.testing.assert_allclose(again["prob_1"].to_numpy(), long["prob_1"].to_numpy(), atol=1e-5)
 
 
+@pytest.mark.shared_data
 def test_site_windows_with_positives_and_negatives_in_separate_files(tmp_path, tiny_models):
     """SUMOylation 21-mers: positive and negative windows come as separate FASTA files."""
     sumo = shared("sumo_21mer")
@@ -195,6 +196,7 @@ def test_a_labelled_file_cannot_also_get_a_label(tmp_path):
         _load(f"data.train={f}::1,{f}::0", "data.problem_type=single_label_classification")
 
 
+@pytest.mark.shared_data
 def test_flip_fasta_triple_is_read_with_its_splits_and_mask():
     data = _load(f"data.dataset={shared('secondary_structure', 'splits')}", RES, "data.residue_classes=H,E,C",
                  "data.mask_column=mask")

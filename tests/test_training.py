@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from plmforge.api import load_run, predict
 from plmforge.cli import main
 from plmforge.config import load_config
 from plmforge.errors import RunDirError
-from plmforge.predict import load_run, predict_records
 from plmforge.train.run import train
 
 BASE = ["data.problem_type=single_label_classification", "data.num_labels=2", "training.epochs=3",
@@ -31,7 +31,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_freeze_keeps_backbone_weights_and_full_changes_them(tmp_path, tiny_models, amp_small):
-    from plmforge.predict import load_run as _load
+    from plmforge.api import load_run as _load
 
     before = {k: v.clone() for k, v in
               _load_backbone_state(tiny_models["esm"]).items()}
@@ -57,7 +57,8 @@ def _load_backbone_state(directory: Path) -> dict[str, torch.Tensor]:
 
 
 def test_run_directory_has_every_output(tmp_path, tiny_models, amp_small):
-    result = train(_config(tmp_path, tiny_models, amp_small))
+    cfg = _config(tmp_path, tiny_models, amp_small)
+    result = train(cfg)
     rd = result.run_dir
     for name in ["config.yaml", "command.txt", "split_mapping.json", "model_stats.json", "task.json", "train.log",
                  "metrics_steps.jsonl", "metrics_epochs.jsonl", "best/model.safetensors", "last/model.safetensors",
@@ -74,12 +75,14 @@ def test_run_directory_has_every_output(tmp_path, tiny_models, amp_small):
     metrics = json.loads((rd / "test_metrics.json").read_text())
     assert set(metrics["metrics"]) >= {"accuracy", "mcc", "auroc", "f1"} and "averaging" in metrics
     assert sum(map(sum, metrics["confusion_matrix"])) == 32
-    # the saved config re-runs as is
-    assert load_config(rd / "config.yaml") == result_config(rd)
+    # the saved config is the one given, with the head the problem type resolved to, and re-runs as is
+    import dataclasses
 
-
-def result_config(rd: Path):
-    return load_config(rd / "config.yaml")
+    assert cfg.head.pooling is None
+    assert load_config(rd / "config.yaml") == cfg.replace(head=dataclasses.replace(cfg.head, pooling="mean"))
+    assert main(["train", "--config", str(rd / "config.yaml"), f"output.dir={rd}_again"]) == 0
+    again = json.loads((Path(f"{rd}_again") / "test_metrics.json").read_text())
+    assert again["metrics"] == metrics["metrics"]
 
 
 def test_same_seed_same_metrics(tmp_path, tiny_models, amp_small):
@@ -151,6 +154,7 @@ def test_regression_predictions_come_out_in_the_users_units(tmp_path, tiny_model
                                                                   rel=1e-4)
 
 
+@pytest.mark.shared_data
 def test_multi_label_and_monitor_loss_and_workers(tmp_path, tiny_models):
     from conftest import shared
 
@@ -218,7 +222,7 @@ def test_predict_single_sequence(tmp_path, tiny_models, amp_small, capsys):
     out = capsys.readouterr().out
     assert "prob_1" in out and "GLFDIVKKVVGALGSL" in out
     run = load_run(result.run_dir)
-    from plmforge.data.validate import Records
-
-    scores, _ = predict_records(run, Records(["x"], ["GLFDIVKKVVGALGSL"], None, ["x"], "x"))
-    assert scores.shape == (1, 2) and scores.sum() == pytest.approx(1.0)
+    got = predict(run, {"x": "GLFDIVKKVVGALGSL", "y": "MKTAYIAKQRQISFVK"})
+    scores = got.predictions.scores
+    assert scores.shape == (2, 2) and scores.sum(axis=1) == pytest.approx([1.0, 1.0])
+    assert got.table["id"].tolist() == ["x", "y"] and "prob_1" in got.table

@@ -22,15 +22,27 @@ def _config(tmp_path, tiny_models, data, *extra, family="esm", out="run"):
                               f"output.dir={tmp_path / out}", *BASE, *extra])
 
 
-def _lrs(**kw) -> list[float]:
+def _lrs(make=None, **kw) -> list[float]:
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = build_scheduler(opt, TrainingConfig(**kw), total_steps=20, steps_per_epoch=5)
+    sched = make(opt) if make else build_scheduler(opt, TrainingConfig(**kw), total_steps=20, steps_per_epoch=5)
     out = []
     for _ in range(20):
         out.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
     return out
+
+
+@pytest.mark.parametrize("name, hf_name", [("linear", "linear"), ("cosine", "cosine"),
+                                           ("constant", "constant_with_warmup")])
+def test_schedules_match_transformers(name, hf_name):
+    """plmforge writes its schedules itself (importing transformers' would import peft and bitsandbytes)."""
+    from transformers import get_scheduler
+
+    ours = _lrs(scheduler=name, warmup_steps=4)
+    theirs = _lrs(lambda opt: get_scheduler(hf_name, opt, num_warmup_steps=4, num_training_steps=20))
+    assert ours == pytest.approx(theirs, abs=1e-12)
+    assert len(set(ours)) > 2  # warmup and decay really happen
 
 
 def test_schedulers_with_warmup():

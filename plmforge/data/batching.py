@@ -12,65 +12,54 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from plmforge.data.residue import IGNORE
-from plmforge.tasks import is_residue
+from plmforge.tasks import ProblemType
 
 
 @dataclass
 class EncodedSplit(Dataset):
-    input_ids: list[np.ndarray]
+    """A tokenised split: every named model input per sequence (special tokens included), where the
+    special tokens are, and the training targets (per sequence, or per token for residue tasks)."""
+
+    inputs: dict[str, list[np.ndarray]]
     special: list[np.ndarray]
-    labels: np.ndarray | list[np.ndarray] | None  # (N,) or (N, C); per-token arrays for residue tasks
+    labels: np.ndarray | list[np.ndarray] | None
 
     def __len__(self) -> int:
-        return len(self.input_ids)
+        return len(self.special)
 
     def __getitem__(self, i: int) -> dict:
-        return {"idx": i, "input_ids": self.input_ids[i], "special": self.special[i],
+        return {"idx": i, "inputs": {k: v[i] for k, v in self.inputs.items()}, "special": self.special[i],
                 "label": None if self.labels is None else self.labels[i]}
-
-    def residue_labels(self) -> list[np.ndarray] | None:
-        """Residue tasks: each sequence's labels at its residue tokens only (special tokens dropped)."""
-        if self.labels is None:
-            return None
-        return [y[~sp] for y, sp in zip(self.labels, self.special, strict=True)]
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+        return np.fromiter((len(x) for x in self.special), dtype=np.int64, count=len(self.special))
 
 
 class Collator:
-    """Pads a list of samples to the longest one; masks mark real tokens and residue tokens."""
+    """Pads a list of samples to the longest one: each named input with its family's pad value, the
+    labels as the problem type says; masks mark real tokens and residue tokens."""
 
-    def __init__(self, pad_id: int, label_dtype: torch.dtype, residue: bool = False) -> None:
-        self.pad_id = pad_id
-        self.label_dtype = label_dtype
-        self.residue = residue  # labels are per token: padded with IGNORE (classes) or NaN (values)
+    def __init__(self, pad_values: dict[str, int], problem: ProblemType) -> None:
+        self.pad_values = pad_values
+        self.problem = problem
 
-    def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(s["input_ids"]) for s in samples)
+    def __call__(self, samples: list[dict]) -> dict:
+        width = max(len(s["special"]) for s in samples)
         n = len(samples)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        inputs = {name: torch.full((n, width), pad, dtype=torch.long) for name, pad in self.pad_values.items()}
         attention = torch.zeros((n, width), dtype=torch.long)
         residue = torch.zeros((n, width), dtype=torch.bool)
         for row, s in enumerate(samples):
-            k = len(s["input_ids"])
-            ids[row, :k] = torch.from_numpy(s["input_ids"])
+            k = len(s["special"])
+            for name, values in s["inputs"].items():
+                inputs[name][row, :k] = torch.from_numpy(values)
             attention[row, :k] = 1
             residue[row, :k] = torch.from_numpy(~s["special"])
-        batch = {"idx": torch.tensor([s["idx"] for s in samples]), "input_ids": ids,
+        batch = {"idx": torch.tensor([s["idx"] for s in samples]), "inputs": inputs,
                  "attention_mask": attention, "residue_mask": residue}
-        if samples[0]["label"] is not None and self.residue:
-            first = np.asarray(samples[0]["label"])
-            fill = IGNORE if first.dtype.kind == "i" else np.nan
-            labels = np.full((n, width, *first.shape[1:]), fill, dtype=first.dtype)
-            for row, s in enumerate(samples):
-                labels[row, : len(s["label"])] = s["label"]
-            batch["labels"] = torch.as_tensor(labels, dtype=self.label_dtype)
-        elif samples[0]["label"] is not None:
-            batch["labels"] = torch.as_tensor(np.stack([np.asarray(s["label"]) for s in samples]),
-                                              dtype=self.label_dtype)
+        if samples[0]["label"] is not None:
+            batch["labels"] = self.problem.collate_labels([s["label"] for s in samples], width)
         return batch
 
 
@@ -167,8 +156,3 @@ def make_batch_sampler(lengths: np.ndarray, mode: str, batch_size: int, max_toke
     if mode == "tokens":
         return TokenBudgetBatchSampler(lengths, max_tokens, seed, shuffle)
     return SizeBatchSampler(lengths, batch_size, seed, shuffle)
-
-
-def collator_for(problem_type: str, pad_id: int) -> Collator:
-    dtype = torch.long if problem_type.endswith("single_label_classification") else torch.float32
-    return Collator(pad_id, dtype, residue=is_residue(problem_type))

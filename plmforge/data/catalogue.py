@@ -27,7 +27,6 @@ class CatalogueEntry:
     monitor: str
     direction: str
     label_normalisation: str
-    structure_source: str | None
     bundled: bool = False
 
 
@@ -47,8 +46,7 @@ def catalogue() -> dict[str, CatalogueEntry]:
             norm = {"None": "none", "": "none"}.get(row["label_normalisation"], row["label_normalisation"])
             monitor = METRIC_ALIASES.get(row["monitor"], row["monitor"])
             entry = CatalogueEntry(hub_id.split("/", 1)[1], hub_id, row["problem_type"], int(row["num_labels"]),
-                                   ok, missing, monitor, row["direction"], norm,
-                                   None if row["structure_source"] in ("None", "") else row["structure_source"])
+                                   ok, missing, monitor, row["direction"], norm)
             entries[entry.name] = entry
     for entry in bundled_examples():
         entries[entry.name] = entry
@@ -60,7 +58,7 @@ def bundled_examples() -> list[CatalogueEntry]:
     amp = EXAMPLES_DIR / "amp"
     return [CatalogueEntry("amp", str(amp), "single_label_classification", 2,
                            ("accuracy", "precision", "recall", "f1", "mcc", "auroc"), (), "mcc", "max", "none",
-                           None, bundled=True)]
+                           bundled=True)]
 
 
 def lookup(name: str) -> CatalogueEntry | None:

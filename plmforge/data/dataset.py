@@ -11,28 +11,12 @@ import numpy as np
 from plmforge.config import DataConfig, TrainingConfig
 from plmforge.data.catalogue import CatalogueEntry, lookup
 from plmforge.data.readers import Table, find_split_files, flip_layout, load_hub_dataset, read_file, read_sources
-from plmforge.data.validate import Records, check_label_range, table_to_records
+from plmforge.data.validate import Records, table_to_records
 from plmforge.errors import ConfigError, DataError
-from plmforge.metrics import check_metrics, direction_of
-from plmforge.tasks import PROBLEM_TYPES
+from plmforge.metrics import direction_of
+from plmforge.tasks import PROBLEM_TYPES, ProblemType, TaskSpec
 
 log = logging.getLogger("plmforge")
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What is predicted and how it is judged, after config, catalogue and data have been combined."""
-
-    problem_type: str
-    num_labels: int
-    normalisation: str
-    metrics: tuple[str, ...]
-    monitor: str
-    direction: str
-
-    @property
-    def num_outputs(self) -> int:
-        return 1 if self.problem_type == "regression" else self.num_labels
 
 
 @dataclass
@@ -84,72 +68,43 @@ def _read_tables(cfg: DataConfig) -> tuple[dict[str, Table], str, CatalogueEntry
     return tables, location, entry
 
 
+def _problem(cfg: DataConfig, entry: CatalogueEntry | None) -> ProblemType:
+    name = cfg.problem_type or (entry.problem_type if entry else None)
+    if name is None:
+        raise ConfigError("data.problem_type is not set; choose one of " + ", ".join(PROBLEM_TYPES))
+    return PROBLEM_TYPES[name]
+
+
 def resolve_task(cfg: DataConfig, training: TrainingConfig, entry: CatalogueEntry | None,
                  train: Records | None) -> TaskSpec:
-    problem_type = cfg.problem_type or (entry.problem_type if entry else None)
-    if problem_type is None:
-        raise ConfigError("data.problem_type is not set; choose one of " + ", ".join(PROBLEM_TYPES))
-    if problem_type.endswith("regression"):
-        num_labels = 1
-    elif cfg.num_labels is not None:
-        num_labels = cfg.num_labels
-    elif cfg.residue_classes:
-        num_labels = len(cfg.residue_classes)
-    elif entry is not None:
-        num_labels = entry.num_labels
-    else:
-        num_labels = _infer_num_labels(train)
-    if problem_type.endswith("single_label_classification") and num_labels < 2:
-        raise ConfigError(f"data.num_labels must be >= 2 for single-label classification, got {num_labels}")
-    norm = cfg.label_normalisation or (entry.label_normalisation if entry else None)
-    if norm is None:
-        norm = "standard" if problem_type.endswith("regression") else "none"
-    if norm != "none" and not problem_type.endswith("regression"):
+    problem = _problem(cfg, entry)
+    same = entry is not None and problem.name == entry.problem_type  # the catalogue's choices apply
+    num_labels = problem.resolve_num_labels(cfg.num_labels, cfg.residue_classes, entry.num_labels if entry else None,
+                                            train.labels if train is not None else None)
+    norm = cfg.label_normalisation or (entry.label_normalisation if entry else None) or problem.default_normalisation
+    if norm != "none" and problem.default_normalisation == "none":
         raise ConfigError(f"data.label_normalisation={norm!r} only applies to regression")
-    metrics = training.metrics or (entry.metrics if entry and entry.problem_type == problem_type else None) \
-        or PROBLEM_TYPES[problem_type].default_metrics
-    check_metrics(tuple(metrics), problem_type)
-    monitor = training.monitor or (entry.monitor if entry and entry.problem_type == problem_type else None) \
-        or PROBLEM_TYPES[problem_type].default_monitor
+    metrics = training.metrics or (entry.metrics if same else None) or problem.default_metrics
+    problem.check_metrics(tuple(metrics))
+    monitor = training.monitor or (entry.monitor if same else None) or problem.default_monitor
     if monitor != "loss":
-        check_metrics((monitor,), problem_type)
+        problem.check_metrics((monitor,))
         if monitor not in metrics:
             metrics = (*metrics, monitor)
     direction = training.direction or direction_of(monitor)
-    return TaskSpec(problem_type, num_labels, norm, tuple(metrics), monitor, direction)
+    return TaskSpec(problem.name, num_labels, norm, tuple(metrics), monitor, direction)
 
 
-def _infer_num_labels(train: Records | None) -> int:
-    if train is None or train.labels is None:
-        raise ConfigError("data.num_labels is not set and cannot be read from the data")
-    top = max(_largest(x) for x in train.labels)
-    n = int(top) + 1
-    log.warning("data.num_labels is not set: using %d (the largest class index in train is %d); "
-                "set data.num_labels if some classes are absent from train", n, top)
-    return n
-
-
-def _largest(label: object) -> int:
-    if isinstance(label, np.ndarray):  # residue labels
-        if label.dtype == object:
-            return max((max(x) for x in label if x), default=0)
-        return int(label.max(initial=0))
-    if isinstance(label, list):
-        return max(label, default=0)
-    return label if isinstance(label, int) else 0
-
-
-def carve_validation(train: Records, fraction: float, seed: int, problem_type: str) -> tuple[Records, Records]:
+def carve_validation(train: Records, fraction: float, seed: int, problem: ProblemType) -> tuple[Records, Records]:
     from sklearn.model_selection import train_test_split
 
     idx = list(range(len(train)))
-    stratify = None
     n_val = max(1, int(round(fraction * len(idx))))
-    if problem_type == "single_label_classification" and train.labels is not None:
-        counts = np.bincount(np.asarray(train.labels))
-        present = counts[counts > 0]
-        if present.min() >= 2 and n_val >= len(present) and len(idx) - n_val >= len(present):
-            stratify = train.labels  # class balance kept in both parts where the counts allow it
+    stratify = problem.stratify(train.labels)
+    if stratify is not None:
+        n_classes = len(np.unique(stratify))
+        if n_val < n_classes or len(idx) - n_val < n_classes:
+            stratify = None  # too few samples to keep every class in both parts
     if len(idx) < 4:
         raise DataError(f"only {len(idx)} training samples: too few to carve a validation split",
                         file=train.source, hint="provide a validation file")
@@ -177,20 +132,20 @@ def shared_sequences(splits: dict[str, Records]) -> list[str]:
     return notes
 
 
-def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = True) -> PreparedData:
+def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = True,
+              fields: tuple[str, ...] = ()) -> PreparedData:
+    """Every split validated; `fields` are the further per-residue columns the model family reads."""
     tables, source, entry = _read_tables(cfg)
-    problem_type = cfg.problem_type or (entry.problem_type if entry else None)
-    if problem_type is None:
-        raise ConfigError("data.problem_type is not set; choose one of " + ", ".join(PROBLEM_TYPES))
-    splits = {name: table_to_records(t, cfg, problem_type, with_labels)
-              for name, t in tables.items()}
+    problem = _problem(cfg, entry)
+    splits = {name: table_to_records(t, cfg, problem.name, with_labels, fields) for name, t in tables.items()}
     task = resolve_task(cfg, training, entry, splits["train"])
     for recs in splits.values():
-        check_label_range(recs, task.problem_type, task.num_labels, cfg.label_column)
+        if recs.labels is not None:
+            problem.check_label_range(recs.labels, task.num_labels, recs.rows, cfg.label_column)
     carved = "validation" not in splits
     if carved:
         splits["train"], splits["validation"] = carve_validation(splits["train"], cfg.validation_fraction,
-                                                                 training.seed, task.problem_type)
+                                                                 training.seed, problem)
     splits = {k: _limit(splits[k], cfg.max_samples, training.seed)
               for k in ("train", "validation", "test") if k in splits}
     notes = shared_sequences(splits)

@@ -1,55 +1,71 @@
-"""`plmforge data check` and `data list`: validate and summarise a dataset, list the catalogue."""
+"""`plmforge data check` and `data list`: validate and summarise a dataset, list the catalogue.
+
+`check_dataset` returns a DatasetSummary object (the CLI renders it as text; the UI draws its counts
+and lengths); data errors stay exceptions that name the file, row and field."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from plmforge.config import load_config
+from plmforge.config import RunConfig, load_config
 from plmforge.data.catalogue import catalogue
 from plmforge.data.dataset import load_data
-from plmforge.tasks import is_residue
+from plmforge.tasks import LabelSummary, TaskSpec
 
 
-def check_dataset(overrides: list[str]) -> str:
+@dataclass(frozen=True)
+class SplitSummary:
+    name: str
+    size: int
+    lengths: np.ndarray  # residues per sequence
+    labels: LabelSummary | None
+
+    def line(self) -> str:
+        lengths = self.lengths
+        return (f"{self.name:<10} {self.size:>7} sequences, length min {lengths.min()} / median "
+                f"{int(np.median(lengths))} / max {lengths.max()}; labels: "
+                f"{self.labels.text if self.labels else 'none'}")
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    source: str
+    task: TaskSpec
+    loss: str
+    validation_carved: bool
+    validation_fraction: float
+    seed: int
+    splits: dict[str, SplitSummary]
+    warnings: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        task = self.task
+        lines = [f"dataset: {self.source}", f"problem type: {task.problem_type}  (labels: {task.num_labels}; "
+                 f"loss: {self.loss})", f"metrics: {', '.join(task.metrics)}; monitor {task.monitor} ({task.direction})"]
+        if self.validation_carved:
+            lines.append(f"validation: carved from train ({self.validation_fraction:.0%}, seed {self.seed}); "
+                         "training records it in split_mapping.json")
+        lines += [s.line() for s in self.splits.values()]
+        lines += [f"warning: {n}" for n in self.warnings]
+        lines.append("OK: every row is valid")
+        return "\n".join(lines)
+
+
+def summarise(config: RunConfig) -> DatasetSummary:
     """Read and validate every split exactly as training would, and describe what was found."""
-    config = load_config(None, overrides)
     data = load_data(config.data, config.training)
     task = data.task
-    lines = [f"dataset: {data.source}", f"problem type: {task.problem_type}  (labels: {task.num_labels})",
-             f"metrics: {', '.join(task.metrics)}; monitor {task.monitor} ({task.direction})"]
-    if data.validation_carved:
-        lines.append(f"validation: carved from train ({config.data.validation_fraction:.0%}, seed "
-                     f"{config.training.seed}); training records it in split_mapping.json")
-    for name, recs in data.splits.items():
-        lengths = np.array([len(s) for s in recs.sequences])
-        lines.append(f"{name:<10} {len(recs):>7} sequences, length min {lengths.min()} / median "
-                     f"{int(np.median(lengths))} / max {lengths.max()}; labels: {_label_summary(recs.labels, task)}")
-    lines += [f"warning: {n}" for n in data.notes]
-    lines.append("OK: every row is valid")
-    return "\n".join(lines)
+    splits = {name: SplitSummary(name, len(recs), np.array([len(s) for s in recs.sequences]),
+                                 task.problem.summary(recs.labels, task.num_labels) if recs.labels else None)
+              for name, recs in data.splits.items()}
+    return DatasetSummary(data.source, task, task.problem.loss_name, data.validation_carved,
+                          config.data.validation_fraction, config.training.seed, splits, list(data.notes))
 
 
-def _label_summary(labels: list | None, task) -> str:  # type: ignore[no-untyped-def]
-    if labels is None:
-        return "none"
-    if is_residue(task.problem_type):
-        from plmforge.data.residue import IGNORE
-
-        flat = np.concatenate(labels)
-        if flat.dtype.kind == "i":
-            kept = flat[flat != IGNORE]
-            counts = np.bincount(kept, minlength=task.num_labels)
-            return f"{len(kept)} residues ({len(flat) - len(kept)} masked); " + ", ".join(
-                f"{c}: {n}" for c, n in enumerate(counts))
-        return f"{len(flat)} residues"
-    if task.problem_type == "regression":
-        arr = np.asarray(labels, dtype=float)
-        return f"mean {arr.mean():.4g}, sd {arr.std():.4g}, range [{arr.min():.4g}, {arr.max():.4g}]"
-    if task.problem_type == "multi_label_classification":
-        per = [len(x) for x in labels]
-        return f"{np.mean(per):.2f} classes per sequence on average"
-    counts = np.bincount(np.asarray(labels), minlength=task.num_labels)
-    return ", ".join(f"{c}: {n}" for c, n in enumerate(counts))
+def check_dataset(overrides: list[str]) -> DatasetSummary:
+    return summarise(load_config(None, overrides))
 
 
 def list_catalogue() -> str:

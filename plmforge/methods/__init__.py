@@ -1,47 +1,78 @@
 """Fine-tuning methods, registered by their CLI name. Adding one touches one module plus its test.
 
-A method decides what trains (`apply`), and may hook into loading (`backbone_kwargs`, e.g. 4-bit
-weights), the start of training (`prepare`, once the number of optimizer steps is known), every
-optimizer step (`after_step`), the loss (`extra_loss`), and resumable state (`state`/`load_state`)."""
+Each method declares its options (a frozen dataclass next to its code, validated at construction; the
+config's `method.<key>` values fill it) and decides what trains (`apply`). It may hook into loading
+(`backbone_kwargs`, e.g. 4-bit weights), the start of training (`prepare`, once the number of
+optimizer steps is known), every optimizer step (`after_step`), the loss (`extra_loss`), and
+resumable state (`state`/`load_state`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, fields
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
-    from plmforge.config import MethodConfig
-    from plmforge.models.task_model import TaskModel
+from plmforge.checks import positive
+from plmforge.registry import Registry
+
+TaskModel = torch.nn.Module  # models.task_model.TaskModel: methods act on its backbone and head
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The method has no options of its own."""
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    """Options of methods whose backbone is fixed, so its outputs can be computed once and reused."""
+
+    cache_embeddings: bool = True  # compute backbone outputs once, reuse every epoch
+    cache_max_mb: int = 4096
+
+    def __post_init__(self) -> None:
+        positive("method.cache_max_mb", self.cache_max_mb, allow_zero=True)
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
     description: str
-    apply: Callable[[TaskModel, MethodConfig], None]  # sets what trains (and wraps the backbone if needed)
+    options: type  # the method's option dataclass
+    apply: Callable[[TaskModel, Any], None]  # sets what trains (and wraps the backbone if needed)
     frozen_backbone: bool  # backbone outputs are fixed, so they can be computed once and reused
-    saves_backbone: bool  # checkpoints hold backbone weights (else only the head/adapters)
     uses_peft: bool = False  # the backbone is a peft model: checkpoints also get the standard adapter layout
     mergeable: bool = False  # `plmforge export --merge` can fold the adapters into the backbone
-    backbone_kwargs: Callable[[MethodConfig], dict[str, Any]] | None = None  # extra from_pretrained arguments
-    prepare: Callable[[TaskModel, MethodConfig, int], None] | None = None  # total optimizer steps known
+    backbone_kwargs: Callable[[Any], dict[str, Any]] | None = None  # extra from_pretrained arguments
+    prepare: Callable[[TaskModel, Any, int], None] | None = None  # total optimizer steps known
     after_step: Callable[[TaskModel, int], None] | None = None  # after optimizer.step, before zero_grad
     extra_loss: Callable[[TaskModel], torch.Tensor | None] | None = None
     state: Callable[[TaskModel], dict[str, Any]] | None = None  # saved in last/ for --resume
     load_state: Callable[[TaskModel, dict[str, Any]], None] | None = None
     report: Callable[[TaskModel], dict[str, Any]] | None = None  # written to method_report.json after training
 
+    @property
+    def option_names(self) -> list[str]:
+        return [f.name for f in fields(self.options)]
 
-METHODS: dict[str, MethodSpec] = {}
+
+METHODS: Registry[MethodSpec] = Registry("method")
 
 
-def register_method(spec: MethodSpec) -> None:
-    if spec.name in METHODS:
-        raise ValueError(f"method {spec.name!r} registered twice")
-    METHODS[spec.name] = spec
+def register_method(spec: MethodSpec) -> MethodSpec:
+    return METHODS.register(spec.name, spec)
+
+
+def method_rows() -> list[dict[str, str]]:
+    """The registry as table rows (CLI `methods`): name, description, options with their defaults."""
+    rows = []
+    for spec in METHODS.values():
+        opts = ", ".join(f"{f.name}={'null' if f.default is None else f.default}" for f in fields(spec.options))
+        rows.append({"method": spec.name, "description": spec.description,
+                     "options (method.<key>=default)": opts or "-"})
+    return rows
 
 
 def trainable_state_dict(model: TaskModel) -> dict:
@@ -52,9 +83,9 @@ def trainable_state_dict(model: TaskModel) -> dict:
     return {k: v.detach().contiguous() for k, v in state.items() if k in keep}
 
 
-from plmforge.methods import adalora as _adalora  # noqa: E402,F401  (each import registers its methods)
-from plmforge.methods import freeze as _freeze  # noqa: E402,F401
+from plmforge.methods import freeze as _freeze  # noqa: E402,F401,I001  (each import registers its methods)
 from plmforge.methods import full as _full  # noqa: E402,F401
-from plmforge.methods import ia3 as _ia3  # noqa: E402,F401
 from plmforge.methods import lora as _lora  # noqa: E402,F401
+from plmforge.methods import adalora as _adalora  # noqa: E402,F401
+from plmforge.methods import ia3 as _ia3  # noqa: E402,F401
 from plmforge.methods import qlora as _qlora  # noqa: E402,F401

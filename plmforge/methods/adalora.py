@@ -7,12 +7,37 @@ does not), its state is saved for --resume, and the final rank pattern is saved 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from plmforge.checks import fraction, positive
+from plmforge.errors import ConfigError
 from plmforge.methods import MethodSpec, register_method
-from plmforge.methods.peft_common import targets_for, wrap
+from plmforge.methods.peft_common import LoraOptions, targets_for, wrap
+
+
+@dataclass(frozen=True)
+class AdaLoraOptions(LoraOptions):
+    adalora_init_rank: int = 12  # starting rank per module
+    adalora_warmup: float = 0.1  # fraction of optimizer steps before ranks are pruned
+    adalora_final: float = 0.2  # fraction of optimizer steps at the end with ranks fixed
+    adalora_interval: int = 1  # optimizer steps between two rank re-allocations
+    adalora_orth_reg: float = 0.5  # weight of the orthogonality penalty
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.adalora_init_rank < self.rank:
+            raise ConfigError(f"method.adalora_init_rank ({self.adalora_init_rank}) must be >= method.rank "
+                              f"({self.rank}): AdaLoRA prunes from the initial rank down to the target")
+        fraction("method.adalora_warmup", self.adalora_warmup)
+        fraction("method.adalora_final", self.adalora_final)
+        if self.adalora_warmup + self.adalora_final >= 0.9:
+            raise ConfigError("method.adalora_warmup + method.adalora_final must leave at least 10 % of the steps "
+                              "for rank allocation")
+        positive("method.adalora_interval", self.adalora_interval)
+        positive("method.adalora_orth_reg", self.adalora_orth_reg, allow_zero=True)
 
 _PLACEHOLDER_STEPS = 1_000_000  # peft wants a step count at construction; the real one comes in prepare()
 
@@ -38,8 +63,6 @@ def prepare(model, cfg, total_steps: int) -> None:  # type: ignore[no-untyped-de
     config.tinit = int(cfg.adalora_warmup * total_steps)
     config.tfinal = int(cfg.adalora_final * total_steps)
     if config.tinit >= total_steps - config.tfinal:
-        from plmforge.errors import ConfigError
-
         raise ConfigError(f"AdaLoRA has {total_steps} optimizer steps, too few to warm up, prune and settle; "
                           "train longer or lower method.adalora_warmup / method.adalora_final")
     ada.rankallocator.peft_config = config
@@ -99,6 +122,6 @@ def load_state(model, blob: dict[str, Any]) -> None:  # type: ignore[no-untyped-
 
 
 register_method(MethodSpec("adalora", "low-rank adapters with adaptive rank allocation (peft AdaLoRA) + head",
-                           apply, frozen_backbone=False, saves_backbone=False, uses_peft=True, mergeable=True,
+                           AdaLoraOptions, apply, frozen_backbone=False, uses_peft=True, mergeable=True,
                            prepare=prepare, after_step=after_step, extra_loss=orthogonality_penalty,
                            state=state, load_state=load_state, report=report))

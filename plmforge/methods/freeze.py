@@ -5,14 +5,14 @@ trainer can compute them once and reuse them every epoch (see train/embedding_ca
 
 from __future__ import annotations
 
-from plmforge.methods import MethodSpec, register_method
+from plmforge.methods import CacheOptions, MethodSpec, register_method
 
 
-def apply(model, cfg) -> None:  # type: ignore[no-untyped-def]
+def apply(model, options: CacheOptions) -> None:  # type: ignore[no-untyped-def]
     for p in model.backbone.parameters():
         p.requires_grad_(False)
     model.backbone_frozen = True
 
 
-register_method(MethodSpec("freeze", "train the head only; backbone frozen (fast, cacheable)", apply,
-                           frozen_backbone=True, saves_backbone=False))
+register_method(MethodSpec("freeze", "train the head only; backbone frozen (fast, cacheable)", CacheOptions, apply,
+                           frozen_backbone=True))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from plmforge.methods import MethodSpec, register_method
+from plmforge.methods import MethodSpec, NoOptions, register_method
 
 
-def apply(model, cfg) -> None:  # type: ignore[no-untyped-def]
+def apply(model, options: NoOptions) -> None:  # type: ignore[no-untyped-def]
     for p in model.parameters():
         p.requires_grad_(True)
     model.backbone_frozen = False
 
 
-register_method(MethodSpec("full", "train all backbone and head parameters", apply,
-                           frozen_backbone=False, saves_backbone=True))
+register_method(MethodSpec("full", "train all backbone and head parameters", NoOptions, apply,
+                           frozen_backbone=False))

@@ -6,7 +6,7 @@ magnitude and direction (Liu et al. 2024); in peft that is LoRA with `use_dora=T
 from __future__ import annotations
 
 from plmforge.methods import MethodSpec, register_method
-from plmforge.methods.peft_common import lora_kwargs, targets_for, wrap
+from plmforge.methods.peft_common import LoraOptions, lora_kwargs, targets_for, wrap
 
 
 def _apply(use_dora: bool):
@@ -19,7 +19,7 @@ def _apply(use_dora: bool):
     return apply
 
 
-register_method(MethodSpec("lora", "low-rank adapters (peft LoRA) + head", _apply(False), frozen_backbone=False,
-                           saves_backbone=False, uses_peft=True, mergeable=True))
-register_method(MethodSpec("dora", "weight-decomposed low-rank adapters (peft DoRA) + head", _apply(True),
-                           frozen_backbone=False, saves_backbone=False, uses_peft=True, mergeable=True))
+register_method(MethodSpec("lora", "low-rank adapters (peft LoRA) + head", LoraOptions, _apply(False),
+                           frozen_backbone=False, uses_peft=True, mergeable=True))
+register_method(MethodSpec("dora", "weight-decomposed low-rank adapters (peft DoRA) + head", LoraOptions,
+                           _apply(True), frozen_backbone=False, uses_peft=True, mergeable=True))

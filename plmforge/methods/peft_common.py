@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from plmforge.checks import fraction, positive
 from plmforge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    """Low-rank adapters: W + (alpha / rank) * B A on every targeted linear module."""
+
+    rank: int = 8  # LoRA rank (AdaLoRA: the average final rank)
+    alpha: int = 32  # scaling numerator (scale = alpha / rank)
+    dropout: float = 0.1  # dropout on the adapter input
+    target_modules: tuple[str, ...] | None = None  # None = the model family's default
+
+    def __post_init__(self) -> None:
+        positive("method.rank", self.rank)
+        positive("method.alpha", self.alpha)
+        fraction("method.dropout", self.dropout)
 
 
 def _require_peft() -> None:
@@ -51,6 +68,6 @@ def wrap(model: Any, peft_config: Any) -> None:
         p.requires_grad_(True)
 
 
-def lora_kwargs(cfg: Any, targets: list[str]) -> dict[str, Any]:
+def lora_kwargs(cfg: LoraOptions, targets: list[str]) -> dict[str, Any]:
     return {"r": cfg.rank, "lora_alpha": cfg.alpha, "lora_dropout": cfg.dropout, "target_modules": targets,
             "bias": "none"}

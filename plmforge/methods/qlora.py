@@ -4,13 +4,25 @@ before training and says so — it never falls back to unquantised LoRA."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from plmforge.checks import one_of
 from plmforge.errors import ConfigError
 from plmforge.methods import MethodSpec, register_method
-from plmforge.methods.peft_common import lora_kwargs, targets_for, wrap
+from plmforge.methods.peft_common import LoraOptions, lora_kwargs, targets_for, wrap
+
+
+@dataclass(frozen=True)
+class QLoraOptions(LoraOptions):
+    quant_type: str = "nf4"  # 4-bit data type: nf4 or fp4
+    double_quant: bool = True  # quantise the quantisation constants too
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of("method.quant_type", self.quant_type, ("nf4", "fp4"))
 
 
 def check_quantisation(quant_type: str = "nf4") -> None:
@@ -68,5 +80,5 @@ def apply(model, cfg) -> None:  # type: ignore[no-untyped-def]
 
 
 register_method(MethodSpec("qlora", "low-rank adapters on a 4-bit quantised backbone (bitsandbytes + peft)",
-                           apply, frozen_backbone=False, saves_backbone=False, uses_peft=True, mergeable=False,
+                           QLoraOptions, apply, frozen_backbone=False, uses_peft=True, mergeable=False,
                            backbone_kwargs=backbone_kwargs))

@@ -21,7 +21,7 @@ class EmbeddingCache:
         keys = [(split, int(i)) for i in batch["idx"]]
         if all(k in self.store for k in keys):
             return self._pad([self.store[k] for k in keys], batch["attention_mask"])
-        hidden = encode(batch["input_ids"], batch["attention_mask"])  # (B, L, H)
+        hidden = encode(batch["inputs"], batch["attention_mask"])  # (B, L, H)
         lengths = batch["attention_mask"].sum(1).tolist()
         for k, row, n in zip(keys, hidden, lengths, strict=True):
             if k in self.store:

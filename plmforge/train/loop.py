@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from plmforge.data.batching import EncodedSplit, collator_for, make_batch_sampler
-from plmforge.methods import METHODS
-from plmforge.metrics import compute_metrics, residue_metrics
-from plmforge.tasks import is_residue
+from plmforge.data.batching import EncodedSplit, make_batch_sampler
+from plmforge.inference import Predictions, predict_encoded, split_metrics
+from plmforge.methods import METHODS, CacheOptions
+from plmforge.models.task_model import batch_kwargs
 from plmforge.train import checkpoint as ckpt
 from plmforge.train.embedding_cache import EmbeddingCache
 from plmforge.train.schedule import build_scheduler
@@ -54,13 +54,6 @@ class EarlyStopping:
 
 
 @dataclass
-class Predictions:
-    scores: np.ndarray  # probabilities (classification) or values in the user's units (regression)
-    labels: np.ndarray | None  # in the user's units
-    loss: float | None
-
-
-@dataclass
 class FitResult:
     best_epoch: int
     best_value: float | None
@@ -90,15 +83,17 @@ class Trainer:
             mixed_precision=tcfg.mixed_precision, gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
             log_with=list(tcfg.report_to) or None, project_dir=str(run_dir), cpu=not torch.cuda.is_available())
         self.spec = spec = METHODS[self.cfg.method.name]
-        self.cache = EmbeddingCache(self.cfg.method.cache_max_mb) \
-            if spec.frozen_backbone and self.cfg.method.cache_embeddings else None
-        self.collate = collator_for(self.task.problem_type, asm.backbone.tokenizer.pad_token_id or 0)
+        options = self.cfg.method.options
+        self.cache = EmbeddingCache(options.cache_max_mb) \
+            if spec.frozen_backbone and isinstance(options, CacheOptions) and options.cache_embeddings else None
+        self.collate = asm.collator()
         self.stopper = EarlyStopping(self.task.direction, tcfg.patience)
         self.start_epoch, self.global_step = 0, 0
         self.history: list[dict[str, Any]] = []
 
     # ---- data ---------------------------------------------------------------------------------
     def loader(self, split: str, train: bool) -> DataLoader:
+        """Training batches (shuffled per epoch), or length-sorted ones of the evaluation size."""
         b = self.cfg.batching
         data: EncodedSplit = self.asm.encoded[split]
         size = b.batch_size if train else (b.eval_batch_size or 2 * b.batch_size)
@@ -120,90 +115,21 @@ class Trainer:
         return out
 
     # ---- model calls --------------------------------------------------------------------------
-    def _forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], split: str) -> Any:
+    def _forward(self, model: torch.nn.Module, batch: dict[str, Any], split: str) -> Any:
         labels = batch.get("labels")
         if self.cache is not None:
             inner = self.accelerator.unwrap_model(model)
             hidden = self.cache.hidden(split, batch, inner.encode)
             return model(residue_mask=batch["residue_mask"], hidden=hidden, labels=labels)
-        return model(residue_mask=batch["residue_mask"], input_ids=batch["input_ids"],
-                     attention_mask=batch["attention_mask"], labels=labels)
-
-    @torch.no_grad()
-    def predict_split(self, model: torch.nn.Module, split: str, desc: str | None = None) -> Predictions:
-        """Predictions for every sample of a split, in the split's order, gathered from all processes;
-        the loss is computed once over the whole split, so it is exact whatever the batching."""
-        model.eval()
-        loader = self.accelerator.prepare(self.loader(split, train=False))
-        data = self.asm.encoded[split]
-        inner = self.accelerator.unwrap_model(model)
-        logits = torch.zeros((len(data), self.task.num_outputs))
-        covered = torch.zeros(len(data), dtype=torch.bool)
-        for batch in tqdm(loader, desc=desc or f"eval {split}", leave=False, unit="batch", mininterval=1.0,
-                          disable=not self.accelerator.is_main_process):
-            batch = {k: v for k, v in batch.items() if k != "labels"}
-            out = self._forward(model, batch, split)
-            # processes may hold batches of different sizes: pad (index -1), gather, drop the padding;
-            # samples repeated to even out the processes' batches simply overwrite themselves
-            idx = self.accelerator.pad_across_processes(batch["idx"], dim=0, pad_index=-1)
-            part = self.accelerator.pad_across_processes(out.logits.float().reshape(len(batch["idx"]), -1), dim=0)
-            idx, part = self.accelerator.gather((idx, part))
-            keep = idx.cpu() >= 0
-            logits[idx.cpu()[keep]] = part.cpu()[keep]
-            covered[idx.cpu()[keep]] = True
-        if not bool(covered.all()):
-            raise RuntimeError(f"evaluation of {split} missed {int((~covered).sum())} samples")
-        loss = None
-        labels = data.labels
-        if labels is not None:
-            loss = float(inner.loss(logits, torch.as_tensor(labels, dtype=self.collate.label_dtype)))
-        scores = inner.scores(logits).numpy()
-        if self.task.problem_type == "regression":
-            scores = self.asm.scaler.inverse(scores)
-            labels = None if labels is None else self.asm.scaler.inverse(labels)
-        return Predictions(scores, labels, loss)
-
-    @torch.no_grad()
-    def predict_residues(self, model: torch.nn.Module, split: str) -> Predictions:
-        """Residue tasks: per sequence an (n_residues, C) array of scores, gathered from all processes."""
-        from accelerate.utils import gather_object
-
-        model.eval()
-        loader = self.accelerator.prepare(self.loader(split, train=False))
-        data = self.asm.encoded[split]
-        inner = self.accelerator.unwrap_model(model)
-        found: dict[int, torch.Tensor] = {}
-        for batch in tqdm(loader, desc=f"eval {split}", leave=False, unit="batch", mininterval=1.0,
-                          disable=not self.accelerator.is_main_process):
-            batch = {k: v for k, v in batch.items() if k != "labels"}
-            logits = self._forward(model, batch, split).logits.float().cpu()  # (B, L, C)
-            mask = batch["residue_mask"].cpu()
-            items = [(int(i), logits[b][mask[b]]) for b, i in enumerate(batch["idx"].cpu())]
-            found.update(gather_object(items) if self.accelerator.num_processes > 1 else items)
-        if len(found) != len(data):
-            raise RuntimeError(f"evaluation of {split} missed {len(data) - len(found)} sequences")
-        per_seq = [found[i] for i in range(len(data))]
-        labels = data.residue_labels()
-        loss = None
-        if labels is not None:
-            loss = float(inner.loss(torch.cat(per_seq)[None], torch.as_tensor(np.concatenate(labels))[None]
-                                    .to(self.collate.label_dtype)))
-        scores = [inner.scores(x).numpy() for x in per_seq]
-        if self.task.problem_type == "residue_regression":
-            scores = [self.asm.scaler.inverse(x) for x in scores]
-            labels = None if labels is None else [self.asm.scaler.inverse(y) for y in labels]
-        return Predictions(scores, labels, loss)  # type: ignore[arg-type]
+        return model(**batch_kwargs(batch), labels=labels)
 
     def evaluate(self, model: torch.nn.Module, split: str) -> tuple[dict[str, float], Predictions]:
-        if is_residue(self.task.problem_type):
-            preds = self.predict_residues(model, split)
-            metrics = residue_metrics(self.task, preds.labels, preds.scores) if preds.labels is not None else {}
-        else:
-            preds = self.predict_split(model, split)
-            metrics = compute_metrics(self.task.metrics, preds.labels, preds.scores) if preds.labels is not None else {}
-        if preds.loss is not None:
-            metrics = {"loss": preds.loss, **metrics}
-        return metrics, preds
+        """Metrics (loss first) and predictions for a whole split, through the one inference loop."""
+        preds = predict_encoded(model, self.asm.encoded[split], self.task, self.asm.scaler, self.cfg.batching,
+                                self.collate, accelerator=self.accelerator, desc=f"eval {split}",
+                                forward=lambda batch: self._forward(model, batch, split).logits,
+                                num_workers=self.cfg.training.num_workers)
+        return split_metrics(self.task, preds), preds
 
     def _warm_cache(self, model: torch.nn.Module) -> None:
         """Run the frozen backbone once over train and validation in length-sorted batches (little
@@ -219,7 +145,7 @@ class Trainer:
                 self.cache.hidden(split, batch, inner.encode)
         if self.cache.full_warned:
             log.warning("embedding cache is full (method.cache_max_mb=%d); the rest is computed every epoch",
-                        self.cfg.method.cache_max_mb)
+                        self.cfg.method.options.cache_max_mb)
 
     # ---- training -----------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> FitResult:
@@ -232,7 +158,7 @@ class Trainer:
         steps = self._steps(sampler)
         scheduler = build_scheduler(optimizer, tcfg, sum(steps), steps[0])
         if self.spec.prepare is not None:
-            self.spec.prepare(self.accelerator.unwrap_model(model), self.cfg.method, sum(steps))
+            self.spec.prepare(self.accelerator.unwrap_model(model), self.cfg.method.options, sum(steps))
         model, optimizer, scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         prepared_loader = self.accelerator.prepare(train_loader)
         self._warm_cache(model)  # before a restore: the restored RNG state must be the last word

@@ -22,7 +22,7 @@ from plmforge.errors import ConfigError, RunDirError
 from plmforge.logs import buffered, file_logging
 from plmforge.methods import METHODS
 from plmforge.models.task_model import count_parameters
-from plmforge.outputs import summary_table, test_plots, write_metrics, write_predictions
+from plmforge.outputs import metrics_blob, summary_table, write_frames, write_metrics
 from plmforge.train import checkpoint as ckpt
 from plmforge.train.loop import FitResult, Trainer
 from plmforge.train.setup import Assembled, assemble
@@ -130,7 +130,7 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
 
 
 def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[str, Any] | None:
-    """Reload the best weights, then write validation/test metrics, predictions and plots."""
+    """Reload the best weights, then write test metrics, predictions and plots."""
     main = trainer.accelerator.is_main_process
     spec = METHODS[asm.config.method.name]
     if spec.report is not None and main:  # the method's own account of training (e.g. AdaLoRA's ranks)
@@ -150,14 +150,16 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
     metrics, preds = trainer.evaluate(asm.model, "test")  # every process takes part
     if not main:
         return None
-    extra = {"best_epoch": fit.best_epoch + 1, "monitor": asm.data.task.monitor}
-    blob = write_metrics(metrics, asm.data.task, rd, "test", len(preds.scores), extra, preds.labels, preds.scores)
+    task = asm.data.task
+    blob = metrics_blob(metrics, task, "test", len(preds), preds.labels, preds.scores,
+                        {"best_epoch": fit.best_epoch + 1, "monitor": task.monitor})
+    write_metrics(blob, rd, "test")
     if asm.config.output.save_predictions:
         recs = asm.data.splits["test"]
-        write_predictions(rd / "test_predictions.csv", recs.ids, recs.sequences, preds.scores, asm.data.task,
-                          preds.labels, asm.config.data.residue_classes)
+        write_frames(rd / "test_predictions.csv", task.problem.frames(recs.ids, recs.sequences, preds.scores,
+                                                                      preds.labels, asm.config.data.residue_classes))
     if asm.config.output.plots:
-        test_plots(asm.data.task, preds.labels, preds.scores, plot_dir)  # type: ignore[arg-type]
+        task.problem.plots(preds.labels, preds.scores, plot_dir)
     return blob
 
 

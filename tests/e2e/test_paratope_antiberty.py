@@ -3,8 +3,12 @@
 
 from pathlib import Path
 
+import pytest
+
 from plmforge.config import load_config
 from plmforge.train.run import train
+
+pytestmark = [pytest.mark.e2e, pytest.mark.pretrained, pytest.mark.shared_data]
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "paratope"
 

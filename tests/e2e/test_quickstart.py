@@ -1,12 +1,14 @@
 """The README's quickstart, end to end: the real pretrained AntiBERTy on the bundled AMP example."""
 
 import json
-import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from plmforge.cli import main
+
+pytestmark = [pytest.mark.e2e, pytest.mark.pretrained]
 
 REPO = Path(__file__).resolve().parents[2]
 

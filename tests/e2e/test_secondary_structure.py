@@ -4,9 +4,12 @@ the frozen AntiBERTy. AntiBERTy was trained on antibodies only, so the bar is th
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from plmforge.config import load_config
 from plmforge.train.run import train
+
+pytestmark = [pytest.mark.e2e, pytest.mark.pretrained, pytest.mark.shared_data]
 
 SPLITS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "secondary_structure" / "splits"
 

@@ -1,4 +1,4 @@
-"""Regression label normalisation: statistics come from the training split, are saved with the run,
+"""Label normalisation (regression): statistics come from the training split, are saved with the run,
 and are inverted at prediction so values come out in the user's units."""
 
 from __future__ import annotations

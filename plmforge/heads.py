@@ -1,22 +1,34 @@
-"""Sequence-level prediction heads. Every head pools over residue tokens only: padding and the
-backbone's special tokens are masked out everywhere (means, softmaxes, max-pools and convolutions),
-so a sequence's prediction does not depend on the batch it is in."""
+"""Prediction heads, registered by their `head.pooling` name. Sequence heads pool over residue tokens
+only: padding and the backbone's special tokens are masked out everywhere (means, softmaxes,
+max-pools and convolutions), so a sequence's prediction does not depend on the batch it is in. The
+per-residue head predicts at every token; the loss and metrics count residue tokens only."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-HEADS: dict[str, Callable[[int, int, int, float], nn.Module]] = {}
+from plmforge.errors import ConfigError
+from plmforge.registry import Registry
 
 
-def register_head(name: str):
+@dataclass(frozen=True)
+class HeadSpec:
+    name: str
+    build: type[nn.Module]  # (in_dim, hidden, out_dim, dropout) -> module
+    per_residue: bool  # one prediction per residue (else one per sequence)
+    description: str
+
+
+HEADS: Registry[HeadSpec] = Registry("head")
+
+
+def register_head(name: str, per_residue: bool = False):
     def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in HEADS:
-            raise ValueError(f"head {name!r} registered twice")
-        HEADS[name] = cls
+        HEADS.register(name, HeadSpec(name, cls, per_residue, (cls.__doc__ or "").strip().split("\n")[0]))
         return cls
 
     return wrap
@@ -110,6 +122,7 @@ class CentreHead(nn.Module):
         return self.mlp(picked)
 
 
+@register_head("residue", per_residue=True)
 class ResidueHead(nn.Module):
     """Per-residue prediction: a two-layer MLP applied to every token (B, L, D) -> (B, L, out);
     special and padding tokens are excluded by the loss and the metrics."""
@@ -122,7 +135,18 @@ class ResidueHead(nn.Module):
         return self.mlp(hidden)
 
 
-def build_head(name: str, in_dim: int, hidden: int, out_dim: int, dropout: float, residue: bool = False) -> nn.Module:
-    if residue:
-        return ResidueHead(in_dim, hidden, out_dim, dropout)
-    return HEADS[name](in_dim, hidden, out_dim, dropout)
+def resolve_pooling(pooling: str | None, problem: Any) -> str:
+    """The head a run uses: the configured one if it fits the problem type's level, else an error;
+    unset, the problem type's default (mean pooling, or the per-residue head)."""
+    fitting = [name for name, spec in HEADS.items() if spec.per_residue == problem.per_residue]
+    if pooling is None:
+        return fitting[0]
+    if HEADS.lookup(pooling, "head.pooling").per_residue != problem.per_residue:
+        level = "one prediction per residue" if problem.per_residue else "one prediction per sequence"
+        raise ConfigError(f"head.pooling={pooling!r} does not fit {problem.name}, which needs {level}; "
+                          f"choose one of {', '.join(fitting)} (or leave head.pooling unset)")
+    return pooling
+
+
+def build_head(name: str, in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Module:
+    return HEADS[name].build(in_dim, hidden, out_dim, dropout)

@@ -1,0 +1,162 @@
+"""Prediction and evaluation from a finished run directory alone (offline), for Python users, the CLI
+and the UI. Every function returns objects (tables, metrics); only the CLI prints.
+
+    import plmforge
+    result = plmforge.predict("runs/quickstart", ["GLFDIVKKVVGALGSL", "MKTAYIAKQRQISFVK"])
+    result.table                      # pandas DataFrame: id, sequence, prediction, probabilities
+    report = plmforge.evaluate("runs/quickstart", "labelled.csv")
+    report.metrics                    # {'loss': ..., 'accuracy': ..., ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from plmforge.config import BatchingConfig, RunConfig, load_config
+from plmforge.data.batching import Collator, EncodedSplit
+from plmforge.data.readers import SUFFIXES, Table, find_split_files, read_file
+from plmforge.data.validate import Records, table_to_records
+from plmforge.errors import RunDirError
+from plmforge.inference import Predictions, predict_encoded, split_metrics
+from plmforge.models.backbone import Backbone, load_backbone
+from plmforge.models.encoding import encode_records
+from plmforge.outputs import metrics_blob, write_frames, write_metrics
+from plmforge.tasks import LabelScaler, TaskSpec
+from plmforge.train import checkpoint as ckpt
+from plmforge.train.setup import build_model, method_backbone_kwargs
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    config: RunConfig
+    task: TaskSpec
+    scaler: LabelScaler
+    backbone: Backbone
+    model: torch.nn.Module
+
+    def collator(self) -> Collator:
+        return Collator(self.backbone.family.pad_values(self.backbone.tokenizer), self.task.problem)
+
+    def records(self, table: Table, with_labels: bool) -> Records:
+        records = table_to_records(table, self.config.data, self.task.problem_type, with_labels,
+                                   self.backbone.family.record_fields)
+        if with_labels and records.labels is not None:
+            self.task.problem.check_label_range(records.labels, self.task.num_labels, records.rows,
+                                                self.config.data.label_column)
+        return records
+
+    def encode(self, records: Records) -> EncodedSplit:
+        return encode_records(self.backbone, records, self.task, self.scaler, "input")
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
+    rd = Path(run_dir)
+    for needed in ("config.yaml", "task.json", "tokenizer", checkpoint):
+        if not (rd / needed).exists():
+            raise RunDirError(f"{rd} is not a finished plmforge run: {needed} is missing")
+    config = load_config(rd / "config.yaml")
+    meta = json.loads((rd / "task.json").read_text())
+    task = TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["task"].items()})
+    scaler = LabelScaler(**meta["label_scaler"])
+    backbone = load_backbone(config.model, rd / "tokenizer", method_backbone_kwargs(config))
+    model = build_model(config, backbone, task)
+    ckpt.load_weights(rd / checkpoint, model)
+    model.eval()
+    if torch.cuda.is_available() and not getattr(backbone.model, "is_loaded_in_4bit", False):
+        model.cuda()  # 4-bit backbones were placed at load
+    return LoadedRun(rd, config, task, scaler, backbone, model)
+
+
+@dataclass
+class PredictionResult:
+    """Predictions for some records: `frames` by file suffix ('' is the main table; residue tasks add
+    '_sequences', one row per sequence with the predicted labels as a string)."""
+
+    records: Records
+    predictions: Predictions
+    frames: dict[str, pd.DataFrame]
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.frames[""]
+
+    def write(self, path: str | Path) -> list[Path]:
+        return write_frames(Path(path), self.frames)
+
+
+@dataclass
+class EvaluationResult:
+    data: str
+    metrics: dict[str, float]
+    blob: dict[str, Any]  # what eval_metrics.json holds: metrics, averaging, confusion matrix, ...
+    prediction: PredictionResult = field(repr=False)
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return write_metrics(self.blob, out, "eval") + self.prediction.write(out / "predictions.csv")
+
+
+def _run(run: str | Path | LoadedRun) -> LoadedRun:
+    return run if isinstance(run, LoadedRun) else load_run(run)
+
+
+def _batching(run: LoadedRun, batch_size: int | None, max_tokens: int | None) -> BatchingConfig:
+    b = run.config.batching
+    return dataclasses.replace(b, eval_batch_size=batch_size or b.eval_batch_size, max_tokens=max_tokens or b.max_tokens)
+
+
+def _input_table(run: LoadedRun, sequences: str | Path | list[str] | dict[str, str]) -> Table:
+    if isinstance(sequences, Path) or (isinstance(sequences, str) and _looks_like_path(sequences)):
+        return read_file(sequences, run.config.data.sequence_column)
+    if isinstance(sequences, str):
+        sequences = [sequences]
+    ids = list(sequences) if isinstance(sequences, dict) else [f"sequence_{i + 1}" for i in range(len(sequences))]
+    seqs = list(sequences.values()) if isinstance(sequences, dict) else list(sequences)
+    return Table(pd.DataFrame({run.config.data.sequence_column: seqs, "id": ids}), "input sequences")
+
+
+def _looks_like_path(text: str) -> bool:
+    """Amino-acid sequences have no dots or slashes; file names do."""
+    return Path(text).is_file() or "/" in text or Path(text).suffix.lower() in SUFFIXES
+
+
+def predict_records(run: LoadedRun, records: Records, batching: BatchingConfig | None = None) -> PredictionResult:
+    preds = predict_encoded(run.model, run.encode(records), run.task, run.scaler, batching or run.config.batching,
+                            run.collator())
+    frames = run.task.problem.frames(records.ids, records.sequences, preds.scores, preds.labels,
+                                     run.config.data.residue_classes)
+    return PredictionResult(records, preds, frames)
+
+
+def predict(run: str | Path | LoadedRun, sequences: str | Path | list[str] | dict[str, str], *,
+            batch_size: int | None = None, max_tokens: int | None = None) -> PredictionResult:
+    """Predict with a run: `sequences` is a file (CSV/TSV/JSONL/Parquet/FASTA), one sequence, a list
+    of sequences or an {id: sequence} dict. Batches follow the run's batching settings."""
+    loaded = _run(run)
+    records = loaded.records(_input_table(loaded, sequences), with_labels=False)
+    return predict_records(loaded, records, _batching(loaded, batch_size, max_tokens))
+
+
+def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int | None = None,
+             max_tokens: int | None = None) -> EvaluationResult:
+    """Metrics of a run on a labelled file (or a directory's test file, else its train file)."""
+    loaded = _run(run)
+    path = Path(data)
+    if path.is_dir():
+        files = find_split_files(path)
+        path = files.get("test", files["train"])
+    records = loaded.records(read_file(path, loaded.config.data.sequence_column), with_labels=True)
+    result = predict_records(loaded, records, _batching(loaded, batch_size, max_tokens))
+    preds = result.predictions
+    metrics = split_metrics(loaded.task, preds)
+    blob = metrics_blob(metrics, loaded.task, "eval", len(records), preds.labels, preds.scores, {"data": str(path)})
+    return EvaluationResult(str(path), metrics, blob, result)

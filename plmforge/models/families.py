@@ -1,0 +1,220 @@
+"""Model families: everything that differs between kinds of checkpoint lives here, in one object per
+family — how a checkpoint and its tokenizer are loaded, where the special tokens go, whether residues
+are space-separated, how rare residues are mapped, which named inputs the backbone takes and how each
+is encoded and padded, and the default adapter targets. The loading code asks the family; a new
+family is one registration (plus zoo rows), with no edit elsewhere.
+
+Rare residues (the data layer has already upper-cased and validated input):
+- ESM: B, Z, U, O and X are all tokens of the ESM vocabulary and are kept as they are.
+- ProtTrans-style families (BERT and T5 encoders: ProtBert, IgBert, ProtT5, IgT5, Ankh, AntiBERTy):
+  U, Z, O and B become X, as those models were trained. Where the vocabulary has no X (AntiBERTy),
+  X is fed as the unknown token; the number of such residues is reported, never hidden.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plmforge.errors import ConfigError, DataError
+from plmforge.registry import Registry
+
+PROTTRANS_RARE = {"U": "X", "Z": "X", "O": "X", "B": "X"}
+SEQUENCE = "sequence"  # the record field holding the amino-acid sequence
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One named per-residue input of the backbone's forward (a keyword argument).
+
+    `source` is the record field that feeds it: the amino-acid `sequence` (tokenised by the family's
+    tokenizer), or a data column of per-residue symbols (e.g. structure tokens), one symbol per residue,
+    encoded as `offset + alphabet.index(symbol)` and `pad` at special-token and padding positions."""
+
+    name: str
+    source: str = SEQUENCE
+    alphabet: str = ""
+    offset: int = 0
+    pad: int = 0
+
+
+@dataclass
+class Encoded:
+    inputs: dict[str, list[np.ndarray]]  # per named input, per sequence (special tokens included)
+    special: list[np.ndarray]  # True where the token is a special token
+    n_truncated: int = 0
+    n_unknown: int = 0
+    rare_mapped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def input_ids(self) -> list[np.ndarray]:
+        return self.inputs["input_ids"]
+
+
+@contextmanager
+def quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model_types: tuple[str, ...]  # config.json model_type values that belong to this family
+    model_class: str  # transformers class that loads the encoder
+    split_residues: bool  # residues given to the tokenizer separated by spaces
+    rare_map: dict[str, str] = field(default_factory=dict)
+    lora_targets: tuple[str, ...] = ()
+    ia3_targets: tuple[str, ...] = ()  # IA3 scales keys, values and the feed-forward output
+    ia3_feedforward: tuple[str, ...] = ()
+    special_tokens: str = ""  # where the family puts special tokens, for the docs
+    unused_modules: tuple[str, ...] = ()  # modules outside the encoder's forward path, removed at load
+    load_kwargs: dict[str, Any] = field(default_factory=dict)  # fixed from_pretrained arguments
+    special_positions: int | None = None  # positions taken by special tokens (None: relative positions)
+    position_offset: int = 0  # positions before the first token (ESM starts after the padding index)
+    inputs: tuple[ModelInput, ...] = (ModelInput("input_ids"),)
+
+    # ---- loading ----------------------------------------------------------------------------------
+    def max_residues(self, config: dict[str, Any]) -> int:
+        positions = config.get("max_position_embeddings")
+        if self.special_positions is None or not positions:
+            return 4096  # relative positions (T5): no hard limit, memory is the limit
+        return int(positions) - self.special_positions - self.position_offset
+
+    def load_model(self, source: str, trust_remote_code: bool, extra: dict[str, Any] | None = None) -> Any:
+        import transformers
+
+        cls = getattr(transformers, self.model_class)
+        kwargs = {"trust_remote_code": trust_remote_code, **self.load_kwargs, **(extra or {})}
+        with quiet_transformers():
+            model = cls.from_pretrained(source, **kwargs)
+        for name in self.unused_modules:
+            # never in the forward pass, so never trained; left in, it stalls distributed data parallel
+            if getattr(model, name, None) is not None:
+                setattr(model, name, None)
+        return model
+
+    def load_tokenizer(self, source: str) -> Any:
+        from transformers import AutoTokenizer
+
+        with quiet_transformers():
+            return AutoTokenizer.from_pretrained(source)
+
+    # ---- inputs -----------------------------------------------------------------------------------
+    @property
+    def record_fields(self) -> tuple[str, ...]:
+        """Data columns (besides the sequence) that this family's inputs are read from."""
+        return tuple(i.source for i in self.inputs if i.source != SEQUENCE)
+
+    def pad_values(self, tokenizer: Any) -> dict[str, int]:
+        return {i.name: (tokenizer.pad_token_id or 0) if i.source == SEQUENCE else i.pad for i in self.inputs}
+
+    def prepare_text(self, seq: str) -> str:
+        mapped = "".join(self.rare_map.get(c, c) for c in seq)
+        return " ".join(mapped) if self.split_residues else mapped
+
+    def encode(self, tokenizer: Any, fields: dict[str, list[str]], limit: int, rows: list[str] | None = None,
+               progress: Any = None) -> Encoded:
+        """Every named input of every record; truncation is at residue level (special tokens stay)."""
+        enc = self._tokenise(tokenizer, fields[SEQUENCE], limit, progress)
+        for spec in self.inputs:
+            if spec.source != SEQUENCE:
+                enc.inputs[spec.name] = [self._symbols(spec, text, special, rows[i] if rows else f"record {i + 1}")
+                                         for i, (text, special) in enumerate(zip(fields[spec.source], enc.special,
+                                                                                strict=True))]
+        return enc
+
+    def _tokenise(self, tokenizer: Any, sequences: list[str], limit: int, progress: Any, chunk: int = 2048) -> Encoded:
+        name = next(i.name for i in self.inputs if i.source == SEQUENCE)
+        ids_out: list[np.ndarray] = []
+        enc = Encoded({name: ids_out}, [])
+        unk_id = tokenizer.unk_token_id
+        for start in range(0, len(sequences), chunk):
+            part = [s[:limit] for s in sequences[start:start + chunk]]
+            enc.n_truncated += sum(len(s) > limit for s in sequences[start:start + chunk])
+            for c in self.rare_map:
+                n = sum(s.count(c) for s in part)
+                if n:
+                    enc.rare_mapped[c] = enc.rare_mapped.get(c, 0) + n
+            out = tokenizer([self.prepare_text(s) for s in part], return_special_tokens_mask=True,
+                            add_special_tokens=True, truncation=False)
+            for seq, ids, spec in zip(part, out["input_ids"], out["special_tokens_mask"], strict=True):
+                ids_arr, special = np.asarray(ids, dtype=np.int64), np.asarray(spec, dtype=bool)
+                if unk_id is not None:  # the unknown token is "special" to some tokenizers; here it is a residue
+                    special &= ids_arr != unk_id
+                    enc.n_unknown += int((ids_arr == unk_id).sum())
+                if int((~special).sum()) != len(seq):
+                    raise ConfigError(
+                        f"the tokenizer turned a {len(seq)}-residue sequence into {int((~special).sum())} residue "
+                        f"tokens; it does not tokenise one residue per token (family {self.name!r}; check the "
+                        "model's family and tokenizer files)")
+                ids_out.append(ids_arr)
+                enc.special.append(special)
+            if progress is not None:
+                progress.update(len(part))
+        return enc
+
+    @staticmethod
+    def _symbols(spec: ModelInput, text: str, special: np.ndarray, row: str) -> np.ndarray:
+        out = np.full(len(special), spec.pad, dtype=np.int64)
+        n = int((~special).sum())
+        codes = []
+        for pos, symbol in enumerate(text[:n]):
+            k = spec.alphabet.find(symbol)
+            if k < 0:
+                raise DataError(f"unknown symbol {symbol!r} at position {pos + 1} of {len(text)}", file=row,
+                                column=spec.source, hint=f"{spec.source} uses the symbols {spec.alphabet}")
+            codes.append(spec.offset + k)
+        out[~special] = codes
+        return out
+
+
+class BertFamily(Family):
+    def load_tokenizer(self, source: str) -> Any:
+        if Path(source).is_file():  # a bare vocabulary file (the AntiBERTy wheel ships one)
+            from transformers import BertTokenizer
+
+            with quiet_transformers():
+                # transformers 5: the vocabulary goes positionally, else every residue is [UNK]
+                return BertTokenizer(source, do_lower_case=False)
+        return super().load_tokenizer(source)
+
+
+FAMILIES: Registry[Family] = Registry("model family")
+
+
+def register_family(family: Family) -> Family:
+    return FAMILIES.register(family.name, family)
+
+
+register_family(Family("esm", ("esm",), "EsmModel", False, {}, ("query", "key", "value"),
+                       ("key", "value", "output.dense"), ("output.dense",), "<cls> residues <eos>",
+                       ("contact_head",), {"add_pooling_layer": False}, special_positions=2, position_offset=2))
+register_family(BertFamily("bert", ("bert",), "BertModel", True, PROTTRANS_RARE, ("query", "key", "value"),
+                           ("key", "value", "output.dense"), ("output.dense",), "[CLS] residues [SEP]",
+                           load_kwargs={"add_pooling_layer": False}, special_positions=2))
+register_family(Family("t5", ("t5",), "T5EncoderModel", True, PROTTRANS_RARE, ("q", "k", "v"),
+                       ("k", "v", "wo"), ("wo",), "residues </s> (no CLS)"))
+
+
+def family_for_model_type(model_type: str, where: str) -> Family:
+    for family in FAMILIES.values():
+        if model_type in family.model_types:
+            return family
+    supported = sorted(t for f in FAMILIES.values() for t in f.model_types)
+    raise ConfigError(f"{where}: model_type {model_type!r} is not a supported family; "
+                      f"supported model types: {', '.join(supported)}")
