@@ -19,18 +19,18 @@ from typing import Any
 import pandas as pd
 import torch
 
-from plmforge.config import BatchingConfig, RunConfig, load_config
+from plmforge import checkpoint as ckpt
+from plmforge.config import BatchingConfig, RunConfig, load_run_config
 from plmforge.data.batching import Collator, EncodedSplit
 from plmforge.data.readers import SUFFIXES, Table, find_split_files, read_file
 from plmforge.data.validate import Records, table_to_records
-from plmforge.errors import RunDirError
+from plmforge.errors import ConfigError, RunDirError
 from plmforge.inference import Predictions, predict_encoded, split_metrics
 from plmforge.models.backbone import Backbone, load_backbone
+from plmforge.models.build import build_model, method_backbone_kwargs
 from plmforge.models.encoding import encode_records
 from plmforge.outputs import metrics_blob, write_frames, write_metrics
 from plmforge.tasks import LabelScaler, TaskSpec
-from plmforge.train import checkpoint as ckpt
-from plmforge.train.setup import build_model, method_backbone_kwargs
 
 
 @dataclass
@@ -62,7 +62,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
     for needed in ("config.yaml", "task.json", "tokenizer", checkpoint):
         if not (rd / needed).exists():
             raise RunDirError(f"{rd} is not a finished plmforge run: {needed} is missing")
-    config = load_config(rd / "config.yaml")
+    config = load_run_config(rd)
     meta = json.loads((rd / "task.json").read_text())
     task = TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["task"].items()})
     scaler = LabelScaler(**meta["label_scaler"])
@@ -70,8 +70,11 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
     model = build_model(config, backbone, task)
     ckpt.load_weights(rd / checkpoint, model)
     model.eval()
-    if torch.cuda.is_available() and not getattr(backbone.model, "is_loaded_in_4bit", False):
-        model.cuda()  # 4-bit backbones were placed at load
+    if torch.cuda.is_available():
+        if getattr(backbone.model, "is_loaded_in_4bit", False):
+            model.head.to(next(backbone.model.parameters()).device)  # the 4-bit backbone was placed at load
+        else:
+            model.cuda()
     return LoadedRun(rd, config, task, scaler, backbone, model)
 
 
@@ -110,8 +113,15 @@ def _run(run: str | Path | LoadedRun) -> LoadedRun:
 
 
 def _batching(run: LoadedRun, batch_size: int | None, max_tokens: int | None) -> BatchingConfig:
+    """The run's batching, or batches of `batch_size` sequences, or a budget of `max_tokens` tokens."""
     b = run.config.batching
-    return dataclasses.replace(b, eval_batch_size=batch_size or b.eval_batch_size, max_tokens=max_tokens or b.max_tokens)
+    if batch_size is not None and max_tokens is not None:
+        raise ConfigError("give a batch size or a token budget, not both")
+    if batch_size is not None:
+        return dataclasses.replace(b, mode="size", eval_batch_size=batch_size)
+    if max_tokens is not None:
+        return dataclasses.replace(b, mode="tokens", max_tokens=max_tokens)
+    return b
 
 
 def _input_table(run: LoadedRun, sequences: str | Path | list[str] | dict[str, str]) -> Table:
@@ -121,12 +131,15 @@ def _input_table(run: LoadedRun, sequences: str | Path | list[str] | dict[str, s
         sequences = [sequences]
     ids = list(sequences) if isinstance(sequences, dict) else [f"sequence_{i + 1}" for i in range(len(sequences))]
     seqs = list(sequences.values()) if isinstance(sequences, dict) else list(sequences)
-    return Table(pd.DataFrame({run.config.data.sequence_column: seqs, "id": ids}), "input sequences")
+    cfg = run.config.data
+    return Table(pd.DataFrame({cfg.sequence_column: seqs, cfg.id_column or "id": ids}), "input sequences")
 
 
 def _looks_like_path(text: str) -> bool:
-    """Amino-acid sequences have no dots or slashes; file names do."""
-    return Path(text).is_file() or "/" in text or Path(text).suffix.lower() in SUFFIXES
+    """Amino-acid sequences have no dots or slashes; file names do (and sequences may be too long to be one)."""
+    if len(text) < 256 and Path(text).is_file():
+        return True
+    return "/" in text or "\\" in text or Path(text).suffix.lower() in SUFFIXES
 
 
 def predict_records(run: LoadedRun, records: Records, batching: BatchingConfig | None = None) -> PredictionResult:

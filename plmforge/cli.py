@@ -48,8 +48,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _inference_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, help="sequences per batch (default: the run's evaluation batch size)")
-    p.add_argument("--max-tokens", type=int, help="token budget per batch when the run batches by tokens")
+    p.add_argument("--batch-size", type=int, help="batches of this many sequences (default: the run's batching)")
+    p.add_argument("--max-tokens", type=int, help="length-sorted batches within this token budget (default: the "
+                                                  "run's batching)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +118,7 @@ def _predict(args: argparse.Namespace) -> int:
     from plmforge.api import load_run, predict
 
     run = load_run(args.run_dir)
-    result = predict(run, args.sequence if args.sequence is not None else Path(args.input),
+    result = predict(run, [args.sequence] if args.sequence is not None else Path(args.input),
                      batch_size=args.batch_size, max_tokens=args.max_tokens)
     if args.sequence is not None and args.output is None:
         print(result.frames[list(result.frames)[-1]].to_string(index=False))  # the per-sequence view

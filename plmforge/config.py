@@ -394,6 +394,35 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return config_from_dict(raw)
 
 
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The config saved in a run directory. Runs written before methods had their own option classes
+    saved every method option, and residue runs saved `head.pooling: mean` although they used the
+    per-residue head: both are read as what the run really used, and said so in the log."""
+    import json
+    import logging
+
+    rd = Path(run_dir)
+    raw = yaml.safe_load((rd / "config.yaml").read_text()) or {}
+    notes = []
+    method = raw.get("method") or {}
+    if method.get("name", "freeze") in METHODS:
+        takes = METHODS[method.get("name", "freeze")].option_names
+        extra = [k for k in method if k != "name" and k not in takes]
+        notes += [f"method.{k}" for k in extra]
+        raw["method"] = {k: v for k, v in method.items() if k not in extra}
+    task_file = rd / "task.json"
+    head = raw.get("head") or {}
+    if task_file.is_file() and head.get("pooling") in HEADS:
+        problem = PROBLEM_TYPES.get(json.loads(task_file.read_text())["task"]["problem_type"])
+        if problem is not None and HEADS[head["pooling"]].per_residue != problem.per_residue:
+            notes.append(f"head.pooling={head['pooling']} (the run used the {problem.name} default head)")
+            raw["head"] = {**head, "pooling": None}
+    if notes:
+        logging.getLogger("plmforge").info("%s was written by an earlier plmforge; not applicable and left out: %s",
+                                           rd / "config.yaml", "; ".join(notes))
+    return config_from_dict(_rebase_paths(raw, rd.resolve()))  # relative paths: relative to the run directory
+
+
 def _drop_other_methods_options(raw: dict[str, Any], from_file: dict[str, Any], path: str | Path | None) -> None:
     """An override that switches the method (e.g. `method.name=freeze` on a LoRA config file) leaves the
     file's options of the old method behind: those the new method does not take are dropped, and

@@ -90,3 +90,30 @@ def test_a_head_that_does_not_fit_the_problem_type_is_an_error(tmp_path, tiny_mo
     with pytest.raises(ConfigError, match=message):
         train(cfg)
     assert not (tmp_path / "run").exists()  # validated before anything is written
+
+
+def test_long_sequences_lists_and_batching_overrides(token_run):
+    run = load_run(token_run.run_dir)
+    long_seq = "MKTAYIAKQRQISFVKSHFSRQ" * 20  # longer than a file name may be; truncated to the model's limit
+    assert len(plmforge.predict(run, long_seq).table) == 1
+    seqs = ["GLFDIVKKVVGALGSL", "MKTAYIAKQRQISFVK", "KWKLFKKIGAVLKVL"]
+    by_tokens = plmforge.predict(run, seqs).predictions.scores
+    by_one = plmforge.predict(run, seqs, batch_size=1).predictions.scores
+    np.testing.assert_allclose(by_tokens, by_one, atol=1e-5)
+    with pytest.raises(ConfigError, match="not both"):
+        plmforge.predict(run, seqs, batch_size=1, max_tokens=500)
+
+
+def test_a_run_saved_with_every_method_option_still_loads(token_run, tmp_path):
+    import shutil
+
+    import yaml
+
+    old = tmp_path / "old_run"
+    shutil.copytree(token_run.run_dir, old)
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    cfg["method"].update({"rank": 8, "alpha": 32, "quant_type": "nf4"})  # what earlier versions wrote for freeze
+    (old / "config.yaml").write_text(yaml.safe_dump(cfg))
+    got = plmforge.predict(old, ["GLFDIVKKVVGALGSL"]).predictions.scores
+    want = plmforge.predict(token_run.run_dir, ["GLFDIVKKVVGALGSL"]).predictions.scores
+    np.testing.assert_allclose(got, want, atol=1e-6)

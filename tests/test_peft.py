@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from plmforge import checkpoint as ckpt
 from plmforge.config import ModelConfig, load_config
 from plmforge.data.batching import Collator, EncodedSplit
 from plmforge.errors import ConfigError
@@ -17,7 +18,6 @@ from plmforge.models.backbone import load_backbone
 from plmforge.models.encoding import encode_sequences
 from plmforge.models.task_model import TaskModel, batch_kwargs
 from plmforge.tasks import PROBLEM_TYPES
-from plmforge.train import checkpoint as ckpt
 from plmforge.train.run import train
 
 PEFT = ["lora", "dora", "adalora", "ia3", "qlora"]

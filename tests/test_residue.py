@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import shared
 from sklearn import metrics as skm
 
@@ -168,6 +169,14 @@ def test_residue_run_outputs_and_predict(tmp_path, tiny_models):
     assert main(["predict", str(rd), "--input", str(d / "test.parquet"), "--output", str(out)]) == 0
     again = pd.read_csv(out)
     np.testing.assert_allclose(again["prob_1"].to_numpy(), long["prob_1"].to_numpy(), atol=1e-5)
+    assert yaml.safe_load((rd / "config.yaml").read_text())["head"]["pooling"] == "residue"  # the head really used
+    # a run written by an earlier plmforge said `pooling: mean` (and listed every method option): still readable
+    old = yaml.safe_load((rd / "config.yaml").read_text())
+    old["head"]["pooling"], old["method"]["cache_max_mb"] = "mean", 4096
+    (rd / "config.yaml").write_text(yaml.safe_dump(old))
+    assert main(["predict", str(rd), "--input", str(d / "test.parquet"), "--output", str(tmp_path / "old.csv")]) == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "old.csv")["prob_1"].to_numpy(), long["prob_1"].to_numpy(),
+                               atol=1e-5)
 
 
 @pytest.mark.shared_data
@@ -236,3 +245,29 @@ def test_residue_regression_and_multi_label_train_and_predict(tmp_path, tiny_mod
         assert "spearman_corr" in result.test_metrics["metrics"]
     else:
         assert "f1" in result.test_metrics["metrics"] and "auroc" in result.test_metrics["metrics"]
+
+
+def test_label_options_that_do_not_fit_the_problem_type_are_errors(tmp_path):
+    from plmforge.errors import ConfigError
+
+    f = _csv(tmp_path, 'aa_seq,label,mask\nMKTAY,"2,5",11111\nMKTAY,"1",11111\nMKTAV,"3",11111\nMKTAW,"4",11111\n')
+    with pytest.raises(ConfigError, match="label_format=positions .* applies to residue_single_label_classification, "
+                                          "not residue_regression"):
+        _load(f"data.train={f}", "data.problem_type=residue_regression", "data.label_format=positions")
+    with pytest.raises(ConfigError, match="data.mask_column masks residues, but single_label_classification has one "
+                                          "label per sequence"):
+        _load(f"data.train={f}", "data.problem_type=single_label_classification", "data.mask_column=mask")
+
+
+def test_a_file_with_a_header_and_no_rows_is_named(tmp_path):
+    f = _csv(tmp_path, "aa_seq,label\n")
+    with pytest.raises(DataError, match=r"train.csv: no records \(the file has a header but no rows\)"):
+        _load(f"data.train={f}", RES)
+
+
+def test_residue_summary_when_every_residue_is_masked(tmp_path):
+    from plmforge.tasks import PROBLEM_TYPES
+
+    problem = PROBLEM_TYPES["residue_regression"]
+    summary = problem.summary([np.array([np.nan, np.nan]), np.array([np.nan])], 1)
+    assert summary.units == 0 and summary.masked == 3 and "no labelled residues" in summary.text

@@ -121,6 +121,21 @@ def test_hub_dataset_ids_go_through_datasets_load_dataset(monkeypatch, amp_small
     assert len(data.splits["train"]) == 96 and len(data.splits["test"]) == 32
 
 
+def test_benchmark_metrics_plmforge_does_not_compute_are_named(monkeypatch, tmp_path):
+    import datasets
+
+    from plmforge.data.dataset import load_data
+
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.csv").write_text("aa_seq,label\n" + 'MKTAY,"[0,1,0,1,0]"\nGLFDI,"[0,0,1,1,0]"\n' * 4)
+    real = datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, *a, **k: real(str(tmp_path)))
+    cfg = load_config(None, ["data.dataset=VenusX_Res_Act_MF50"])
+    data = load_data(cfg.data, cfg.training)
+    assert "auprc" in data.task.metrics  # the catalogue's 'aupr', computed
+    assert any("also reports f1_positive, f1_negative, which plmforge does not compute" in n for n in data.notes)
+
+
 def test_hub_failure_is_a_clear_error(monkeypatch):
     import datasets
 

@@ -149,6 +149,9 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
     splits = {k: _limit(splits[k], cfg.max_samples, training.seed)
               for k in ("train", "validation", "test") if k in splits}
     notes = shared_sequences(splits)
+    if entry is not None and entry.unsupported_metrics:
+        notes.append(f"the {entry.name} benchmark also reports {', '.join(entry.unsupported_metrics)}, which "
+                     "plmforge does not compute")
     for note in notes:
         log.warning(note)
     if carved:

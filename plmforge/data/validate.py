@@ -77,6 +77,9 @@ def table_to_records(table: Table, cfg: DataConfig, problem_type: str | None, wi
     seq_col = require_column(table, cfg.sequence_column, "sequence")
     lab_col = require_column(table, cfg.label_column, "label") if with_labels else None
     df = table.df
+    if df.empty:
+        raise DataError("no records (the file has a header but no rows)", file=table.source,
+                        hint="add sequences to the file, or leave it out")
     seqs = [clean_sequence(v, table, i, seq_col) for i, v in enumerate(df[seq_col].tolist())]
     labels = None
     if lab_col is not None:

@@ -133,7 +133,7 @@ class Classes(LabelKind):
         return _class_index(value, err, "single-label classes are integers 0, 1, 2, ...")
 
     def classes_in(self, label: Any) -> list[int]:
-        return [int(label)]
+        return [] if int(label) == IGNORE else [int(label)]
 
     def stack(self, labels: list, num_labels: int) -> np.ndarray:
         return np.asarray(labels, dtype=np.int64)

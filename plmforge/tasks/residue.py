@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from plmforge.errors import DataError
+from plmforge.errors import ConfigError, DataError
 from plmforge.tasks.base import LabelFormat, ProblemType, Where, register_problem_type
 from plmforge.tasks.kinds import IGNORE, Classes, LabelSummary, MultiLabel, Values, is_missing
 from plmforge.tasks.scaling import LabelScaler
@@ -112,6 +112,9 @@ class ResidueProblem(ProblemType):
     # ---- labels as read ---------------------------------------------------------------------------
     def parse_labels(self, values: list, sequences: list[str], masks: list | None, cfg: LabelFormat,
                      where: Where, column: str, mask_column: str | None) -> list:
+        if cfg.label_format == "positions" and not isinstance(self.kind, Classes):
+            raise ConfigError(f"data.label_format=positions marks the residues of class 1, so it applies to "
+                              f"residue_single_label_classification, not {self.name}: give one label per residue")
         out = []
         for i, (value, seq) in enumerate(zip(values, sequences, strict=True)):
             err = where(i, column)
@@ -144,11 +147,7 @@ class ResidueProblem(ProblemType):
                             **err) from None
 
     def classes_in(self, label: Any) -> list[int]:
-        if label.dtype == object:
-            return [int(c) for x in label if x is not None for c in x]
-        if label.dtype.kind == "i":
-            return [int(c) for c in label[label != IGNORE]]
-        return []
+        return [c for item in label for c in self.kind.classes_in(item)]
 
     def counted(self, labels: np.ndarray) -> int:
         """Residues of one sequence that count (not masked)."""
@@ -164,6 +163,8 @@ class ResidueProblem(ProblemType):
         targets = self.kind.stack(list(np.concatenate(labels)), num_labels)
         kept = targets[self.kind.counted(targets)]
         masked = len(targets) - len(kept)
+        if not len(kept):
+            return LabelSummary(f"no labelled residues ({masked} masked)", 0, masked)
         inner = self.kind.summary(self.kind.metric_labels(kept), num_labels)
         return LabelSummary(f"{len(kept)} residues ({masked} masked); {inner.text}", len(kept), masked,
                             inner.counts, inner.values)
@@ -252,7 +253,7 @@ class ResidueProblem(ProblemType):
             if labels is not None:
                 lab = labels[k]
                 shown = self.kind.label_column(lab)
-                frame["label"] = [None if not c else v for v, c in zip(shown, self._counts(lab), strict=True)]
+                frame["label"] = [v if c else None for v, c in zip(shown, self.kind.counted(lab), strict=True)]
             frame["prediction"] = self.kind.prediction_column(sc)
             frame.update(self.kind.probability_columns(sc))
             rows.append(pd.DataFrame(frame))
@@ -260,11 +261,6 @@ class ResidueProblem(ProblemType):
                             "n_residues_predicted": n})
         long = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
         return {"": long, "_sequences": pd.DataFrame(compact)}
-
-    def _counts(self, targets: np.ndarray) -> np.ndarray:
-        if self.kind.pad == IGNORE:
-            return self.kind.counted(targets)
-        return np.ones(len(targets), dtype=bool)  # NaN labels are shown as they are
 
 
 register_problem_type(ResidueProblem(

@@ -20,7 +20,7 @@ class SequenceProblem(ProblemType):
     def parse_labels(self, values: list, sequences: list[str], masks: list | None, cfg: LabelFormat,
                      where: Where, column: str, mask_column: str | None) -> list:
         if masks is not None:
-            raise ConfigError(f"data.mask_column masks residues; {self.name} has one label per sequence",
+            raise ConfigError(f"data.mask_column masks residues, but {self.name} has one label per sequence: "
                               "remove data.mask_column, or use a residue problem type")
         out = []
         for i, value in enumerate(values):

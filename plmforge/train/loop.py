@@ -18,11 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from plmforge import checkpoint as ckpt
 from plmforge.data.batching import EncodedSplit, make_batch_sampler
 from plmforge.inference import Predictions, predict_encoded, split_metrics
 from plmforge.methods import METHODS, CacheOptions
 from plmforge.models.task_model import batch_kwargs
-from plmforge.train import checkpoint as ckpt
 from plmforge.train.embedding_cache import EmbeddingCache
 from plmforge.train.schedule import build_scheduler
 from plmforge.train.setup import Assembled

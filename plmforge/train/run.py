@@ -16,14 +16,14 @@ from typing import Any
 import torch
 from accelerate import PartialState
 
+from plmforge import checkpoint as ckpt
 from plmforge import plots
-from plmforge.config import RunConfig, config_to_overrides, load_config, save_config
+from plmforge.config import RunConfig, config_to_overrides, load_run_config, save_config
 from plmforge.errors import ConfigError, RunDirError
 from plmforge.logs import buffered, file_logging
 from plmforge.methods import METHODS
 from plmforge.models.task_model import count_parameters
 from plmforge.outputs import metrics_blob, summary_table, write_frames, write_metrics
-from plmforge.train import checkpoint as ckpt
 from plmforge.train.loop import FitResult, Trainer
 from plmforge.train.setup import Assembled, assemble
 
@@ -98,7 +98,7 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
     if resume:
         rd = Path(run_dir or (config.output.dir if config else ""))
         _check_run_dir(rd, False, True)
-        config = load_config(rd / CONFIG_FILE)
+        config = load_run_config(rd)
     assert config is not None
     rd = Path(config.output.dir)
     _check_run_dir(rd, config.output.overwrite, resume)

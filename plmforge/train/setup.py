@@ -12,9 +12,9 @@ import torch
 from plmforge.config import RunConfig
 from plmforge.data.batching import Collator, EncodedSplit
 from plmforge.data.dataset import PreparedData, load_data
-from plmforge.heads import build_head, resolve_pooling
-from plmforge.methods import METHODS
+from plmforge.heads import resolve_pooling
 from plmforge.models.backbone import Backbone, load_backbone, resolve_model
+from plmforge.models.build import build_model, method_backbone_kwargs
 from plmforge.models.encoding import encode_records
 from plmforge.models.task_model import TaskModel
 from plmforge.tasks import LabelScaler, TaskSpec
@@ -35,24 +35,10 @@ class Assembled:
         return Collator(self.backbone.family.pad_values(self.backbone.tokenizer), self.data.task.problem)
 
 
-def method_backbone_kwargs(config: RunConfig) -> dict:
-    spec = METHODS[config.method.name]
-    return spec.backbone_kwargs(config.method.options) if spec.backbone_kwargs else {}
-
-
 def resolve_head(config: RunConfig, task: TaskSpec) -> RunConfig:
     """The config with the head that the problem type really uses (saved as such with the run)."""
     pooling = resolve_pooling(config.head.pooling, task.problem)
     return config.replace(head=dataclasses.replace(config.head, pooling=pooling))
-
-
-def build_model(config: RunConfig, backbone: Backbone, task: TaskSpec) -> TaskModel:
-    hidden = config.head.hidden_size or backbone.hidden_size
-    pooling = resolve_pooling(config.head.pooling, task.problem)
-    head = build_head(pooling, backbone.hidden_size, hidden, task.num_outputs, config.head.dropout)
-    model = TaskModel(backbone.model, head, task.problem, task.num_outputs, backbone.family)
-    METHODS[config.method.name].apply(model, config.method.options)
-    return model
 
 
 def assemble(config: RunConfig, tokenizer_dir: Path | None = None) -> Assembled:
