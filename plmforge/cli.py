@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one of " + ", ".join(_choices()["problem_type"]))
     check.set_defaults(func=_data_check)
     data.add_parser("list", help="list the pre-defined datasets").set_defaults(func=_data_list)
+    cache = sub.add_parser("cache", help="the persistent embedding store").add_subparsers(dest="cache_command",
+                                                                                          required=True)
+    for name, func, text in (("info", _cache_info, "what the store holds, per model and settings"),
+                             ("clear", _cache_clear, "delete stored embeddings")):
+        p = cache.add_parser(name, help=text)
+        p.add_argument("--dir", help="store directory (default $PLMFORGE_CACHE_DIR or ~/.cache/plmforge/embeddings)")
+        if name == "clear":
+            p.add_argument("--model", help="only the entries of models whose source contains this text")
+        p.set_defaults(func=func)
     return parser
 
 
@@ -184,6 +193,34 @@ def _data_list(args: argparse.Namespace) -> int:
     from plmforge.data.inspect import list_catalogue
 
     print(list_catalogue())
+    return 0
+
+
+def _cache_info(args: argparse.Namespace) -> int:
+    import time
+
+    from plmforge.store import cache_root, store_infos
+
+    root = cache_root(args.dir)
+    infos = store_infos(root) if root.is_dir() else []
+    if not infos:
+        print(f"the embedding store at {root} is empty")
+        return 0
+    print(_table([{"id": i.digest, "model": i.fingerprint.get("source", "?"), "stored": i.fingerprint.get("stored", "?"),
+                   "dtype": i.fingerprint.get("dtype", "?"), "max residues": str(i.fingerprint.get("max_residues", "?")),
+                   "entries": str(i.entries), "MB": f"{i.megabytes:.1f}",
+                   "last used": time.strftime("%Y-%m-%d %H:%M", time.localtime(i.last_used)),
+                   "unfinished files": str(i.incomplete_files)} for i in infos]))
+    print(f"{root}: {sum(i.entries for i in infos)} entries, {sum(i.megabytes for i in infos):.1f} MB")
+    return 0
+
+
+def _cache_clear(args: argparse.Namespace) -> int:
+    from plmforge.store import cache_root, clear_store
+
+    root = cache_root(args.dir)
+    removed = clear_store(root, args.model) if root.is_dir() else []
+    print(f"removed {len(removed)} stored model setting(s) from {root}")
     return 0
 
 

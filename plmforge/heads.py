@@ -21,14 +21,16 @@ class HeadSpec:
     build: type[nn.Module]  # (in_dim, hidden, out_dim, dropout) -> module
     per_residue: bool  # one prediction per residue (else one per sequence)
     description: str
+    pooled_input: bool = False  # can start from a stored pooled vector (`from_pooled`)
 
 
 HEADS: Registry[HeadSpec] = Registry("head")
 
 
-def register_head(name: str, per_residue: bool = False):
+def register_head(name: str, per_residue: bool = False, pooled_input: bool = False):
     def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        HEADS.register(name, HeadSpec(name, cls, per_residue, (cls.__doc__ or "").strip().split("\n")[0]))
+        HEADS.register(name, HeadSpec(name, cls, per_residue, (cls.__doc__ or "").strip().split("\n")[0],
+                                      pooled_input))
         return cls
 
     return wrap
@@ -52,7 +54,7 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores, dim=-1)
 
 
-@register_head("mean")
+@register_head("mean", pooled_input=True)
 class MeanPoolHead(nn.Module):
     """Masked mean over residue embeddings, then a two-layer MLP."""
 
@@ -61,7 +63,11 @@ class MeanPoolHead(nn.Module):
         self.mlp = _mlp(in_dim, hidden, out_dim, dropout)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.mlp(masked_mean(hidden, mask))  # (B, out)
+        return self.from_pooled(masked_mean(hidden, mask))  # (B, out)
+
+    def from_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """From precomputed mean vectors (B, D), e.g. read from the embedding store."""
+        return self.mlp(pooled)
 
 
 @register_head("attention1d")

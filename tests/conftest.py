@@ -11,6 +11,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if "PLMFORGE_CACHE_DIR" not in os.environ:  # the tests' embedding store: never the user's
+    import tempfile
+
+    os.environ["PLMFORGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="plmforge-store-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -87,8 +91,14 @@ BUILDERS = {"esm": make_esm, "bert": make_bert, "t5": make_t5}
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import torch
+
     root = tmp_path_factory.mktemp("tiny_models")
-    return {name: build(root / name) for name, build in BUILDERS.items()}
+    out = {}
+    for name, build in BUILDERS.items():
+        torch.manual_seed(0)  # the same random backbones whichever test asks first
+        out[name] = build(root / name)
+    return out
 
 
 @pytest.fixture(scope="session")

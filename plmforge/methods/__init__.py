@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from plmforge.checks import positive
+from plmforge.checks import one_of
 from plmforge.registry import Registry
 
 TaskModel = torch.nn.Module  # models.task_model.TaskModel: methods act on its backbone and head
@@ -27,13 +27,15 @@ class NoOptions:
 
 @dataclass(frozen=True)
 class CacheOptions:
-    """Options of methods whose backbone is fixed, so its outputs can be computed once and reused."""
+    """Options of methods whose backbone is fixed, so its outputs can be computed once and reused: the
+    persistent embedding store (plmforge/store.py) keeps them across epochs and runs."""
 
-    cache_embeddings: bool = True  # compute backbone outputs once, reuse every epoch
-    cache_max_mb: int = 4096
+    cache_embeddings: bool = True  # read/write backbone outputs in the persistent store
+    cache_dir: str | None = None  # None = $PLMFORGE_CACHE_DIR, else ~/.cache/plmforge/embeddings
+    cache_dtype: str = "float32"  # float16 halves the disk space (values are rounded)
 
     def __post_init__(self) -> None:
-        positive("method.cache_max_mb", self.cache_max_mb, allow_zero=True)
+        one_of("method.cache_dtype", self.cache_dtype, ("float32", "float16"))
 
 
 @dataclass(frozen=True)

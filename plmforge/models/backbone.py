@@ -114,3 +114,21 @@ def load_backbone(cfg: ModelConfig, tokenizer_dir: Path | None = None,
         max_residues = cfg.max_length
     hidden = int(getattr(model.config, "hidden_size", None) or model.config.d_model)
     return Backbone(model, tokenizer, resolved.family, hidden, max_residues, resolved.source)
+
+
+def backbone_fingerprint(backbone: Backbone, stored: str, dtype: str, layer: int = -1) -> dict[str, Any]:
+    """Everything that changes what a frozen backbone outputs for a sequence (the embedding store's key):
+    the checkpoint and a signature of its weights, its config, the tokenizer vocabulary, the family's
+    tokenisation rules, the length limit, the layer, what is stored ('mean' or 'tokens') and the dtype."""
+    import hashlib
+
+    from plmforge.store import weights_signature
+
+    vocab = json.dumps(sorted(backbone.tokenizer.get_vocab().items()))
+    family = backbone.family
+    return {"source": backbone.source, "weights": weights_signature(backbone.source),
+            "config": hashlib.sha256(backbone.model.config.to_json_string(use_diff=False).encode()).hexdigest()[:16],
+            "vocab": hashlib.sha256(vocab.encode()).hexdigest()[:16], "family": family.name,
+            "rules": {"split_residues": family.split_residues, "rare_map": family.rare_map,
+                      "inputs": [i.name for i in family.inputs]},
+            "max_residues": backbone.max_residues, "layer": layer, "stored": stored, "dtype": dtype}

@@ -48,7 +48,11 @@ class TaskModel(nn.Module):
         attention_mask: torch.Tensor | None = None,  # (B, L)
         hidden: torch.Tensor | None = None,  # (B, L, H) precomputed backbone output (frozen backbone)
         labels: torch.Tensor | None = None,
+        pooled: torch.Tensor | None = None,  # (B, H) precomputed pooled vectors, for heads that start from them
     ) -> TaskOutput:
+        if pooled is not None:
+            logits = self.head.from_pooled(pooled.to(next(self.head.parameters()).dtype))
+            return TaskOutput(logits=logits, loss=None if labels is None else self.problem.loss(logits, labels))
         if hidden is None:
             if inputs is None or attention_mask is None:
                 raise ValueError("TaskModel needs the named inputs and attention_mask, or precomputed hidden states")

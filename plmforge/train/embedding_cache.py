@@ -1,44 +1,54 @@
-"""In-memory cache of frozen-backbone outputs, so the backbone runs once per sample, not once per epoch.
-
-A frozen backbone runs in eval mode without gradients, so its output for a sequence is fixed; the
-cache stores it trimmed to the sequence's real length and re-pads it for whatever batch the sample
-lands in. A budget in MB bounds memory: past it, batches are computed as usual."""
+"""Frozen-backbone outputs for training, from the persistent embedding store (plmforge/store.py), so
+the backbone runs once per distinct sequence — in this run and in every later run that shares the
+model, its settings and the sequences. What is kept follows the head: one pooled vector per protein
+for mean pooling, per-token states for the other heads and for residue tasks. Batches read their
+entries from disk, so memory does not grow with the dataset."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 
+from plmforge.heads import masked_mean
+from plmforge.store import EmbeddingStore
 
-class EmbeddingCache:
-    def __init__(self, max_mb: int) -> None:
-        self.max_bytes = max_mb * 1024 * 1024
-        self.used = 0
-        self.store: dict[tuple[str, int], torch.Tensor] = {}
-        self.full_warned = False
+Encode = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
-    def hidden(self, split: str, batch: dict[str, torch.Tensor], encode) -> torch.Tensor:  # type: ignore[no-untyped-def]
-        """Backbone output (B, L, H) for the batch, from the cache where every sample is in it."""
-        keys = [(split, int(i)) for i in batch["idx"]]
+
+class StoreCache:
+    def __init__(self, store: EmbeddingStore, keys: dict[str, list[str]], pooled: bool, dtype: str) -> None:
+        self.store = store
+        self.keys = keys  # per split, the store key of every sample
+        self.pooled = pooled
+        self.dtype = np.dtype(dtype)
+
+    def missing(self, split: str, batch: dict) -> bool:
+        return any(self.keys[split][i] not in self.store for i in batch["idx"].tolist())
+
+    def fill(self, split: str, batch: dict, encode: Encode) -> None:
+        """Compute and store the batch's entries that the store lacks."""
+        keys = [self.keys[split][i] for i in batch["idx"].tolist()]
         if all(k in self.store for k in keys):
-            return self._pad([self.store[k] for k in keys], batch["attention_mask"])
-        hidden = encode(batch["inputs"], batch["attention_mask"])  # (B, L, H)
+            return
+        states = encode(batch["inputs"], batch["attention_mask"]).float()  # (B, L, H)
+        values = masked_mean(states, batch["residue_mask"]) if self.pooled else states  # (B, H) or (B, L, H)
         lengths = batch["attention_mask"].sum(1).tolist()
-        for k, row, n in zip(keys, hidden, lengths, strict=True):
-            if k in self.store:
-                continue
-            item = row[:n].detach().to("cpu", copy=True)
-            size = item.numel() * item.element_size()
-            if self.used + size > self.max_bytes:
-                self.full_warned = True
-                continue
-            self.store[k] = item
-            self.used += size
-        return hidden
+        for key, row, n in zip(keys, values, lengths, strict=True):
+            if key not in self.store:
+                self.store.put(key, (row if self.pooled else row[:n]).cpu().numpy().astype(self.dtype))
 
-    @staticmethod
-    def _pad(items: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
-        width = attention_mask.shape[1]
-        out = items[0].new_zeros((len(items), width, items[0].shape[-1]))  # (B, L, H)
+    def hidden(self, split: str, batch: dict, encode: Encode) -> torch.Tensor:
+        """Pooled vectors (B, H) or per-token states (B, L, H) for the batch; what is missing is computed
+        and stored first, so a batch always sees the stored values (also when stored as float16)."""
+        self.fill(split, batch, encode)
+        keys = [self.keys[split][i] for i in batch["idx"].tolist()]
+        items = [torch.from_numpy(np.asarray(self.store.get(k), dtype=np.float32)) for k in keys]
+        device = batch["attention_mask"].device
+        if self.pooled:
+            return torch.stack([x.reshape(-1) for x in items]).to(device)  # (B, H)
+        out = items[0].new_zeros((len(items), batch["attention_mask"].shape[1], items[0].shape[-1]))  # (B, L, H)
         for row, item in enumerate(items):
             out[row, : item.shape[0]] = item
-        return out.to(attention_mask.device)
+        return out.to(device)

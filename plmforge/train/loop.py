@@ -23,7 +23,7 @@ from plmforge.data.batching import EncodedSplit, make_batch_sampler
 from plmforge.inference import Predictions, predict_encoded, split_metrics
 from plmforge.methods import METHODS, CacheOptions
 from plmforge.models.task_model import batch_kwargs
-from plmforge.train.embedding_cache import EmbeddingCache
+from plmforge.train.embedding_cache import StoreCache
 from plmforge.train.schedule import build_scheduler
 from plmforge.train.setup import Assembled
 
@@ -82,14 +82,30 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(
             mixed_precision=tcfg.mixed_precision, gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
             log_with=list(tcfg.report_to) or None, project_dir=str(run_dir), cpu=not torch.cuda.is_available())
-        self.spec = spec = METHODS[self.cfg.method.name]
-        options = self.cfg.method.options
-        self.cache = EmbeddingCache(options.cache_max_mb) \
-            if spec.frozen_backbone and isinstance(options, CacheOptions) and options.cache_embeddings else None
+        self.spec = METHODS[self.cfg.method.name]
+        self.cache = self._store_cache()
         self.collate = asm.collator()
         self.stopper = EarlyStopping(self.task.direction, tcfg.patience)
         self.start_epoch, self.global_step = 0, 0
         self.history: list[dict[str, Any]] = []
+
+    def _store_cache(self) -> StoreCache | None:
+        """Frozen backbones read and write the persistent embedding store: pooled vectors when the head
+        starts from them (mean pooling), per-token states otherwise."""
+        options = self.cfg.method.options
+        if not (self.spec.frozen_backbone and isinstance(options, CacheOptions) and options.cache_embeddings):
+            return None
+        from plmforge.heads import HEADS
+        from plmforge.models.backbone import backbone_fingerprint
+        from plmforge.store import EmbeddingStore, cache_root, record_key
+
+        pooled = HEADS[self.cfg.head.pooling].pooled_input
+        fingerprint = backbone_fingerprint(self.asm.backbone, "mean" if pooled else "tokens", options.cache_dtype)
+        store = EmbeddingStore(cache_root(options.cache_dir), fingerprint)
+        keys = {name: [record_key({k: v[i] for k, v in recs.inputs().items()}) for i in range(len(recs))]
+                for name, recs in self.asm.data.splits.items()}
+        log.info("embedding store: %s (%d entries for this model and settings)", store.dir, len(store))
+        return StoreCache(store, keys, pooled, options.cache_dtype)
 
     # ---- data ---------------------------------------------------------------------------------
     def loader(self, split: str, train: bool) -> DataLoader:
@@ -119,8 +135,9 @@ class Trainer:
         labels = batch.get("labels")
         if self.cache is not None:
             inner = self.accelerator.unwrap_model(model)
-            hidden = self.cache.hidden(split, batch, inner.encode)
-            return model(residue_mask=batch["residue_mask"], hidden=hidden, labels=labels)
+            states = self.cache.hidden(split, batch, inner.encode)
+            kind = "pooled" if self.cache.pooled else "hidden"
+            return model(residue_mask=batch["residue_mask"], labels=labels, **{kind: states})
         return model(**batch_kwargs(batch), labels=labels)
 
     def evaluate(self, model: torch.nn.Module, split: str) -> tuple[dict[str, float], Predictions]:
@@ -132,20 +149,33 @@ class Trainer:
         return split_metrics(self.task, preds), preds
 
     def _warm_cache(self, model: torch.nn.Module) -> None:
-        """Run the frozen backbone once over train and validation in length-sorted batches (little
-        padding); every epoch after that reads the cache."""
+        """Run the frozen backbone once over whatever train and validation sequences the embedding store
+        lacks, in length-sorted batches (little padding); every epoch after that reads the store."""
         if self.cache is None:
             return
         inner = self.accelerator.unwrap_model(model)
         inner.eval()
+        before = self.cache.store.computed
         for split in ("train", "validation"):
             loader = self.accelerator.prepare(self.loader(split, train=False))
-            for batch in tqdm(loader, desc=f"embedding {split}", unit="batch", leave=False, mininterval=1.0,
-                              disable=not self.accelerator.is_main_process):
-                self.cache.hidden(split, batch, inner.encode)
-        if self.cache.full_warned:
-            log.warning("embedding cache is full (method.cache_max_mb=%d); the rest is computed every epoch",
-                        self.cfg.method.options.cache_max_mb)
+            with torch.no_grad():
+                for batch in tqdm(loader, desc=f"embedding {split}", unit="batch", leave=False, mininterval=1.0,
+                                  disable=not self.accelerator.is_main_process):
+                    if self.cache.missing(split, batch):
+                        self.cache.fill(split, batch, inner.encode)
+        self.cache.store.flush()
+        self.accelerator.wait_for_everyone()
+        self.cache.store.refresh()  # entries other processes computed
+        n = sum(len(v) for k, v in self.cache.keys.items() if k != "test")
+        computed = self.cache.store.computed - before
+        log.info("embedding store: computed %d of %d train/validation embeddings (%d read from the store)",
+                 computed, n, n - computed)
+
+    def close(self) -> None:
+        """Write what the store still holds in memory (e.g. the test split's embeddings)."""
+        if self.cache is not None:
+            self.cache.store.flush()
+            self.cache.store.close()
 
     # ---- training -----------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> FitResult:

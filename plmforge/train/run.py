@@ -123,6 +123,7 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
         trainer = Trainer(asm, rd, callbacks)
         fit = trainer.fit(resume=resume)
         test = _finish(asm, trainer, rd, fit)
+        trainer.close()
         trainer.accelerator.end_training()  # closes trackers (and the process group, if any)
         summary = _summary(asm, rd, fit, test, time.time() - t0)
         log.info("\n%s", summary)

@@ -1,0 +1,211 @@
+"""A persistent store of frozen-backbone outputs (HDF5 via h5py), shared by every run on this machine.
+
+Layout: `<root>/<fingerprint digest>/` holds `fingerprint.json` (everything that changes the output:
+model source and a weights signature, tokenizer vocabulary, family tokenisation rules, max length,
+layer, what is stored and its dtype) and shards `shard-<uuid>.h5`. A shard holds `keys` (N,),
+`offsets` (N + 1,) and `values` (T, H): entry i is `values[offsets[i]:offsets[i + 1]]` — one row for a
+pooled vector, one row per token for per-residue states. Entries are keyed by a hash of the record's
+per-residue inputs (the sequence, plus e.g. structure tokens), so identical sequences are stored once
+and reused across runs, heads, learning rates and datasets; a changed fingerprint is another
+directory, so stale vectors are never returned.
+
+Writes are atomic: a shard is written under a temporary name and renamed when complete, so a killed
+run leaves at most an ignored `.tmp` file, and the next run computes only what is missing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plmforge.errors import ConfigError
+
+FORMAT = 1
+log = logging.getLogger("plmforge")
+
+
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise ConfigError("the embedding store needs h5py: pip install h5py") from None
+    return h5py
+
+
+def cache_root(configured: str | None = None) -> Path:
+    """The store's root: the configured directory, $PLMFORGE_CACHE_DIR, or the user cache directory."""
+    if configured:
+        return Path(configured).expanduser()
+    env = os.environ.get("PLMFORGE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "plmforge" / "embeddings"
+
+
+def record_key(fields: dict[str, str]) -> str:
+    """Key of one record's inputs: the sequence and any further per-residue fields, by name."""
+    text = "\x1f".join(f"{k}={fields[k]}" for k in sorted(fields))
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def weights_signature(source: str) -> str:
+    """Names, sizes and the first and last MiB of every weight file of a model directory (or of the
+    hub snapshot it was loaded from): changes whenever the weights do, without reading 60 GB."""
+    path = Path(source)
+    if not path.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(source, local_files_only=True))
+        except Exception:  # not in the local hub cache: the id alone (a new revision is a new download)
+            return f"hub:{source}"
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".h5", ".msgpack"))
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.relative_to(path)}:{size}".encode())
+        with f.open("rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), os.SEEK_END)
+                h.update(fh.read(1 << 20))
+    return h.hexdigest()[:20] if files else f"dir:{path}"
+
+
+def digest(fingerprint: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Shard:
+    path: Path
+    offsets: np.ndarray
+    handle: Any = None
+
+    def read(self, i: int) -> np.ndarray:
+        if self.handle is None:
+            self.handle = _h5py().File(self.path, "r")
+        return self.handle["values"][int(self.offsets[i]):int(self.offsets[i + 1])]
+
+
+class EmbeddingStore:
+    """Entries of one fingerprint; `put` buffers, `flush` writes one shard atomically."""
+
+    def __init__(self, root: Path, fingerprint: dict[str, Any], flush_mb: int = 256) -> None:
+        self.dir = root / digest(fingerprint)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta = self.dir / "fingerprint.json"
+        if not meta.is_file():
+            tmp = meta.with_name(f"fingerprint.{uuid.uuid4().hex}.tmp")
+            tmp.write_text(json.dumps({"format": FORMAT, **fingerprint}, indent=1, sort_keys=True))
+            os.replace(tmp, meta)
+        self.fingerprint = fingerprint
+        self.flush_bytes = flush_mb << 20
+        self.pending: dict[str, np.ndarray] = {}
+        self.pending_bytes = 0
+        self.computed = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Index every complete shard (also those other processes wrote since)."""
+        self.close()
+        self.index: dict[str, tuple[_Shard, int]] = {}
+        h5py = _h5py()
+        for path in sorted(self.dir.glob("shard-*.h5")):
+            with h5py.File(path, "r") as fh:
+                keys = [k.decode() if isinstance(k, bytes) else str(k) for k in fh["keys"][()]]
+                shard = _Shard(path, fh["offsets"][()])
+            for i, key in enumerate(keys):
+                self.index.setdefault(key, (shard, i))
+        os.utime(self.dir)  # last use, for `plmforge cache info`
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.index or key in self.pending
+
+    def __len__(self) -> int:
+        return len(self.index) + sum(k not in self.index for k in self.pending)
+
+    def get(self, key: str) -> np.ndarray:
+        if key in self.pending:
+            return self.pending[key]
+        shard, i = self.index[key]
+        return shard.read(i)
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        if key in self:
+            return
+        value = np.ascontiguousarray(value)
+        self.pending[key] = value
+        self.pending_bytes += value.nbytes
+        self.computed += 1
+        if self.pending_bytes >= self.flush_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        keys = list(self.pending)
+        arrays = [self.pending[k].reshape(-1, self.pending[k].shape[-1]) for k in keys]
+        offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
+        name = f"shard-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:12]}.h5"
+        tmp = self.dir / (name + ".tmp")
+        with _h5py().File(tmp, "w") as fh:
+            fh.create_dataset("keys", data=np.array(keys, dtype="S40"))
+            fh.create_dataset("offsets", data=offsets)
+            fh.create_dataset("values", data=np.concatenate(arrays), chunks=True)
+        os.replace(tmp, self.dir / name)  # complete or absent, never half-written
+        shard = _Shard(self.dir / name, offsets)
+        for i, key in enumerate(keys):
+            self.index.setdefault(key, (shard, i))
+        self.pending, self.pending_bytes = {}, 0
+
+    def close(self) -> None:
+        for shard, _ in getattr(self, "index", {}).values():
+            if shard.handle is not None:
+                shard.handle.close()
+                shard.handle = None
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    digest: str
+    fingerprint: dict[str, Any]
+    entries: int
+    megabytes: float
+    incomplete_files: int
+    last_used: float
+
+
+def store_infos(root: Path) -> list[StoreInfo]:
+    """What the store under `root` holds, one row per fingerprint."""
+    h5py = _h5py()
+    out = []
+    for d in sorted(p for p in root.glob("*") if (p / "fingerprint.json").is_file()):
+        entries = 0
+        for path in d.glob("shard-*.h5"):
+            with h5py.File(path, "r") as fh:
+                entries += len(fh["keys"])
+        size = sum(p.stat().st_size for p in d.iterdir() if p.is_file()) / 2**20
+        out.append(StoreInfo(d.name, json.loads((d / "fingerprint.json").read_text()), entries, round(size, 2),
+                             len(list(d.glob("*.tmp"))), d.stat().st_mtime))
+    return out
+
+
+def clear_store(root: Path, model: str | None = None) -> list[str]:
+    """Delete every fingerprint directory (or those whose model source contains `model`)."""
+    removed = []
+    for info in store_infos(root):
+        if model is None or model in info.fingerprint.get("source", ""):
+            shutil.rmtree(root / info.digest)
+            removed.append(info.digest)
+    return removed
