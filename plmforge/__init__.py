@@ -4,14 +4,15 @@ The Python entry points (loaded on first use, so `import plmforge` stays light):
 - `plmforge.load_config(path, overrides)` -> RunConfig, and `plmforge.train.run.train(config)` -> RunResult;
 - `plmforge.predict(run_dir, sequences)` -> PredictionResult (`.table`, `.frames`, `.write(path)`);
 - `plmforge.evaluate(run_dir, data)` -> EvaluationResult (`.metrics`, `.blob`, `.write(dir)`);
-- `plmforge.load_run(run_dir)` -> LoadedRun, to predict many times without reloading.
+- `plmforge.load_run(run_dir)` -> LoadedRun, to predict many times without reloading;
+- `plmforge.embed(model, sequences, EmbedOptions(...))` -> Embeddings (numpy arrays by id).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-_EXPORTS = {"load_config": "plmforge.config", "predict": "plmforge.api",
+_EXPORTS = {"load_config": "plmforge.config", "predict": "plmforge.api", "embed": "plmforge.embed",
             "evaluate": "plmforge.api", "load_run": "plmforge.api"}
 
 __all__ = list(_EXPORTS)

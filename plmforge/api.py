@@ -142,25 +142,28 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or "\\" in text or Path(text).suffix.lower() in SUFFIXES
 
 
-def predict_records(run: LoadedRun, records: Records, batching: BatchingConfig | None = None) -> PredictionResult:
+def predict_records(run: LoadedRun, records: Records, batching: BatchingConfig | None = None,
+                    precision: str = "fp32") -> PredictionResult:
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     preds = predict_encoded(run.model, run.encode(records), run.task, run.scaler, batching or run.config.batching,
-                            run.collator())
+                            run.collator(), precision=precision)
     frames = run.task.problem.frames(records.ids, records.sequences, preds.scores, preds.labels,
                                      run.config.data.residue_classes)
     return PredictionResult(records, preds, frames)
 
 
 def predict(run: str | Path | LoadedRun, sequences: str | Path | list[str] | dict[str, str], *,
-            batch_size: int | None = None, max_tokens: int | None = None) -> PredictionResult:
+            batch_size: int | None = None, max_tokens: int | None = None, precision: str = "fp32") -> PredictionResult:
     """Predict with a run: `sequences` is a file (CSV/TSV/JSONL/Parquet/FASTA), one sequence, a list
     of sequences or an {id: sequence} dict. Batches follow the run's batching settings."""
     loaded = _run(run)
     records = loaded.records(_input_table(loaded, sequences), with_labels=False)
-    return predict_records(loaded, records, _batching(loaded, batch_size, max_tokens))
+    return predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision)
 
 
 def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int | None = None,
-             max_tokens: int | None = None) -> EvaluationResult:
+             max_tokens: int | None = None, precision: str = "fp32") -> EvaluationResult:
     """Metrics of a run on a labelled file (or a directory's test file, else its train file)."""
     loaded = _run(run)
     path = Path(data)
@@ -168,7 +171,7 @@ def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int |
         files = find_split_files(path)
         path = files.get("test", files["train"])
     records = loaded.records(read_file(path, loaded.config.data.sequence_column), with_labels=True)
-    result = predict_records(loaded, records, _batching(loaded, batch_size, max_tokens))
+    result = predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision)
     preds = result.predictions
     metrics = split_metrics(loaded.task, preds)
     blob = metrics_blob(metrics, loaded.task, "eval", len(records), preds.labels, preds.scores, {"data": str(path)})

@@ -51,6 +51,25 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="batches of this many sequences (default: the run's batching)")
     p.add_argument("--max-tokens", type=int, help="length-sorted batches within this token budget (default: the "
                                                   "run's batching)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: bfloat16 autocast, faster on recent CPUs and GPUs (checked against fp32)")
+
+
+def _embed_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="embeddings of sequences (HDF5 keyed by id)")
+    p.add_argument("--model", required=True, help=WHAT["model"])
+    p.add_argument("--input", required=True, help="CSV, TSV, JSONL, Parquet or FASTA file of sequences")
+    p.add_argument("--out", default="embeddings.h5", help="HDF5 file to write (default embeddings.h5)")
+    p.add_argument("--per-residue", action="store_true", help="one vector per residue instead of the protein mean")
+    p.add_argument("--pooling", choices=["mean"], default="mean", help="protein embedding: mean over residues")
+    p.add_argument("--layer", type=int, default=-1, help="hidden state to take: -1 the last layer (default), "
+                                                         "0 the embedding layer")
+    p.add_argument("--max-tokens", type=int, default=8000, help="token budget per batch (length-sorted)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: faster, checked against fp32")
+    p.add_argument("--sequence-column", default="aa_seq", help="sequence column of a table (default aa_seq)")
+    p.add_argument("--cache-dir", help="embedding store directory (default $PLMFORGE_CACHE_DIR or ~/.cache/...)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_embed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", required=True, metavar="OUT_DIR", help="directory to write")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_export)
+    _embed_parser(sub)
     sub.add_parser("models", help="list the model zoo").set_defaults(func=_models)
     sub.add_parser("methods", help="list the fine-tuning methods and their options").set_defaults(func=_methods)
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
@@ -128,7 +148,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir)
     result = predict(run, [args.sequence] if args.sequence is not None else Path(args.input),
-                     batch_size=args.batch_size, max_tokens=args.max_tokens)
+                     batch_size=args.batch_size, max_tokens=args.max_tokens, precision=args.precision)
     if args.sequence is not None and args.output is None:
         print(result.frames[list(result.frames)[-1]].to_string(index=False))  # the per-sequence view
         return 0
@@ -141,11 +161,33 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from plmforge.api import evaluate
 
-    report = evaluate(args.run_dir, args.data, batch_size=args.batch_size, max_tokens=args.max_tokens)
+    report = evaluate(args.run_dir, args.data, batch_size=args.batch_size, max_tokens=args.max_tokens,
+                      precision=args.precision)
     out = Path(args.output) if args.output else Path(args.run_dir) / f"eval_{Path(report.data).stem}"
     report.write(out)
     print(json.dumps({k: round(v, 4) for k, v in report.metrics.items()}, indent=2))
     print(f"metrics and predictions written to {out}")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from plmforge.embed import EmbedOptions, embed
+    from plmforge.errors import RunDirError
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise RunDirError(f"{out} exists; choose another --out or pass --overwrite")
+    if args.max_tokens < 64:
+        raise PlmforgeError(f"--max-tokens must be >= 64, got {args.max_tokens}")
+    options = EmbedOptions(args.per_residue, args.layer, args.max_tokens, args.precision, args.cache_dir)
+    result = embed(args.model, Path(args.input), options, args.sequence_column)
+    if PartialState().is_main_process:
+        result.write(out)
+        shape = result.arrays[0].shape[-1] if result.arrays else 0
+        print(f"wrote {len(result.ids)} {'per-residue' if args.per_residue else 'mean'} embeddings "
+              f"(dimension {shape}) to {out}")
     return 0
 
 

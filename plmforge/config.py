@@ -26,6 +26,7 @@ BATCHING_MODES = ("size", "tokens")
 SCHEDULERS = ("linear", "cosine", "step", "constant")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 DIRECTIONS = ("max", "min")
+ATTENTION = ("sdpa", "eager")
 TRACKERS = ("wandb", "tensorboard")
 
 
@@ -76,10 +77,13 @@ class ModelConfig:
     max_length: int | None = None  # residues; None = the model's limit
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
+    attention: str = "sdpa"  # PyTorch scaled-dot-product attention, or the model's 'eager' implementation
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ConfigError("model.name must not be empty")
+        if self.attention not in ATTENTION:
+            raise choice_error("model.attention", self.attention, ATTENTION)
         if self.max_length is not None:
             positive("model.max_length", self.max_length)
 

@@ -51,7 +51,9 @@ def _to(batch: dict, device: torch.device) -> dict:
 @torch.inference_mode()
 def predict_encoded(model: torch.nn.Module, encoded: EncodedSplit, task: TaskSpec, scaler: LabelScaler,
                     batching: BatchingConfig, collate: Collator, *, accelerator: Any = None,
-                    forward: Forward | None = None, desc: str = "predicting", num_workers: int = 0) -> Predictions:
+                    forward: Forward | None = None, desc: str = "predicting", num_workers: int = 0,
+                    precision: str = "fp32") -> Predictions:
+    """`precision='bf16'` runs the model under bfloat16 autocast (CPU or GPU); scores stay float32."""
     problem = task.problem
     model.eval()
     loader = eval_loader(encoded, batching, collate, num_workers)
@@ -61,11 +63,14 @@ def predict_encoded(model: torch.nn.Module, encoded: EncodedSplit, task: TaskSpe
     device = next(model.parameters()).device
     run = forward or (lambda batch: model(**batch_kwargs(batch)).logits)
     found: dict[int, torch.Tensor] = {}
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, mininterval=1.0, disable=not main):
         batch.pop("labels", None)
         if accelerator is None:
             batch = _to(batch, device)
-        logits, mask = run(batch).float().cpu(), batch["residue_mask"].cpu()
+        with autocast:
+            logits = run(batch).float().cpu()
+        mask = batch["residue_mask"].cpu()
         items = [(int(i), problem.sample_output(logits[b], mask[b])) for b, i in enumerate(batch["idx"].cpu())]
         if accelerator is not None and accelerator.num_processes > 1:
             from accelerate.utils import gather_object

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from plmforge.config import HeadConfig, ModelConfig
+from plmforge.data.batching import Collator, EncodedSplit
 from plmforge.data.validate import STANDARD
 from plmforge.errors import ConfigError
 from plmforge.heads import HEADS, build_head
@@ -165,3 +166,17 @@ def test_head_config_choices_come_from_the_registry():
     for name in HEADS:
         HeadConfig(pooling=name)
     assert set(METHODS) >= {"freeze", "full"}
+
+
+@pytest.mark.parametrize("family", ["esm", "bert", "t5"])
+def test_sdpa_and_eager_attention_agree(tiny_models, family):
+    sdpa, eager = (_backbone(tiny_models, family, attention=a) for a in ("sdpa", "eager"))
+    assert sdpa.model.config._attn_implementation == "sdpa" and eager.model.config._attn_implementation == "eager"
+    enc = encode_sequences(sdpa, ["MKTAYIAKQRQISFVK", "GLFDIVKKV"])
+    ds = EncodedSplit(enc.inputs, enc.special, None)
+    batch = batch_kwargs(Collator(sdpa.family.pad_values(sdpa.tokenizer), SINGLE)([ds[0], ds[1]]))
+    with torch.no_grad():
+        a = sdpa.model(**batch["inputs"], attention_mask=batch["attention_mask"]).last_hidden_state
+        b = eager.model(**batch["inputs"], attention_mask=batch["attention_mask"]).last_hidden_state
+    mask = batch["attention_mask"].bool()
+    assert torch.allclose(a[mask], b[mask], atol=1e-5)

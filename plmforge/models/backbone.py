@@ -99,7 +99,7 @@ def load_backbone(cfg: ModelConfig, tokenizer_dir: Path | None = None,
                   extra_kwargs: dict[str, Any] | None = None) -> Backbone:
     resolved = resolve_model(cfg)
     try:
-        model = resolved.family.load_model(resolved.source, cfg.trust_remote_code, extra_kwargs)
+        model = resolved.family.load_model(resolved.source, cfg.trust_remote_code, extra_kwargs, cfg.attention)
     except OSError as exc:
         raise ConfigError(f"model {cfg.name!r} could not be loaded from {resolved.source!r}: {exc}") from None
     if cfg.gradient_checkpointing:

@@ -95,11 +95,13 @@ class Family:
             return 4096  # relative positions (T5): no hard limit, memory is the limit
         return int(positions) - self.special_positions - self.position_offset
 
-    def load_model(self, source: str, trust_remote_code: bool, extra: dict[str, Any] | None = None) -> Any:
+    def load_model(self, source: str, trust_remote_code: bool, extra: dict[str, Any] | None = None,
+                   attention: str = "sdpa") -> Any:
         import transformers
 
         cls = getattr(transformers, self.model_class)
-        kwargs = {"trust_remote_code": trust_remote_code, **self.load_kwargs, **(extra or {})}
+        kwargs = {"trust_remote_code": trust_remote_code, "attn_implementation": attention, **self.load_kwargs,
+                  **(extra or {})}
         with quiet_transformers():
             model = cls.from_pretrained(source, **kwargs)
         for name in self.unused_modules:

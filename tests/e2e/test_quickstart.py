@@ -29,3 +29,9 @@ def test_quickstart_trains_antiberty_and_reaches_real_accuracy(tmp_path: Path):
     assert main(["predict", str(rd), "--input", str(REPO / "examples" / "data" / "amp" / "test.csv"),
                  "--output", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 466
+    # bf16 inference (opt-in) agrees with fp32 within noise on the real model and data
+    import plmforge
+
+    bf16 = plmforge.evaluate(rd, REPO / "examples" / "data" / "amp" / "test.csv", precision="bf16").metrics
+    for name in ("accuracy", "mcc", "auroc"):
+        assert abs(bf16[name] - metrics[name]) <= 0.01, (name, bf16[name], metrics[name])
