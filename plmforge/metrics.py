@@ -136,6 +136,8 @@ def auroc(y_true: np.ndarray, probs: np.ndarray) -> float:
         # one-vs-rest over the classes present; renormalised scores keep sklearn's checks happy
         sub = probs[:, present]
         sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
+        if len(present) == 2:  # sklearn reads two classes as a binary task: score the second one
+            return float(roc_auc_score(y_true == present[1], sub[:, 1]))
         return float(roc_auc_score(y_true, sub, multi_class="ovr", labels=list(present)))
     return float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro"))
 

@@ -81,3 +81,13 @@ def test_constant_predictions_give_nan_correlation_not_a_crash():
 
 def test_directions():
     assert METRICS["mse"].direction == "min" and METRICS["mcc"].direction == "max"
+
+
+def test_multiclass_auroc_when_a_split_holds_only_two_of_the_classes():
+    """Small validation splits of many-class tasks (e.g. 7 EC classes) may contain just two of them."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.array([2, 5, 2, 5, 5, 2])
+    probs = np.random.default_rng(0).dirichlet(np.ones(7), size=6)
+    expected = roc_auc_score(y == 5, probs[:, 5] / (probs[:, 2] + probs[:, 5]))
+    assert compute_metrics(("auroc",), y, probs)["auroc"] == pytest.approx(expected)
