@@ -22,7 +22,7 @@ import torch
 from plmforge import checkpoint as ckpt
 from plmforge.config import BatchingConfig, RunConfig, load_run_config
 from plmforge.data.batching import Collator, EncodedSplit
-from plmforge.data.readers import SUFFIXES, Table, find_split_files, read_file
+from plmforge.data.readers import SUFFIXES, Table, find_split_files, read_file, sequences_table
 from plmforge.data.validate import Records, table_to_records
 from plmforge.errors import ConfigError, RunDirError
 from plmforge.inference import Predictions, predict_encoded, split_metrics
@@ -127,12 +127,9 @@ def _batching(run: LoadedRun, batch_size: int | None, max_tokens: int | None) ->
 def _input_table(run: LoadedRun, sequences: str | Path | list[str] | dict[str, str]) -> Table:
     if isinstance(sequences, Path) or (isinstance(sequences, str) and _looks_like_path(sequences)):
         return read_file(sequences, run.config.data.sequence_column)
-    if isinstance(sequences, str):
-        sequences = [sequences]
-    ids = list(sequences) if isinstance(sequences, dict) else [f"sequence_{i + 1}" for i in range(len(sequences))]
-    seqs = list(sequences.values()) if isinstance(sequences, dict) else list(sequences)
     cfg = run.config.data
-    return Table(pd.DataFrame({cfg.sequence_column: seqs, cfg.id_column or "id": ids}), "input sequences")
+    return sequences_table([sequences] if isinstance(sequences, str) else sequences, cfg.sequence_column,
+                           cfg.id_column or "id")
 
 
 def _looks_like_path(text: str) -> bool:

@@ -398,6 +398,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return config_from_dict(raw)
 
 
+def _not_taken(method: str, keys: Any) -> list[str]:
+    """The keys of a method section (besides `name`) that the method has no option for."""
+    return [k for k in keys if k != "name" and k not in METHODS[method].option_names]
+
+
 def load_run_config(run_dir: str | Path) -> RunConfig:
     """The config saved in a run directory. Runs written before methods had their own option classes
     saved every method option, and residue runs saved `head.pooling: mean` although they used the
@@ -410,8 +415,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     notes = []
     method = raw.get("method") or {}
     if method.get("name", "freeze") in METHODS:
-        takes = METHODS[method.get("name", "freeze")].option_names
-        extra = [k for k in method if k != "name" and k not in takes]
+        extra = _not_taken(method.get("name", "freeze"), method)
         notes += [f"method.{k}" for k in extra]
         raw["method"] = {k: v for k, v in method.items() if k not in extra}
     task_file = rd / "task.json"
@@ -437,8 +441,7 @@ def _drop_other_methods_options(raw: dict[str, Any], from_file: dict[str, Any], 
     new, old = method.get("name", "freeze"), from_file.get("name", "freeze")
     if new == old or new not in METHODS:
         return
-    takes = METHODS[new].option_names
-    dropped = [k for k in from_file if k != "name" and k not in takes and method.get(k) == from_file[k]]
+    dropped = [k for k in _not_taken(new, from_file) if method.get(k) == from_file[k]]
     for key in dropped:
         del method[key]
     if dropped:

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from plmforge.config import BatchingConfig, DataConfig, ModelConfig
-from plmforge.data.batching import Collator
-from plmforge.data.readers import Table, read_file
+from plmforge.data.batching import Collator, EncodedSplit
+from plmforge.data.readers import read_file, sequences_table
 from plmforge.data.validate import Records, table_to_records
 from plmforge.errors import ConfigError
 from plmforge.heads import masked_mean
@@ -89,12 +88,8 @@ def unique_ids(ids: list[str]) -> list[str]:
 
 def _records(source: str | Path | list[str] | dict[str, str], backbone: Backbone,
              sequence_column: str) -> Records:
-    if isinstance(source, (str, Path)):
-        table = read_file(source, sequence_column)
-    else:
-        ids = list(source) if isinstance(source, dict) else [f"sequence_{i + 1}" for i in range(len(source))]
-        seqs = list(source.values()) if isinstance(source, dict) else list(source)
-        table = Table(pd.DataFrame({sequence_column: seqs, "id": ids}), "input sequences")
+    table = read_file(source, sequence_column) if isinstance(source, (str, Path)) else \
+        sequences_table(source, sequence_column)
     cfg = DataConfig(dataset="-", sequence_column=sequence_column)
     return table_to_records(table, cfg, None, with_labels=False, fields=backbone.family.record_fields)
 
@@ -126,11 +121,11 @@ def embed(model: str | ModelConfig, sequences: str | Path | list[str] | dict[str
     store = EmbeddingStore(cache_root(opts.cache_dir), fingerprint)
     keys = [record_key({k: v[i] for k, v in records.inputs().items()}) for i in range(len(records))]
     state = PartialState(cpu=not torch.cuda.is_available())
-    _fill(backbone, records, keys, store, opts, state)
+    encoded = encode_records(backbone, records, _TASK, None, "input")
+    _fill(backbone, encoded, keys, store, opts, state)
     store.flush()
     state.wait_for_everyone()
     store.refresh()
-    encoded = encode_records(backbone, records, _TASK, None, "input")
     arrays = []
     for key, special in zip(keys, encoded.special, strict=True):
         value = np.asarray(store.get(key), dtype=np.float32)
@@ -143,15 +138,15 @@ def embed(model: str | ModelConfig, sequences: str | Path | list[str] | dict[str
     return Embeddings(unique_ids(records.ids), records.ids, records.sequences, arrays, attrs)
 
 
-def _fill(backbone: Backbone, records: Records, keys: list[str], store: EmbeddingStore, opts: EmbedOptions,
+def _fill(backbone: Backbone, encoded_all: EncodedSplit, keys: list[str], store: EmbeddingStore, opts: EmbedOptions,
           state: Any) -> None:
     """Compute what the store lacks; with several processes, each takes every n-th missing record."""
     todo = sorted({k: i for i, k in enumerate(keys) if k not in store}.values())
     mine = todo[state.process_index::state.num_processes]
     if not mine:
         return
-    subset = records.subset(mine)
-    encoded = encode_records(backbone, subset, _TASK, None, "input")
+    encoded = EncodedSplit({k: [v[i] for i in mine] for k, v in encoded_all.inputs.items()},
+                           [encoded_all.special[i] for i in mine], None)
     device = torch.device("cuda", state.local_process_index) if torch.cuda.is_available() else torch.device("cpu")
     model = backbone.model.to(device).eval()
     collate = Collator(backbone.family.pad_values(backbone.tokenizer), PROBLEM_TYPES[_TASK.problem_type])

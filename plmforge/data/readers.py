@@ -94,6 +94,13 @@ def read_file(path: str | Path, sequence_column: str = "aa_seq") -> Table:
                         hint=f"check that the file is valid {fmt.upper()}") from None
 
 
+def sequences_table(sequences: list[str] | dict[str, str], sequence_column: str, id_column: str = "id") -> Table:
+    """Sequences given in code as a table: an {id: sequence} dict, or a list (ids sequence_1, ...)."""
+    ids = list(sequences) if isinstance(sequences, dict) else [f"sequence_{i + 1}" for i in range(len(sequences))]
+    seqs = list(sequences.values()) if isinstance(sequences, dict) else list(sequences)
+    return Table(pd.DataFrame({sequence_column: seqs, id_column: ids}), "input sequences")
+
+
 def read_sources(spec: str, sequence_column: str, label_column: str) -> Table:
     """One file, or several joined into one split: `pos.fasta::1,neg.fasta::0` gives every record of a
     file the label after `::` (for site windows whose positives and negatives come as separate files)."""
