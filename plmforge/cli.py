@@ -123,6 +123,12 @@ def _train(args: argparse.Namespace) -> int:
     from plmforge.config import load_config, save_config
     from plmforge.train.run import preview_command, train
 
+    import signal
+
+    def stop(signum: int, frame: object) -> None:  # `kill`, or the web UI's Abort: stop like Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     if args.resume:
         train(run_dir=args.resume, resume=True)
         return 0
@@ -283,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.render(), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: the last finished epoch is in RUN_DIR/last; continue with --resume RUN_DIR",
-              file=sys.stderr)
+        print("interrupted: finished epochs are kept in the run directory (last/); continue with "
+              "plmforge train --resume RUN_DIR", file=sys.stderr)
         return 130
 
 

@@ -78,6 +78,9 @@ class ModelConfig:
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
     attention: str = "sdpa"  # PyTorch scaled-dot-product attention, or the model's 'eager' implementation
+    # dropout on attention weights while training; None = the checkpoint's own value. Above 0, PyTorch's
+    # SDPA falls back to its unfused kernel (every heads x L x L matrix kept for the backward pass)
+    attention_dropout: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -86,6 +89,8 @@ class ModelConfig:
             raise choice_error("model.attention", self.attention, ATTENTION)
         if self.max_length is not None:
             positive("model.max_length", self.max_length)
+        if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
+            raise ConfigError(f"model.attention_dropout must be in [0, 1), got {self.attention_dropout!r}")
 
 
 @dataclass(frozen=True)

@@ -180,3 +180,18 @@ def test_sdpa_and_eager_attention_agree(tiny_models, family):
         b = eager.model(**batch["inputs"], attention_mask=batch["attention_mask"]).last_hidden_state
     mask = batch["attention_mask"].bool()
     assert torch.allclose(a[mask], b[mask], atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["esm", "bert"])
+def test_attention_dropout_overrides_the_checkpoint(tiny_models, family):
+    assert _backbone(tiny_models, family).model.config.attention_probs_dropout_prob == 0.1  # the checkpoints' own
+    backbone = _backbone(tiny_models, family, attention_dropout=0.0)
+    assert backbone.model.config.attention_probs_dropout_prob == 0.0
+    assert backbone.model.config.hidden_dropout_prob == 0.1  # only the attention weights' dropout changes
+
+
+def test_attention_dropout_is_refused_where_the_family_has_none_of_its_own(tiny_models):
+    with pytest.raises(ConfigError, match="t5 models have no dropout of their own on attention weights"):
+        _backbone(tiny_models, "t5", attention_dropout=0.0)
+    with pytest.raises(ConfigError, match=r"model.attention_dropout must be in \[0, 1\)"):
+        ModelConfig(name="antiberty", attention_dropout=1.5)

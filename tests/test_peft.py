@@ -243,3 +243,16 @@ def test_model_stats_are_per_method(tmp_path, tiny_models, amp_small):
         stats[method] = json.loads((r.run_dir / "model_stats.json").read_text())
     assert stats["freeze"]["trainable"] < stats["ia3"]["trainable"] < stats["lora"]["trainable"] \
         < stats["full"]["trainable"] == stats["full"]["total"]
+
+
+def test_attention_dropout_hint_names_the_fix(tmp_path, tiny_models, amp_small, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="plmforge")
+    train(_run(tmp_path, tiny_models, amp_small, "lora", "hint", "training.epochs=1", "data.max_samples=16"))
+    assert "model.attention_dropout=0" in caplog.text  # the tiny ESM checkpoint has attention dropout 0.1
+    caplog.clear()
+    train(_run(tmp_path, tiny_models, amp_small, "lora", "nohint", "training.epochs=1", "data.max_samples=16",
+               "model.attention_dropout=0", "training.mixed_precision=bf16"))
+    assert "model.attention_dropout=0" not in caplog.text
+    assert json.loads((tmp_path / "nohint" / "test_metrics.json").read_text())  # bf16 training on CPU completes

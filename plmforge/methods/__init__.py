@@ -77,9 +77,10 @@ def method_rows() -> list[dict[str, str]]:
     return rows
 
 
-def trainable_state_dict(model: TaskModel) -> dict:
-    """The weights a checkpoint must hold: every trained parameter, plus the head's buffers."""
-    state = model.state_dict()
+def trainable_state_dict(model: TaskModel, state: dict | None = None) -> dict:
+    """The weights a checkpoint must hold: every trained parameter, plus the head's buffers (from `state`
+    when given: the full weights gathered from a sharded model)."""
+    state = model.state_dict() if state is None else state
     keep = {n for n, p in model.named_parameters() if p.requires_grad}
     keep |= {n for n in state if n.startswith("head.")}
     return {k: v.detach().contiguous() for k, v in state.items() if k in keep}

@@ -98,6 +98,13 @@ def load_tokenizer(resolved: Resolved, saved_dir: Path | None = None) -> Any:
 def load_backbone(cfg: ModelConfig, tokenizer_dir: Path | None = None,
                   extra_kwargs: dict[str, Any] | None = None) -> Backbone:
     resolved = resolve_model(cfg)
+    extra_kwargs = dict(extra_kwargs or {})
+    if cfg.attention_dropout is not None:
+        key = resolved.family.attention_dropout_key
+        if key is None:
+            raise ConfigError(f"model.attention_dropout: {resolved.family.name} models have no dropout of their own "
+                              "on attention weights (one rate covers every layer); leave model.attention_dropout unset")
+        extra_kwargs[key] = cfg.attention_dropout
     try:
         model = resolved.family.load_model(resolved.source, cfg.trust_remote_code, extra_kwargs, cfg.attention)
     except OSError as exc:

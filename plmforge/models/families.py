@@ -87,6 +87,8 @@ class Family:
     special_positions: int | None = None  # positions taken by special tokens (None: relative positions)
     position_offset: int = 0  # positions before the first token (ESM starts after the padding index)
     inputs: tuple[ModelInput, ...] = (ModelInput("input_ids"),)
+    # config key of the dropout on attention weights alone (None: the family has no separate one)
+    attention_dropout_key: str | None = "attention_probs_dropout_prob"
 
     # ---- loading ----------------------------------------------------------------------------------
     def max_residues(self, config: dict[str, Any]) -> int:
@@ -210,7 +212,7 @@ register_family(BertFamily("bert", ("bert",), "BertModel", True, PROTTRANS_RARE,
                            ("key", "value", "output.dense"), ("output.dense",), "[CLS] residues [SEP]",
                            load_kwargs={"add_pooling_layer": False}, special_positions=2))
 register_family(Family("t5", ("t5",), "T5EncoderModel", True, PROTTRANS_RARE, ("q", "k", "v"),
-                       ("k", "v", "wo"), ("wo",), "residues </s> (no CLS)"))
+                       ("k", "v", "wo"), ("wo",), "residues </s> (no CLS)", attention_dropout_key=None))
 
 
 def family_for_model_type(model_type: str, where: str) -> Family:

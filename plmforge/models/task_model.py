@@ -28,6 +28,14 @@ class TaskModel(nn.Module):
         self.num_outputs = num_outputs
         self.backbone_frozen = False  # set by methods that train no backbone weight
 
+    @property
+    def _no_split_modules(self) -> list[str]:
+        """The backbone's layer classes, which FSDP shards as units (accelerate's transformer wrap
+        policy reads this, so one recipe serves every family); only classes this model really has."""
+        inner = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
+        present = {type(m).__name__ for m in inner.modules()}
+        return [name for name in getattr(inner, "_no_split_modules", None) or [] if name in present]
+
     def train(self, mode: bool = True) -> TaskModel:
         super().train(mode)
         if self.backbone_frozen:

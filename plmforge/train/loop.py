@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 
 from plmforge import checkpoint as ckpt
 from plmforge.data.batching import EncodedSplit, make_batch_sampler
+from plmforge.errors import RunDirError
+from plmforge.events import EventLog
 from plmforge.inference import Predictions, predict_encoded, split_metrics
 from plmforge.methods import METHODS, CacheOptions
 from plmforge.models.task_model import batch_kwargs
@@ -64,13 +66,14 @@ class FitResult:
 
 class Trainer:
     def __init__(self, asm: Assembled, run_dir: Path, callbacks: list[Callable[[int, Trainer], None]] | None = None,
-                 accelerator: Any = None) -> None:
+                 accelerator: Any = None, events: EventLog | None = None) -> None:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         self.asm, self.run_dir, self.cfg = asm, run_dir, asm.config
         self.task = asm.data.task
         self.callbacks = callbacks or []
+        self.events = events or EventLog(None)  # structured progress (the main process's run has a file)
         tcfg = self.cfg.training
         set_seed(tcfg.seed)
         if accelerator is None:
@@ -84,6 +87,7 @@ class Trainer:
             log_with=list(tcfg.report_to) or None, project_dir=str(run_dir), cpu=not torch.cuda.is_available())
         self.spec = METHODS[self.cfg.method.name]
         self.cache = self._store_cache()
+        self._speed_hints()
         self.collate = asm.collator()
         self.stopper = EarlyStopping(self.task.direction, tcfg.patience)
         self.start_epoch, self.global_step = 0, 0
@@ -106,6 +110,18 @@ class Trainer:
                 for name, recs in self.asm.data.splits.items()}
         log.info("embedding store: %s (%d entries for this model and settings)", store.dir, len(store))
         return StoreCache(store, keys, pooled, options.cache_dtype)
+
+    def _speed_hints(self) -> None:
+        """Say when a setting keeps backbone training off PyTorch's fused attention kernel."""
+        if self.spec.frozen_backbone or self.cfg.model.attention != "sdpa":
+            return
+        key = self.asm.backbone.family.attention_dropout_key
+        rate = getattr(self.asm.backbone.model.config, key, 0.0) if key else 0.0
+        if rate:
+            log.info("attention dropout %.2g (the checkpoint's) keeps SDPA on its unfused kernel, which holds every "
+                     "heads x L x L matrix for the backward pass; model.attention_dropout=0 (with "
+                     "training.mixed_precision=bf16) trains several times faster in a fraction of the memory "
+                     "(benchmarks/results.md, Speed 3)", rate)
 
     # ---- data ---------------------------------------------------------------------------------
     def loader(self, split: str, train: bool) -> DataLoader:
@@ -155,6 +171,7 @@ class Trainer:
             return
         inner = self.accelerator.unwrap_model(model)
         inner.eval()
+        self.events.emit("phase", phase="embedding")
         before = self.cache.store.computed
         for split in ("train", "validation"):
             loader = self.accelerator.prepare(self.loader(split, train=False))
@@ -186,6 +203,7 @@ class Trainer:
         train_loader = self.loader("train", train=True)
         sampler = train_loader.batch_sampler
         steps = self._steps(sampler)
+        self.total_steps = sum(steps)
         scheduler = build_scheduler(optimizer, tcfg, sum(steps), steps[0])
         if self.spec.prepare is not None:
             self.spec.prepare(self.accelerator.unwrap_model(model), self.cfg.method.options, sum(steps))
@@ -195,6 +213,7 @@ class Trainer:
         if resume:
             self._restore(model, optimizer, scheduler)
         self._init_trackers()
+        self.events.emit("plan", steps_per_epoch=steps, total_steps=sum(steps))
         stopped = False
         for epoch in range(self.start_epoch, tcfg.epochs):
             # accelerate's loader keeps its own epoch counter and pushes it into the sampler on every
@@ -217,10 +236,9 @@ class Trainer:
         tcfg = self.cfg.training
         model.train()
         inner = self.accelerator.unwrap_model(model)
-        t0, loss_sum, n_batches, window = time.time(), 0.0, 0, []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch", leave=False, mininterval=1.0,
-                   disable=not self.accelerator.is_main_process)
-        for batch in bar:
+        t0, loss_sum, n_batches, window, step_losses = time.time(), 0.0, 0, [], []
+        self.events.emit("phase", phase="training", epoch=epoch + 1)
+        for batch in loader:
             with self.accelerator.accumulate(model):
                 out = self._forward(model, batch, "train")
                 extra = self.spec.extra_loss(inner) if self.spec.extra_loss is not None else None
@@ -235,12 +253,15 @@ class Trainer:
             loss = float(out.loss.detach())
             loss_sum, n_batches = loss_sum + loss, n_batches + 1
             window.append(loss)
+            step_losses.append(loss)
             if self.accelerator.sync_gradients:
                 self.global_step += 1
+                self.events.emit("step", epoch=epoch + 1, step=self.global_step, total_steps=self.total_steps,
+                                 loss=float(np.mean(step_losses)), lr=scheduler.get_last_lr()[0])
+                step_losses = []
                 if self.global_step % tcfg.logging_steps == 0:
                     self._log_step(epoch, window, scheduler)
                     window = []
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
         return {"epoch": epoch + 1, "train_loss": loss_sum / max(n_batches, 1), "seconds": round(time.time() - t0, 2)}
 
     def _log_step(self, epoch: int, window: list[float], scheduler: Any) -> None:
@@ -252,26 +273,55 @@ class Trainer:
         self.accelerator.log({"train/loss": row["loss"], "train/lr": row["lr"]}, step=self.global_step)
 
     def _end_epoch(self, model: Any, optimizer: Any, scheduler: Any, epoch: int, record: dict[str, Any]) -> bool:
+        self.events.emit("phase", phase="validation", epoch=epoch + 1)
         metrics, _ = self.evaluate(model, "validation")
         record.update({f"val_{k}": v for k, v in metrics.items()})
         value = metrics[self.task.monitor]
         improved = self.stopper.update(value, epoch)
         record["best_so_far"] = improved
         self.history.append(record)
-        inner = self.accelerator.unwrap_model(model)
         if self.accelerator.is_main_process:
             with (self.run_dir / "metrics_epochs.jsonl").open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            if improved:
-                ckpt.save_checkpoint(self.run_dir / "best", inner, self._state(epoch), spec=self.spec)
-            ckpt.save_checkpoint(self.run_dir / "last", inner, self._state(epoch), optimizer, scheduler,
-                                 spec=self.spec)
+        self._save(model, optimizer, scheduler, epoch, improved)
+        self.events.emit("epoch", epoch=epoch + 1, train_loss=record["train_loss"], validation=metrics,
+                         monitor=self.task.monitor, best_epoch=self.stopper.best_epoch + 1,
+                         best_value=self.stopper.best, seconds=record["seconds"])
         self.accelerator.log({f"val/{k}": v for k, v in metrics.items()} | {"train/epoch_loss": record["train_loss"]},
                              step=self.global_step)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         log.info("epoch %d/%d: train loss %.4f | validation %s%s", epoch + 1, self.cfg.training.epochs,
                  record["train_loss"], shown, "  (best)" if improved else "")
         return self.stopper.should_stop
+
+    @property
+    def engine(self) -> str | None:
+        """'fsdp' or 'deepspeed' when weights and optimizer state are split across processes."""
+        from accelerate.utils import DistributedType
+
+        return {DistributedType.FSDP: "fsdp", DistributedType.DEEPSPEED: "deepspeed"}.get(
+            self.accelerator.distributed_type)
+
+    @property
+    def sharded(self) -> bool:
+        return self.engine is not None
+
+    def _save(self, model: Any, optimizer: Any, scheduler: Any, epoch: int, improved: bool) -> None:
+        inner = self.accelerator.unwrap_model(model)
+        weights, engine_dir = None, None
+        if self.sharded:  # collectives: every process takes part, the main one writes the checkpoint
+            weights = self.accelerator.get_state_dict(model)
+            engine_dir = self.run_dir / "last.engine.tmp"
+            self.accelerator.save_state(str(engine_dir))
+            self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            if improved:
+                ckpt.save_checkpoint(self.run_dir / "best", inner, self._state(epoch), spec=self.spec,
+                                     weights=weights)
+            ckpt.save_checkpoint(self.run_dir / "last", inner, self._state(epoch),
+                                 None if self.sharded else optimizer, scheduler, spec=self.spec, weights=weights,
+                                 engine_dir=engine_dir)
+        self.accelerator.wait_for_everyone()
 
     def _state(self, epoch: int) -> dict[str, Any]:
         s = self.stopper
@@ -281,10 +331,19 @@ class Trainer:
 
     def _restore(self, model: Any, optimizer: Any, scheduler: Any) -> None:
         blob, state = ckpt.load_training_state(self.run_dir / "last")
-        ckpt.load_weights(self.run_dir / "last", self.accelerator.unwrap_model(model))
-        optimizer.load_state_dict(blob["optimizer"])
-        scheduler.load_state_dict(blob["scheduler"])
-        ckpt.set_rng_state(blob["rng"])
+        engine_dir = self.run_dir / "last" / ckpt.ENGINE_STATE
+        if engine_dir.is_dir():  # written under a sharding engine: it restores weights, optimizer and RNG
+            if not self.sharded:
+                raise RunDirError(f"{self.run_dir} was trained under FSDP/DeepSpeed; resume it with the same "
+                                  "`accelerate launch --config_file ...` it was started with")
+            self.accelerator.load_state(str(engine_dir))
+        else:
+            if self.sharded:
+                raise RunDirError(f"{self.run_dir} was not trained under FSDP/DeepSpeed; resume it without them")
+            ckpt.load_weights(self.run_dir / "last", self.accelerator.unwrap_model(model))
+            optimizer.load_state_dict(blob["optimizer"])
+            scheduler.load_state_dict(blob["scheduler"])
+            ckpt.set_rng_state(blob["rng"])
         if self.spec.load_state is not None:
             self.spec.load_state(self.accelerator.unwrap_model(model), blob["method"])
         self.start_epoch = state["epoch"] + 1

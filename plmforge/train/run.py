@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import shutil
 import time
@@ -20,6 +21,7 @@ from plmforge import checkpoint as ckpt
 from plmforge import plots
 from plmforge.config import RunConfig, config_to_overrides, load_run_config, save_config
 from plmforge.errors import ConfigError, RunDirError
+from plmforge.events import EVENTS_FILE, ConsoleProgress, EventLog
 from plmforge.logs import buffered, file_logging
 from plmforge.methods import METHODS
 from plmforge.models.task_model import count_parameters
@@ -46,8 +48,9 @@ def preview_command(config: RunConfig) -> str:
 
 def _check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
     if resume:
-        if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / "last").is_dir():
-            raise RunDirError(f"cannot resume: {run_dir} has no {CONFIG_FILE} and last/ checkpoint")
+        if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / "model_stats.json").is_file():
+            raise RunDirError(f"cannot resume: {run_dir} is not a plmforge run directory (no {CONFIG_FILE}); "
+                              "check the path, or start a new run")
         return
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise RunDirError(f"run directory {run_dir} already holds results; choose another output.dir, "
@@ -91,10 +94,13 @@ def _write_run_files(asm: Assembled, run_dir: Path) -> None:
 
 
 def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None, resume: bool = False,
-          callbacks: list[Callable[[int, Trainer], None]] | None = None) -> RunResult:
-    """Train, evaluate on the test split and write everything to the run directory.
+          callbacks: list[Callable[[int, Trainer], None]] | None = None, progress: bool = True) -> RunResult:
+    """Train, evaluate on the test split and write everything to the run directory, with structured
+    progress events in <run>/events.jsonl (and a console progress bar fed by them unless `progress=False`).
 
-    With `resume`, the run directory's saved config is used and training continues from last/."""
+    With `resume`, the run directory's saved config is used and training continues from last/ (or, when
+    the run was stopped before its first epoch ended, starts again from the beginning: runs are seeded,
+    so the result is the one an uninterrupted run gives)."""
     if resume:
         rd = Path(run_dir or (config.output.dir if config else ""))
         _check_run_dir(rd, False, True)
@@ -115,18 +121,44 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
         shutil.rmtree(rd)
     state.wait_for_everyone()
     rd.mkdir(parents=True, exist_ok=True)
-    with file_logging(rd / "train.log", early.records) if state.is_main_process else nullcontext():
-        if state.is_main_process and not resume:
-            _write_run_files(asm, rd)
-        state.wait_for_everyone()
-        t0 = time.time()
-        trainer = Trainer(asm, rd, callbacks)
-        fit = trainer.fit(resume=resume)
-        test = _finish(asm, trainer, rd, fit)
-        trainer.close()
-        trainer.accelerator.end_training()  # closes trackers (and the process group, if any)
-        summary = _summary(asm, rd, fit, test, time.time() - t0)
-        log.info("\n%s", summary)
+    main = state.is_main_process
+    events = EventLog(rd / EVENTS_FILE if main else None, [ConsoleProgress()] if main and progress else [])
+    events.emit("start", run_dir=str(rd), model=config.model.name, method=config.method.name,
+                epochs=config.training.epochs, resume=resume, pid=os.getpid())
+    events.emit("phase", phase="setup")
+    try:
+        with file_logging(rd / "train.log", early.records) if main else nullcontext():
+            if main and not resume:
+                _write_run_files(asm, rd)
+            if main:
+                stats = json.loads((rd / "model_stats.json").read_text())
+                events.emit("model", **{k: stats[k] for k in ("total", "trainable", "trainable_percent")})
+            restart = resume and not (rd / "last").is_dir()
+            if restart:
+                log.info("resume: no epoch had finished, so training starts again from the beginning (the run "
+                         "is seeded: the result equals an uninterrupted run)")
+                if main:
+                    for name in ("metrics_steps.jsonl", "metrics_epochs.jsonl"):
+                        (rd / name).unlink(missing_ok=True)
+            state.wait_for_everyone()
+            t0 = time.time()
+            trainer = Trainer(asm, rd, callbacks, events=events)
+            fit = trainer.fit(resume=resume and not restart)
+            test = _finish(asm, trainer, rd, fit)
+            trainer.close()
+            trainer.accelerator.end_training()  # closes trackers (and the process group, if any)
+            summary = _summary(asm, rd, fit, test, time.time() - t0)
+            log.info("\n%s", summary)
+    except KeyboardInterrupt:
+        events.emit("end", status="aborted")
+        raise
+    except BaseException as exc:
+        events.emit("end", status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        events.emit("end", status="finished")
+    finally:
+        events.close()
     return RunResult(rd, fit, test, summary)
 
 
@@ -137,7 +169,7 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
     if spec.report is not None and main:  # the method's own account of training (e.g. AdaLoRA's ranks)
         (rd / "method_report.json").write_text(json.dumps(spec.report(asm.model), indent=2))
     trainer.accelerator.wait_for_everyone()  # the main process wrote best/
-    ckpt.load_weights(rd / "best", asm.model)
+    ckpt.load_weights(rd / "best", asm.model, trainer.engine)
     plot_dir = rd / "plots"
     if asm.config.output.plots and main:
         plot_dir.mkdir(exist_ok=True)
@@ -148,6 +180,7 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
         return None
     if asm.encoded["test"].labels is None:
         return None
+    trainer.events.emit("phase", phase="testing")
     metrics, preds = trainer.evaluate(asm.model, "test")  # every process takes part
     if not main:
         return None
@@ -155,6 +188,7 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
     blob = metrics_blob(metrics, task, "test", len(preds), preds.labels, preds.scores,
                         {"best_epoch": fit.best_epoch + 1, "monitor": task.monitor})
     write_metrics(blob, rd, "test")
+    trainer.events.emit("test", metrics=blob["metrics"])
     if asm.config.output.save_predictions:
         recs = asm.data.splits["test"]
         write_frames(rd / "test_predictions.csv", task.problem.frames(recs.ids, recs.sequences, preds.scores,
