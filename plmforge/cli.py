@@ -120,10 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import signal
+
     from plmforge.config import load_config, save_config
     from plmforge.train.run import preview_command, train
-
-    import signal
 
     def stop(signum: int, frame: object) -> None:  # `kill`, or the web UI's Abort: stop like Ctrl-C does
         raise KeyboardInterrupt
