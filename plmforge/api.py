@@ -101,11 +101,20 @@ class EvaluationResult:
     metrics: dict[str, float]
     blob: dict[str, Any]  # what eval_metrics.json holds: metrics, averaging, confusion matrix, ...
     prediction: PredictionResult = field(repr=False)
+    task: TaskSpec | None = field(default=None, repr=False)
 
-    def write(self, out_dir: str | Path) -> list[Path]:
+    def write(self, out_dir: str | Path, plots: bool = True) -> list[Path]:
+        """eval_metrics.json/.csv, predictions.csv and (with `plots`) the problem type's plots in plots/
+        (confusion matrix, ROC and precision-recall for binary classes, scatter for values)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        return write_metrics(self.blob, out, "eval") + self.prediction.write(out / "predictions.csv")
+        written = write_metrics(self.blob, out, "eval") + self.prediction.write(out / "predictions.csv")
+        if plots and self.task is not None:
+            preds = self.prediction.predictions
+            (out / "plots").mkdir(exist_ok=True)
+            written += [out / "plots" / name for name in self.task.problem.plots(preds.labels, preds.scores,
+                                                                                    out / "plots")]
+        return written
 
 
 def _run(run: str | Path | LoadedRun) -> LoadedRun:
@@ -172,4 +181,4 @@ def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int |
     preds = result.predictions
     metrics = split_metrics(loaded.task, preds)
     blob = metrics_blob(metrics, loaded.task, "eval", len(records), preds.labels, preds.scores, {"data": str(path)})
-    return EvaluationResult(str(path), metrics, blob, result)
+    return EvaluationResult(str(path), metrics, blob, result, loaded.task)

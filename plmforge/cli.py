@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from plmforge.errors import PlmforgeError
+from plmforge.errors import ConfigError, PlmforgeError
 
 # CLI flags that are shorthands for config keys (everything else: section.key=value)
 FLAG_KEYS = {
@@ -116,19 +116,37 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "clear":
             p.add_argument("--model", help="only the entries of models whose source contains this text")
         p.set_defaults(func=func)
+    ui = sub.add_parser("ui", help="the web UI: train, follow, evaluate and predict from a browser")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    ui.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
+    ui.add_argument("--runs-dir", default="runs", help="where runs are written and listed (default runs/)")
+    ui.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this login (needed when not on loopback)")
+    ui.add_argument("--work-dir", default=".plmforge-ui", help="uploads, logs and evaluation outputs")
+    ui.add_argument("--max-upload-mb", type=int, default=200, help="largest file a user may upload")
+    ui.set_defaults(func=_ui)
     return parser
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise ConfigError("plmforge ui needs gradio: pip install 'plmforge[ui]'")
+    from plmforge.ui.app import launch
+
+    launch(args.host, args.port, args.runs_dir, args.auth, args.work_dir, args.max_upload_mb)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     import signal
 
-    from plmforge.config import load_config, save_config
-    from plmforge.train.run import preview_command, train
-
     def stop(signum: int, frame: object) -> None:  # `kill`, or the web UI's Abort: stop like Ctrl-C does
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, stop)  # before the slow imports below
+    from plmforge.config import load_config, save_config  # noqa: I001
+    from plmforge.train.run import preview_command, train
     if args.resume:
         train(run_dir=args.resume, resume=True)
         return 0

@@ -10,7 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -28,6 +28,10 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 DIRECTIONS = ("max", "min")
 ATTENTION = ("sdpa", "eager")
 TRACKERS = ("wandb", "tensorboard")
+WANDB_MODES = ("offline", "online", "disabled")
+LABEL_FORMATS = ("values", "positions")
+# Each section's CHOICES names the allowed values of its fields (tuples, or registries read when asked):
+# validation here and the web UI's dropdowns read the same lists.
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class DataConfig:
     residue_classes: tuple[str, ...] | None = None  # residue tasks: label symbols in class order, e.g. N,P
     label_format: str = "values"  # residue tasks: 'values' (one per residue) or 'positions' (1-based, =1)
     mask_column: str | None = None  # residue tasks: 0/1 per residue, 0 = ignore
+    CHOICES: ClassVar[dict[str, Any]] = {"problem_type": PROBLEM_TYPES, "label_normalisation": NORMALISATIONS,
+                                         "label_format": LABEL_FORMATS}
 
     def __post_init__(self) -> None:
         if self.dataset is None and self.train is None:
@@ -63,8 +69,8 @@ class DataConfig:
             raise ConfigError(f"data.validation_fraction must be between 0 and 1, got {self.validation_fraction!r}")
         if self.max_samples is not None:
             positive("data.max_samples", self.max_samples)
-        if self.label_format not in ("values", "positions"):
-            raise choice_error("data.label_format", self.label_format, ("values", "positions"))
+        if self.label_format not in LABEL_FORMATS:
+            raise choice_error("data.label_format", self.label_format, LABEL_FORMATS)
         if self.residue_classes is not None and len(set(self.residue_classes)) != len(self.residue_classes):
             raise ConfigError(f"data.residue_classes repeats a symbol: {','.join(self.residue_classes)}")
 
@@ -81,6 +87,7 @@ class ModelConfig:
     # dropout on attention weights while training; None = the checkpoint's own value. Above 0, PyTorch's
     # SDPA falls back to its unfused kernel (every heads x L x L matrix kept for the backward pass)
     attention_dropout: float | None = None
+    CHOICES: ClassVar[dict[str, Any]] = {"attention": ATTENTION}
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -119,6 +126,7 @@ class HeadConfig:
     pooling: str | None = None  # None = the problem type's default (mean, or the per-residue head)
     dropout: float = 0.1
     hidden_size: int | None = None  # None = backbone hidden size
+    CHOICES: ClassVar[dict[str, Any]] = {"pooling": HEADS}
 
     def __post_init__(self) -> None:
         if self.pooling is not None:
@@ -136,6 +144,7 @@ class BatchingConfig:
     batch_size: int = 16
     max_tokens: int = 10_000
     eval_batch_size: int | None = None  # None = 2 x batch_size
+    CHOICES: ClassVar[dict[str, Any]] = {"mode": BATCHING_MODES}
 
     def __post_init__(self) -> None:
         if self.mode not in BATCHING_MODES:
@@ -172,6 +181,9 @@ class TrainingConfig:
     report_to: tuple[str, ...] = ()
     wandb_project: str = "plmforge"
     wandb_mode: str = "offline"
+    CHOICES: ClassVar[dict[str, Any]] = {
+        "monitor": ("loss", *METRICS), "direction": DIRECTIONS, "metrics": METRICS, "scheduler": SCHEDULERS,
+        "mixed_precision": MIXED_PRECISION, "report_to": TRACKERS, "wandb_mode": WANDB_MODES}
 
     def __post_init__(self) -> None:
         positive("training.learning_rate", self.learning_rate)
@@ -205,8 +217,8 @@ class TrainingConfig:
         for tracker in self.report_to:
             if tracker not in TRACKERS:
                 raise choice_error("training.report_to", tracker, TRACKERS)
-        if self.wandb_mode not in ("offline", "online", "disabled"):
-            raise choice_error("training.wandb_mode", self.wandb_mode, ("offline", "online", "disabled"))
+        if self.wandb_mode not in WANDB_MODES:
+            raise choice_error("training.wandb_mode", self.wandb_mode, WANDB_MODES)
 
 
 @dataclass(frozen=True)

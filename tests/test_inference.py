@@ -64,7 +64,9 @@ def test_python_api_predict_and_evaluate(token_run, amp_small, tmp_path):
     assert report.metrics == pytest.approx(token_run.test_metrics["metrics"], abs=1e-6)
     assert report.blob["confusion_matrix"] == token_run.test_metrics["confusion_matrix"]
     written = report.write(tmp_path / "eval")
-    assert {p.name for p in written} == {"eval_metrics.json", "eval_metrics.csv", "predictions.csv"}
+    assert {p.name for p in written} == {"eval_metrics.json", "eval_metrics.csv", "predictions.csv",
+                                         "confusion_matrix.png", "roc.png", "precision_recall.png"}
+    assert all(p.is_file() for p in written)
     assert json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())["n_samples"] == len(report.prediction.table)
 
 

@@ -21,6 +21,7 @@ class SplitSummary:
     size: int
     lengths: np.ndarray  # residues per sequence
     labels: LabelSummary | None
+    head: tuple[dict[str, str], ...] = ()  # the first rows as read (id, sequence, label), for previews
 
     def line(self) -> str:
         lengths = self.lengths
@@ -58,10 +59,22 @@ def summarise(config: RunConfig) -> DatasetSummary:
     data = load_data(config.data, config.training)
     task = data.task
     splits = {name: SplitSummary(name, len(recs), np.array([len(s) for s in recs.sequences]),
-                                 task.problem.summary(recs.labels, task.num_labels) if recs.labels else None)
+                                 task.problem.summary(recs.labels, task.num_labels) if recs.labels else None,
+                                 _head(recs))
               for name, recs in data.splits.items()}
     return DatasetSummary(data.source, task, task.problem.loss_name, data.validation_carved,
                           config.data.validation_fraction, config.training.seed, splits, list(data.notes))
+
+
+def _head(recs, n: int = 5) -> tuple[dict[str, str], ...]:
+    rows = []
+    for i in range(min(n, len(recs))):
+        row = {"id": str(recs.ids[i]), "sequence": recs.sequences[i]}
+        if recs.labels:
+            label = recs.labels[i]
+            row["label"] = str(label.tolist() if isinstance(label, np.ndarray) else label)
+        rows.append(row)
+    return tuple(rows)
 
 
 def check_dataset(overrides: list[str]) -> DatasetSummary:

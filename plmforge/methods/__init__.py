@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -33,9 +33,10 @@ class CacheOptions:
     cache_embeddings: bool = True  # read/write backbone outputs in the persistent store
     cache_dir: str | None = None  # None = $PLMFORGE_CACHE_DIR, else ~/.cache/plmforge/embeddings
     cache_dtype: str = "float32"  # float16 halves the disk space (values are rounded)
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"cache_dtype": ("float32", "float16")}
 
     def __post_init__(self) -> None:
-        one_of("method.cache_dtype", self.cache_dtype, ("float32", "float16"))
+        one_of("method.cache_dtype", self.cache_dtype, self.CHOICES["cache_dtype"])
 
 
 @dataclass(frozen=True)

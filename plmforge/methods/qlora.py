@@ -5,7 +5,7 @@ before training and says so — it never falls back to unquantised LoRA."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -19,10 +19,11 @@ from plmforge.methods.peft_common import LoraOptions, lora_kwargs, targets_for, 
 class QLoraOptions(LoraOptions):
     quant_type: str = "nf4"  # 4-bit data type: nf4 or fp4
     double_quant: bool = True  # quantise the quantisation constants too
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"quant_type": ("nf4", "fp4")}
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        one_of("method.quant_type", self.quant_type, ("nf4", "fp4"))
+        one_of("method.quant_type", self.quant_type, self.CHOICES["quant_type"])
 
 
 def check_quantisation(quant_type: str = "nf4") -> None:

@@ -1,0 +1,188 @@
+"""Training processes started from the UI, and the runs directory they write to.
+
+Training runs as `python -m plmforge.cli train ...` in its own process, started with an argument list
+(no shell: nothing a user types is interpreted); its console output goes to a log file in the UI's
+working directory. Abort sends SIGTERM, which the CLI turns into the same clean stop as Ctrl-C (finished
+epochs stay in last/, the events file records `aborted`); Resume runs `plmforge train --resume RUN`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from plmforge.events import EVENTS_FILE, RunProgress
+
+
+@dataclass
+class Job:
+    run_dir: Path
+    argv: list[str]
+    process: subprocess.Popen
+    log_path: Path
+    started: float
+    aborted: bool = False  # stopped by Abort (the run may not have written anything yet)
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.is_file():
+            return ""
+        text = self.log_path.read_text(errors="replace").replace("\r", "\n")
+        kept = [line for line in text.splitlines() if line.strip()]
+        return "\n".join(kept[-lines:])
+
+
+class Jobs:
+    """The training processes of this UI, by run directory."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.log_dir = work_dir / "jobs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def _launch(self, run_dir: Path, argv: list[str]) -> Job:
+        key = str(run_dir.resolve())
+        with self._lock:
+            current = self.jobs.get(key)
+            if current is not None and current.running:
+                raise RuntimeError(f"{run_dir} is already training (process {current.process.pid})")
+            log_path = self.log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_dir.name}.log"
+            # no console bars: the page shows progress from the events file; the log keeps the messages
+            env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")
+            with log_path.open("w") as log:
+                log.write("$ " + " ".join(argv) + "\n")
+                log.flush()
+                process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           env=env, start_new_session=True)
+            job = Job(run_dir, argv, process, log_path, time.time())
+            self.jobs[key] = job
+            return job
+
+    def start(self, run_dir: Path, argv: list[str]) -> Job:
+        return self._launch(run_dir, argv)
+
+    def resume(self, run_dir: Path, python: str | None = None) -> Job:
+        """Continue a stopped run; one aborted before it wrote its run directory starts again as it was."""
+        previous = self.get(run_dir)
+        if not is_run_dir(run_dir) and previous is not None and not previous.running:
+            return self._launch(run_dir, previous.argv)
+        return self._launch(run_dir, [python or sys.executable, "-m", "plmforge.cli", "train", "--resume",
+                                      str(run_dir)])
+
+    def get(self, run_dir: Path | str | None) -> Job | None:
+        if not run_dir:
+            return None
+        return self.jobs.get(str(Path(run_dir).resolve()))
+
+    def abort(self, run_dir: Path, grace: float = 60.0) -> bool:
+        """Stop the run's process cleanly (SIGTERM, then SIGKILL after `grace` seconds). False if it was
+        not running."""
+        job = self.get(run_dir)
+        if job is None or not job.running:
+            return False
+        job.aborted = True
+        job.process.send_signal(signal.SIGTERM)
+        try:
+            job.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            job.process.kill()
+            job.process.wait()
+        return True
+
+    def stop_all(self) -> None:
+        for job in list(self.jobs.values()):
+            if job.running:
+                self.abort(job.run_dir, grace=10.0)
+
+
+# ---- the runs directory -------------------------------------------------------------------------------
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def run_status(run_dir: Path, progress: RunProgress | None = None) -> str:
+    """running / finished / failed / aborted / stopped (the process died without saying why) / unknown."""
+    progress = progress or RunProgress.read(run_dir)
+    if progress.status == "running":
+        from plmforge.events import read_events
+
+        starts = [e for e in read_events(run_dir / EVENTS_FILE) if e.get("event") == "start"]
+        if starts and not _alive(starts[-1].get("pid")):
+            return "stopped"
+        return "running"
+    if progress.status == "unknown":  # a run from before the events file
+        return "finished" if (run_dir / "test_metrics.json").is_file() else "unknown"
+    return progress.status
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file()
+
+
+def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """One row per run under `runs_dir` (newest first): name, status, model, method, best metric, date."""
+    rows = []
+    if not runs_dir.is_dir():
+        return rows
+    for path in runs_dir.iterdir():
+        if not path.is_dir() or not is_run_dir(path):
+            continue
+        progress = RunProgress.read(path)
+        try:
+            config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+        except yaml.YAMLError:
+            config = {}
+        best = ""
+        if progress.best_value is not None and progress.monitor:
+            best = f"{progress.monitor} {progress.best_value:.4f} (epoch {progress.best_epoch})"
+        elif (path / "metrics_epochs.jsonl").is_file():
+            best = _best_from_history(path)
+        test = ""
+        test_file = path / "test_metrics.json"
+        if test_file.is_file():
+            try:
+                metrics = json.loads(test_file.read_text()).get("metrics", {})
+                test = ", ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:4] if isinstance(v, int | float))
+            except (json.JSONDecodeError, AttributeError):
+                test = ""
+        rows.append({"run": path.name, "status": run_status(path, progress),
+                     "model": (config.get("model") or {}).get("name", ""),
+                     "method": (config.get("method") or {}).get("name", ""), "best": best, "test": test,
+                     "date": time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "config.yaml").stat().st_mtime)),
+                     "path": str(path)})
+    rows.sort(key=lambda r: r["date"], reverse=True)
+    return rows
+
+
+def _best_from_history(path: Path) -> str:
+    try:
+        rows = [json.loads(x) for x in (path / "metrics_epochs.jsonl").read_text().splitlines() if x.strip()]
+    except json.JSONDecodeError:
+        return ""
+    best = [r for r in rows if r.get("best_so_far")]
+    if not best:
+        return ""
+    last = best[-1]
+    metrics = {k[4:]: v for k, v in last.items() if k.startswith("val_") and isinstance(v, int | float)}
+    return ", ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:2]) + f" (epoch {last['epoch']})"

@@ -1,0 +1,176 @@
+"""The web UI's pure layers (no browser): the form generated from the config dataclasses, the command
+builder (the previewed command runs as shown and gives the same config), the dataset picker, the views
+and the runs list."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from plmforge.config import RunConfig, load_run_config
+from plmforge.errors import ConfigError
+from plmforge.events import EVENTS_FILE, EventLog, RunProgress
+from plmforge.methods import METHODS
+from plmforge.ui import forms, views
+from plmforge.ui.jobs import list_runs, run_status
+
+
+def test_every_config_field_and_method_option_is_in_the_form():
+    import typing
+
+    sections = forms.section_fields()
+    hints = typing.get_type_hints(RunConfig)
+    for name, skip in forms.SECTIONS.items():
+        cls = hints[name]
+        expected = {f.name for f in dataclasses.fields(cls)} - set(skip)
+        assert {f.name for f in sections[name]} == expected, name
+    methods = forms.method_fields()
+    assert set(methods) == set(METHODS)
+    for name, spec in METHODS.items():
+        assert {f.name for f in methods[name]} == {f.name for f in dataclasses.fields(spec.options)}
+    lora = {f.name: f for f in methods["lora"]}
+    assert lora["rank"].kind == "int" and lora["rank"].default == 8 and "rank" in lora["rank"].help.lower()
+    assert lora["target_modules"].kind == "list" and lora["target_modules"].optional
+    assert {f.name: f for f in methods["qlora"]}["quant_type"].choices == ("nf4", "fp4")
+    training = {f.name: f for f in sections["training"]}
+    assert training["scheduler"].kind == "choice" and "cosine" in training["scheduler"].choices
+    assert training["metrics"].kind == "multi" and "mcc" in training["metrics"].choices
+    assert {f.name: f for f in sections["head"]}["pooling"].optional  # blank = the problem type's default
+
+
+def test_values_at_their_defaults_give_no_overrides_and_changes_give_exact_ones():
+    defaults = {f.key: f.default for fs in forms.section_fields().values() for f in fs}
+    defaults |= {forms.method_key("lora", f): f.default for f in forms.method_fields()["lora"]}
+    assert forms.overrides_from_values(defaults, "lora") == ["method.name=lora"]
+    changed = dict(defaults)
+    changed.update({"training.learning_rate": 0.0007, "training.epochs": 3.0, "training.metrics": ["mcc", "auroc"],
+                    "head.pooling": "attention1d", "model.max_length": "", forms.method_key("lora", forms.Field(
+                        "method.rank", "rank", "int", 8, False)): 4, "training.mixed_precision": "bf16",
+                    "data.residue_classes": "H, E, C"})
+    got = forms.overrides_from_values(changed, "lora")
+    assert set(got) == {"method.name=lora", "training.learning_rate=0.0007", "training.epochs=3",
+                        "training.metrics=mcc,auroc", "head.pooling=attention1d", "method.rank=4",
+                        "training.mixed_precision=bf16", "data.residue_classes=H,E,C"}
+    with pytest.raises(ConfigError, match="training.epochs must be a whole number"):
+        forms.overrides_from_values({**defaults, "training.epochs": 2.5}, "lora")
+
+
+def test_invalid_values_are_refused_with_the_key_and_choices():
+    with pytest.raises(ConfigError, match="training.scheduler"):
+        forms.TrainingRequest.build(["data.dataset=amp", "training.scheduler=sometimes"])
+    with pytest.raises(ConfigError, match="method.rank"):
+        forms.TrainingRequest.build(["data.dataset=amp", "method.name=lora", "method.rank=0"])
+
+
+def test_previewed_command_runs_as_shown_and_gives_the_same_config(tmp_path, tiny_models, amp_small):
+    """The exact shell text, split by a shell's rules and run: the saved config equals the form's."""
+    odd = tmp_path / "a dir with spaces"
+    odd.mkdir()
+    for f in amp_small.iterdir():
+        (odd / f.name).write_bytes(f.read_bytes())
+    req = forms.TrainingRequest.build([
+        f"model.name={tiny_models['esm']}", f"data.dataset={odd}", "method.name=lora", "method.rank=4",
+        "data.problem_type=single_label_classification", "training.epochs=1", "training.metrics=accuracy,mcc",
+        "head.pooling=attention1d", f"output.dir={tmp_path / 'run'}", "training.learning_rate=0.002"])
+    argv = shlex.split(req.command)
+    assert argv[:2] == ["plmforge", "train"]
+    exe = Path(sys.executable).with_name("plmforge")
+    proc = subprocess.run([str(exe), *argv[1:]], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert load_run_config(tmp_path / "run") == req.config
+    assert req.argv()[-len(req.overrides):] == list(req.overrides) and "sh" not in req.argv()[0]
+
+
+def test_dataset_picker(tmp_path, amp_small):
+    up = tmp_path / "uploads"
+    files = [str(amp_small / n) for n in ("train.csv", "validation.csv", "test.csv")]
+    split_dir = Path(forms.dataset_override("upload", None, files, None, None, up))
+    assert sorted(p.name for p in split_dir.iterdir()) == ["test.csv", "train.csv", "validation.csv"]
+    one = Path(forms.dataset_override("upload", None, files[:1], None, None, up))
+    assert one.is_file() and one.parent.parent == up
+    stray = tmp_path / "extra.csv"
+    stray.write_text("aa_seq,label\nMKT,1\n")
+    with pytest.raises(ConfigError, match="extra.csv is not named after a split"):
+        forms.dataset_override("upload", None, [*files, str(stray)], None, None, up)
+    bad = tmp_path / "notes.docx"
+    bad.write_text("x")
+    with pytest.raises(ConfigError, match="notes.docx is not a dataset file"):
+        forms.dataset_override("upload", None, [str(bad)], None, None, up)
+    with pytest.raises(ConfigError, match="does not exist"):
+        forms.dataset_override("local path", None, None, str(tmp_path / "missing.csv"), None, up)
+    assert forms.dataset_override("local path", None, None, str(amp_small), None, up) == str(amp_small.resolve())
+    with pytest.raises(ConfigError, match="not a HuggingFace dataset id"):
+        forms.dataset_override("hub id", None, None, None, "rm -rf /", up)
+    assert forms.dataset_override("catalogue", "amp", None, None, None, up) == "amp"
+    assert ("antiberty" in dict((v, k) for k, v in forms.model_choices()))
+    assert forms.catalogue_choices()[0][1] == "amp"  # bundled examples first
+
+
+def test_dataset_views(amp_small):
+    from plmforge.data.inspect import check_dataset
+
+    summary = check_dataset([f"data.dataset={amp_small}", "data.problem_type=single_label_classification"])
+    text = views.dataset_markdown(summary)
+    assert "**train** 96" in text and "**validation** 32" in text and "**test** 32" in text
+    rows = views.dataset_rows(summary)
+    assert list(rows["split"].unique()) == ["train", "validation", "test"] and len(rows) == 15
+    assert views.label_figure(summary).axes[0].get_title() == "Label distribution"
+    assert len(views.length_figure(summary).axes[0].patches) > 0
+
+
+def test_progress_views_and_runs_list(tmp_path):
+    rd = tmp_path / "runs" / "r1"
+    rd.mkdir(parents=True)
+    (rd / "config.yaml").write_text("model: {name: antiberty}\nmethod: {name: lora}\n")
+    log = EventLog(rd / EVENTS_FILE)
+    log.emit("start", model="antiberty", method="lora", epochs=1, pid=os.getpid())
+    log.emit("model", total=100, trainable=10, trainable_percent=10.0)
+    log.emit("plan", steps_per_epoch=[4], total_steps=4)
+    for step in (1, 2):
+        log.emit("step", epoch=1, step=step, total_steps=4, loss=1.0 / step, lr=1e-3)
+    progress = RunProgress.read(rd)
+    assert run_status(rd) == "running"
+    text = views.progress_markdown(progress, "running", rd)
+    assert "50%" in text and "step 2 of 4" in text and "10 trainable (10.00%)" in text
+    assert list(views.loss_frame(progress)["loss"]) == [1.0, 0.5]
+    log.emit("epoch", epoch=1, train_loss=0.7, validation={"loss": 0.6, "mcc": 0.4}, monitor="mcc", best_epoch=1,
+             best_value=0.4)
+    log.emit("end", status="aborted")
+    log.close()
+    rows = list_runs(tmp_path / "runs")
+    assert rows[0]["run"] == "r1" and rows[0]["status"] == "aborted" and rows[0]["best"].startswith("mcc 0.4000")
+    assert views.metrics_frame(RunProgress.read(rd)).to_dict("records") == [{"epoch": 1, "metric": "mcc",
+                                                                             "value": 0.4}]
+    # a process that died without an end event
+    rd2 = tmp_path / "runs" / "r2"
+    rd2.mkdir()
+    (rd2 / "config.yaml").write_text("{}")
+    EventLog(rd2 / EVENTS_FILE).emit("start", model="m", method="full", epochs=1, pid=2 ** 22 + 12345)
+    assert run_status(rd2) == "stopped"
+
+
+def test_residue_colouring():
+    frame = pd.DataFrame({"id": ["a"] * 4, "position": [1, 2, 3, 4], "residue": list("MKTA"),
+                          "prediction": [0, 1, 1, 0]})
+    html = views.residue_html(frame, ("N", "P"))
+    assert html.count("<span title=") == 4 and "P (1)" in html and "N (0)" in html
+    values = views.residue_html(frame.assign(prediction=[0.1, 0.5, 0.9, 0.2]))
+    assert "from 0.1 (blue) to 0.9 (red)" in values
+
+
+def test_ui_command_refuses_gradio_missing(monkeypatch):
+    import importlib.util
+
+    from plmforge.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
+    assert main(["ui"]) == 2
