@@ -69,9 +69,21 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, trainer_state: dict
         torch.save(blob, tmp / TRAINING_STATE)
     if engine_dir is not None:
         shutil.move(str(engine_dir), str(tmp / ENGINE_STATE))
+    # swap by renames: at every instant either <dir> or <dir>.old is a complete checkpoint
+    old = directory.with_name(directory.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
     if directory.exists():
-        shutil.rmtree(directory)
+        directory.rename(old)
     tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(directory: Path) -> None:
+    """Put back the previous complete checkpoint if a stop fell between the two renames of a save."""
+    old = directory.with_name(directory.name + ".old")
+    if not directory.exists() and old.is_dir():
+        old.rename(directory)
 
 
 def load_weights(directory: Path, model: torch.nn.Module, engine: str | None = None) -> None:

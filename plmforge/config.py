@@ -498,7 +498,21 @@ def config_to_overrides(config: RunConfig) -> list[str]:
                 continue
             if isinstance(value, tuple):
                 value = ",".join(value)
+            elif isinstance(value, str):
+                value = config_to_override_text(value)
             if value is None:
                 value = "null"
             out.append(f"{name}.{f.name}={value}")
     return out
+
+
+def config_to_override_text(text: str) -> str:
+    """A string as it must be written after `key=` to be read back unchanged (quoted when YAML would
+    turn it into something else: 'null', 'yes', '007', 'a: b', 'run #3', ...)."""
+    import json
+
+    try:
+        same = yaml.safe_load(text) == text
+    except yaml.YAMLError:
+        same = False
+    return text if same else json.dumps(text)

@@ -37,7 +37,16 @@ class EventLog:
     def __init__(self, path: Path | None, listeners: list[Listener] | None = None) -> None:
         self.path = path
         self.listeners = list(listeners or [])
-        self._fh = path.open("a", encoding="utf-8") if path is not None else None
+        self._fh = None
+        if path is not None:
+            needs_newline = False
+            if path.is_file() and path.stat().st_size > 0:
+                with path.open("rb") as fh:
+                    fh.seek(-1, 2)
+                    needs_newline = fh.read(1) != b"\n"
+            self._fh = path.open("a", encoding="utf-8")
+            if needs_newline:  # a line cut short by a crash must not swallow this process's first event
+                self._fh.write("\n")
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         row = {"event": event, "time": round(time.time(), 3), **fields}
@@ -103,12 +112,16 @@ class RunProgress:
     best_value: float | None = None
     test: dict[str, Any] | None = None
     error: str | None = None
+    segment_start: float | None = None
 
     @classmethod
     def from_events(cls, events: list[dict[str, Any]]) -> RunProgress:
         p = cls()
         for e in events:
-            p.apply(e)
+            try:
+                p.apply(e)
+            except (KeyError, TypeError, ValueError):
+                continue  # an event this version does not understand: skipped, never fatal
         return p
 
     @classmethod
@@ -123,6 +136,7 @@ class RunProgress:
             self.model, self.method, self.epochs = e.get("model"), e.get("method"), e.get("epochs")
             if not e.get("resume") or self.started is None:
                 self.started = e.get("time")
+            self.segment_start = e.get("time")  # pace and elapsed time count from the latest (re)start
             self.error = None
         elif kind == "phase":
             self.phase = e["phase"]
@@ -134,7 +148,8 @@ class RunProgress:
             self.epoch, self.step = e["epoch"], e["step"]
             self.total_steps = e.get("total_steps", self.total_steps)
             self.loss, self.lr = e.get("loss"), e.get("lr")
-            self.steps = [s for s in self.steps if s["step"] < e["step"]]  # a resumed run replays steps
+            if self.steps and self.steps[-1]["step"] >= e["step"]:  # a resumed run replays its last epoch
+                self.steps = [s for s in self.steps if s["step"] < e["step"]]
             self.steps.append({"step": e["step"], "epoch": e["epoch"], "loss": e.get("loss"), "lr": e.get("lr"),
                                "time": e.get("time")})
         elif kind == "epoch":
@@ -160,16 +175,21 @@ class RunProgress:
         return min(self.step / self.total_steps, 1.0)
 
     def elapsed(self, now: float | None = None) -> float:
-        if self.started is None:
+        """Seconds since the latest (re)start of the run's process."""
+        start = self.segment_start or self.started
+        if start is None:
             return 0.0
-        end = now if self.status == "running" and now is not None else (self.last_time or self.started)
-        return max(end - self.started, 0.0)
+        end = now if self.status == "running" and now is not None else (self.last_time or start)
+        return max(end - start, 0.0)
 
     def eta(self, now: float | None = None) -> float | None:
         """Seconds left at the pace of the steps since the first one seen (None before two steps)."""
         if self.status != "running" or not self.total_steps or len(self.steps) < 2:
             return None
-        first, last = self.steps[0], self.steps[-1]
+        recent = [s for s in self.steps if self.segment_start is None or (s.get("time") or 0) >= self.segment_start]
+        if len(recent) < 2:
+            return None
+        first, last = recent[0], recent[-1]
         spent = (now or last["time"]) - first["time"]
         done = last["step"] - first["step"]
         if done <= 0 or spent <= 0:

@@ -138,3 +138,52 @@ def test_eta_follows_the_pace_of_the_steps():
     assert p.status == "running" and p.fraction == pytest.approx(0.3)
     assert p.eta(now=124.0) == pytest.approx(14.0)  # 2 s a step, 7 steps left
     assert p.elapsed(now=130.0) == pytest.approx(30.0)
+
+
+def test_a_new_writer_never_glues_its_first_event_to_a_cut_line(tmp_path):
+    path = tmp_path / EVENTS_FILE
+    path.write_text('{"event": "start", "time": 1.0}\n{"event": "step", "ste')  # crashed mid-line
+    log = EventLog(path)
+    log.emit("start", model="m", method="full", epochs=1, resume=True)
+    log.close()
+    events = read_events(path)
+    assert [e["event"] for e in events] == ["start", "start"] and events[1]["resume"] is True
+
+
+def test_pace_after_a_resume_ignores_the_downtime():
+    p = RunProgress.from_events([
+        {"event": "start", "time": 0.0, "epochs": 1},
+        {"event": "step", "time": 10.0, "epoch": 1, "step": 1, "loss": 1.0, "lr": 0.1},
+        {"event": "step", "time": 12.0, "epoch": 1, "step": 2, "loss": 1.0, "lr": 0.1},
+        {"event": "end", "time": 13.0, "status": "aborted"},
+        {"event": "start", "time": 86400.0, "epochs": 1, "resume": True},  # the next day
+        {"event": "plan", "time": 86401.0, "total_steps": 10},
+        {"event": "step", "time": 86402.0, "epoch": 1, "step": 1, "loss": 1.0, "lr": 0.1},
+        {"event": "step", "time": 86403.0, "epoch": 1, "step": 2, "loss": 1.0, "lr": 0.1},
+        {"event": "step", "time": 86404.0, "epoch": 1, "step": 3, "loss": 1.0, "lr": 0.1}])
+    assert p.eta(now=86404.0) == pytest.approx(7.0)  # 1 s a step since the restart, 7 steps left
+    assert p.elapsed(now=86404.0) == pytest.approx(4.0)
+
+
+def test_a_stop_between_the_checkpoint_renames_loses_nothing(tmp_path, tiny_models, amp_small):
+    """last/ moved aside, the new one not yet in place: resume puts the complete old one back; and a
+    run whose finished epochs lost their checkpoint is never silently restarted from zero."""
+    cfg = _config(tmp_path, tiny_models, amp_small, "method.name=full", "training.epochs=3")
+
+    def stop_after_first(epoch, trainer):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[stop_after_first], progress=False)
+    rd = tmp_path / "run"
+    (rd / "last").rename(rd / "last.old")
+    resumed = train(run_dir=rd, resume=True, progress=False)
+    assert resumed.fit.epochs_run == 3 and not (rd / "last.old").exists()
+    import shutil
+
+    shutil.rmtree(rd / "last")
+    from plmforge.errors import RunDirError
+
+    with pytest.raises(RunDirError, match="last/ checkpoint is missing"):
+        train(run_dir=rd, resume=True, progress=False)

@@ -244,6 +244,9 @@ def test_broken_file_message(ui, tmp_path):
     page.locator("#upload").get_by_role("button", name="Clear").click()  # the first test's files
     page.locator("#upload input[type=file]").set_input_files(str(bad))
     expect(page.locator("#upload").get_by_role("row", name=re.compile("broken.csv"))).to_have_count(1)
+    # another dataset: what the catalogue said about the last one's task was cleared
+    expect(page.locator("#f_data_num_labels textarea, #f_data_num_labels input").first).to_have_value("")
+    pick(page, "section_data", "single_label_classification", name="problem type")
     page.get_by_role("button", name="Preview dataset").click()
     message = page.locator("#data_msg")
     expect(message).to_contain_text("broken.csv", timeout=60_000)

@@ -174,3 +174,29 @@ def test_ui_command_refuses_gradio_missing(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
     assert main(["ui"]) == 2
+
+
+def test_exposed_ui_without_login_is_warned_about():
+    from plmforge.ui.app import exposure_warning
+
+    assert exposure_warning("127.0.0.1", False) is None and exposure_warning("0.0.0.0", True) is None
+    assert "without --auth" in exposure_warning("0.0.0.0", False)
+
+
+def test_emptied_options_mean_none_and_strings_survive_yaml(tmp_path):
+    fields = {f.key: f for fs in forms.section_fields().values() for f in fs}
+    assert forms.format_value(fields["training.patience"], "") == "null"  # no early stopping, not the default 5
+    assert forms.format_value(fields["training.max_grad_norm"], None) == "null"
+    assert forms.format_value(fields["model.max_length"], "") is None  # default is already "none"
+    odd = {"data.label_column": "007", "data.id_column": "yes", "data.sequence_column": "seq #1"}
+    overrides = [f"data.dataset={forms.yaml_safe(str(tmp_path / 'run #3' / 'train.csv'))}",
+                 "data.problem_type=regression",
+                 *(f"{k}={forms.format_value(fields[k], v)}" for k, v in odd.items()),
+                 f"training.patience={forms.format_value(fields['training.patience'], '')}"]
+    req = forms.TrainingRequest.build(overrides)
+    data = req.config.data
+    assert (data.label_column, data.id_column, data.sequence_column) == ("007", "yes", "seq #1")
+    assert req.config.training.patience is None
+    assert data.dataset == str(tmp_path / "run #3" / "train.csv")
+    again = forms.TrainingRequest.build(shlex.split(req.command)[2:])  # the shown command reads back the same
+    assert again.config == req.config

@@ -86,6 +86,11 @@ class Trainer:
             mixed_precision=tcfg.mixed_precision, gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
             log_with=list(tcfg.report_to) or None, project_dir=str(run_dir), cpu=not torch.cuda.is_available())
         self.spec = METHODS[self.cfg.method.name]
+        if self.sharded and self.spec.state is not None:
+            from plmforge.errors import ConfigError
+
+            raise ConfigError(f"method {self.spec.name} keeps per-process state (e.g. AdaLoRA's rank allocator) that "
+                              "FSDP/DeepSpeed sharding does not gather; use lora, or the ddp recipe")
         self.cache = self._store_cache()
         self._speed_hints()
         self.collate = asm.collator()
@@ -118,10 +123,11 @@ class Trainer:
         key = self.asm.backbone.family.attention_dropout_key
         rate = getattr(self.asm.backbone.model.config, key, 0.0) if key else 0.0
         if rate:
-            log.info("attention dropout %.2g (the checkpoint's) keeps SDPA on its unfused kernel, which holds every "
-                     "heads x L x L matrix for the backward pass; model.attention_dropout=0 (with "
-                     "training.mixed_precision=bf16) trains several times faster in a fraction of the memory "
-                     "(benchmarks/results.md, Speed 3)", rate)
+            where = "model.attention_dropout" if self.cfg.model.attention_dropout else "the checkpoint's value"
+            log.info("attention dropout %.2g (%s) keeps SDPA on its unfused kernel, which holds every heads x L x L "
+                     "matrix for the backward pass; model.attention_dropout=0 (with training.mixed_precision=bf16) "
+                     "trains several times faster in a fraction of the memory (benchmarks/results.md, Speed 3)",
+                     rate, where)
 
     # ---- data ---------------------------------------------------------------------------------
     def loader(self, split: str, train: bool) -> DataLoader:

@@ -49,8 +49,9 @@ def preview_command(config: RunConfig) -> str:
 def _check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
     if resume:
         if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / "model_stats.json").is_file():
-            raise RunDirError(f"cannot resume: {run_dir} is not a plmforge run directory (no {CONFIG_FILE}); "
-                              "check the path, or start a new run")
+            raise RunDirError(f"cannot resume: {run_dir} is not a complete plmforge run directory ({CONFIG_FILE} "
+                              "or model_stats.json is missing: the run stopped while it was being set up); "
+                              "start it again with --overwrite")
         return
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise RunDirError(f"run directory {run_dir} already holds results; choose another output.dir, "
@@ -133,7 +134,14 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
             if main:
                 stats = json.loads((rd / "model_stats.json").read_text())
                 events.emit("model", **{k: stats[k] for k in ("total", "trainable", "trainable_percent")})
+            if main:
+                ckpt.recover(rd / "last")
+            state.wait_for_everyone()
             restart = resume and not (rd / "last").is_dir()
+            finished = rd / "metrics_epochs.jsonl"
+            if restart and finished.is_file() and finished.read_text().strip():
+                raise RunDirError(f"cannot resume {rd}: epochs finished (metrics_epochs.jsonl) but their last/ "
+                                  "checkpoint is missing; start a new run, or pass --overwrite to replace this one")
             if restart:
                 log.info("resume: no epoch had finished, so training starts again from the beginning (the run "
                          "is seeded: the result equals an uninterrupted run)")

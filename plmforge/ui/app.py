@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from plmforge.errors import PlmforgeError
-from plmforge.events import EVENTS_FILE, RunProgress
+from plmforge.events import EVENTS_FILE, RunProgress, read_events
 from plmforge.methods import METHODS
 from plmforge.ui import forms, views
 from plmforge.ui.jobs import Jobs, is_run_dir, list_runs, run_status
@@ -53,6 +53,7 @@ class App:
         self.sections = forms.section_fields()
         self.method_fields = forms.method_fields()
         self.inputs: dict[str, Any] = {}  # form key -> component
+        self._loaded: dict[tuple, Any] = {}
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.upload_dir.mkdir(parents=True, exist_ok=True)
 
@@ -67,7 +68,8 @@ class App:
             raise forms.cfgmod.ConfigError("pick a model (or type a local model directory)")
         dataset = forms.dataset_override(v["dataset_source"], v.get("catalogue"), v.get("upload"),
                                          v.get("dataset_path"), v.get("hub_id"), self.upload_dir)
-        overrides = [f"model.name={model}", f"data.dataset={dataset}"]
+        safe = forms.yaml_safe  # overrides are read as YAML: a path like "run #3" must stay whole
+        overrides = [f"model.name={safe(model)}", f"data.dataset={safe(dataset)}"]
         overrides += forms.overrides_from_values(v, v.get("method") or "freeze")
         name = (v.get("run_name") or "").strip()
         if for_preview:  # the dataset preview does not need a valid run name
@@ -75,10 +77,18 @@ class App:
         if not RUN_NAME.fullmatch(name):
             raise forms.cfgmod.ConfigError(f"run name {name!r}: use letters, digits, '.', '_' and '-' (it becomes "
                                            f"a directory under {self.runs_dir})")
-        overrides.append(f"output.dir={self.runs_dir / name}")
+        overrides.append(f"output.dir={safe(str(self.runs_dir / name))}")
         if v.get("overwrite"):
             overrides.append("output.overwrite=true")
         return forms.TrainingRequest.build(overrides)
+
+    def loaded_run(self, rd: Path, load: Any) -> Any:
+        """The run's model, loaded once per version of its best/ checkpoint."""
+        stamp = (rd / "best" / "model.safetensors").stat().st_mtime if (rd / "best").is_dir() else None
+        key = (str(rd), stamp)
+        if key not in self._loaded:
+            self._loaded = {key: load(rd)}  # keep one model in memory
+        return self._loaded[key]
 
     def run_dir_of(self, name: str | None) -> Path | None:
         if not name:
@@ -253,15 +263,21 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
         form = set(inputs.values())
 
         # ---- dataset picker ------------------------------------------------------------------------
-        def show_source(source: str):
-            return [gr.update(visible=source == s) for s in ("catalogue", "upload", "local path", "hub id")]
-
-        inputs["dataset_source"].change(show_source, inputs["dataset_source"],
-                                        [inputs["catalogue"], inputs["upload"], inputs["dataset_path"],
-                                         inputs["hub_id"]])
-
         task_keys = ["data.problem_type", "data.num_labels", "training.metrics", "training.monitor"]
         task_outputs = [inputs[k] for k in task_keys]
+        def cleared() -> list[Any]:  # fresh updates each time (gradio consumes the dicts it is given)
+            return [gr.update(value=""), gr.update(value=""), gr.update(value=[]), gr.update(value="")]
+
+        def show_source(source: str, catalogue_name: str | None):
+            shown = [gr.update(visible=source == s) for s in ("catalogue", "upload", "local path", "hub id")]
+            # what one dataset said about its task must not stick to the next one
+            return shown + (catalogue_picked(catalogue_name) if source == "catalogue" else cleared())
+
+        inputs["dataset_source"].change(show_source, [inputs["dataset_source"], inputs["catalogue"]],
+                                        [inputs["catalogue"], inputs["upload"], inputs["dataset_path"],
+                                         inputs["hub_id"], *task_outputs])
+        for picker in (inputs["upload"], inputs["dataset_path"], inputs["hub_id"]):
+            picker.change(lambda: [gr.skip(), *cleared()[1:]], None, task_outputs)
 
         def task_values(problem_type: str, num_labels: int, metrics: tuple[str, ...], monitor: str) -> list[Any]:
             return [gr.update(value=problem_type), gr.update(value=str(num_labels)), gr.update(value=list(metrics)),
@@ -273,7 +289,8 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
                 return [gr.skip()] * len(task_outputs)
             return task_values(entry.problem_type, entry.num_labels, entry.metrics, entry.monitor)
 
-        inputs["catalogue"].change(catalogue_picked, inputs["catalogue"], task_outputs)
+        # .input: only a user's pick (a programmatic update, e.g. showing or hiding it, must not refill)
+        inputs["catalogue"].input(catalogue_picked, inputs["catalogue"], task_outputs)
 
         def method_picked(method: str):
             return [gr.update(visible=name == method) for name in method_groups]
@@ -351,8 +368,22 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
             stamp = (run, events.stat().st_size if events.is_file() else -1, job.running if job else None)
             if stamp == seen:  # nothing new: leave the page as it is
                 return [gr.skip()] * 9 + [gr.skip(), seen]
-            progress = RunProgress.read(rd)
-            status = run_status(rd, progress) if progress.status != "unknown" else "starting"
+            try:
+                return _poll(rd, job, stamp)
+            except Exception as exc:  # noqa: BLE001  (a damaged events file must not stop the page)
+                return [gr.skip()] * 8 + [_error_box(exc), gr.Timer(active=False), stamp]
+
+        def _poll(rd: Path, job: Any, stamp: tuple):
+            events = read_events(rd / EVENTS_FILE)
+            if job is not None:  # until this process says it started, older events are another process's
+                starts = [i for i, e in enumerate(events) if e.get("event") == "start"
+                          and e.get("pid") == job.process.pid]
+                if not starts:
+                    events = []
+                elif events[starts[-1]].get("resume") is not True:
+                    events = events[starts[-1]:]
+            progress = RunProgress.from_events(events)
+            status = run_status(rd, progress, app.jobs) if progress.status != "unknown" else "starting"
             running = job is not None and job.running
             if progress.status == "unknown" and not running and job is not None and job.aborted:
                 status = "aborted"
@@ -378,7 +409,11 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
 
         # ---- runs ----------------------------------------------------------------------------------
         def refresh_runs():
-            rows = list_runs(app.runs_dir)
+            try:
+                rows = list_runs(app.runs_dir, app.jobs)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("listing runs failed: %s", exc)
+                rows = []
             names = [r["run"] for r in rows]
             finished = [r["run"] for r in rows if r["status"] == "finished"]
             table = pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -396,7 +431,7 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
             if rd is None:
                 return "", None, [], None, ""
             progress = RunProgress.read(rd)
-            return (views.progress_markdown(progress, run_status(rd, progress), rd),
+            return (views.progress_markdown(progress, run_status(rd, progress, app.jobs), rd),
                     views.metrics_table(progress.test or views.test_metrics(rd)), views.run_plots(rd),
                     views.run_files(rd), (rd / "config.yaml").read_text())
 
@@ -406,7 +441,7 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
             rd = app.run_dir_of(name)
             if rd is None:
                 return _error_box(RuntimeError("pick a run first")), gr.skip(), gr.skip()
-            status = run_status(rd)
+            status = run_status(rd, jobs=app.jobs)
             if status in ("finished", "running"):
                 return _error_box(RuntimeError(f"{rd.name} is {status}: nothing to resume")), gr.skip(), gr.skip()
             try:
@@ -448,7 +483,7 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
             rd = app.run_dir_of(name)
             if rd is None:
                 raise forms.cfgmod.ConfigError("pick a finished run")
-            run = load_run(rd)
+            run = app.loaded_run(rd, load_run)
             result = predict(run, what)
             out = app.work_dir / "predictions" / f"{rd.name}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -459,7 +494,8 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
             return result, written[0], html
 
         def do_predict_one(name: str | None, sequence: str):
-            seq = "".join((sequence or "").split())
+            lines = [ln for ln in (sequence or "").splitlines() if not ln.lstrip().startswith(">")]  # FASTA header
+            seq = "".join("".join(lines).split())
             try:
                 if not seq:
                     raise forms.cfgmod.ConfigError("type or paste a protein sequence")
@@ -487,6 +523,14 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
     return demo
 
 
+def exposure_warning(host: str, has_auth: bool) -> str | None:
+    """The warning for a UI reachable from other machines without a login."""
+    if host in ("127.0.0.1", "localhost", "::1") or has_auth:
+        return None
+    return (f"WARNING: the UI is bound to {host} without --auth: anyone who can reach this machine can start "
+            "training and read its run files; add --auth user:password (or use the default --host 127.0.0.1)")
+
+
 def launch(host: str = "127.0.0.1", port: int | None = None, runs_dir: str | Path = "runs",
            auth: str | None = None, work_dir: str | Path = ".plmforge-ui", max_upload_mb: int = 200,
            block: bool = True) -> Any:
@@ -504,9 +548,9 @@ def launch(host: str = "127.0.0.1", port: int | None = None, runs_dir: str | Pat
             raise forms.cfgmod.ConfigError("--auth takes user:password")
         user, password = auth.split(":", 1)
         credentials = (user, password)
-    if host not in ("127.0.0.1", "localhost", "::1") and credentials is None:
-        log.warning("WARNING: the UI is bound to %s without --auth: anyone who can reach this machine can start "
-                    "training and read its files; add --auth user:password", host)
+    warning = exposure_warning(host, credentials is not None)
+    if warning:
+        log.warning(warning)
     demo = build(Path(runs_dir), work)
     runs = Path(runs_dir).resolve()
     demo.launch(server_name=host, server_port=port, auth=credentials, prevent_thread_lock=True, quiet=True,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from plmforge import config as cfgmod
-from plmforge.config import RunConfig, config_to_overrides, load_config
+from plmforge.config import RunConfig, config_to_override_text, config_to_overrides, load_config
 from plmforge.methods import METHODS
 
 # sections shown in the training form, in order, with the fields the form sets in other ways
@@ -113,9 +113,12 @@ def method_fields() -> dict[str, list[Field]]:
 
 # ---- values -> overrides ------------------------------------------------------------------------------
 def format_value(field: Field, value: Any) -> str | None:
-    """The override text for a form value; None when the field is left at its default."""
-    if value is None or (isinstance(value, str) and not value.strip() and field.kind != "text"):
-        return None
+    """The override text for a form value; None when the field is left at its default. An emptied
+    optional field whose default is a value (e.g. patience 5) means "none": null."""
+    empty = value is None or (isinstance(value, str) and not value.strip()) or (
+        field.kind in ("multi", "list") and isinstance(value, list | tuple) and not value)
+    if empty:
+        return "null" if field.optional and field.default is not None else None
     if field.kind == "bool":
         value = bool(value)
         return None if value == field.default else str(value).lower()
@@ -135,11 +138,15 @@ def format_value(field: Field, value: Any) -> str | None:
         return None if items == default else ",".join(items)
     elif isinstance(value, str):
         value = value.strip()
-        if not value:
-            return None
     if value == field.default:
         return None
-    return str(value)
+    return yaml_safe(str(value)) if isinstance(value, str) else str(value)
+
+
+def yaml_safe(text: str) -> str:
+    """`text` as an override value that reads back as this very string (overrides are parsed as YAML,
+    where 'null', 'yes', '007' or 'a #b' would become something else)."""
+    return config_to_override_text(text)
 
 
 def overrides_from_values(values: dict[str, Any], method: str) -> list[str]:

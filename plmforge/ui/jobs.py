@@ -81,8 +81,10 @@ class Jobs:
     def resume(self, run_dir: Path, python: str | None = None) -> Job:
         """Continue a stopped run; one aborted before it wrote its run directory starts again as it was."""
         previous = self.get(run_dir)
-        if not is_run_dir(run_dir) and previous is not None and not previous.running:
-            return self._launch(run_dir, previous.argv)
+        complete = is_run_dir(run_dir) and (run_dir / "model_stats.json").is_file()
+        if not complete and previous is not None and not previous.running and "--resume" not in previous.argv:
+            # stopped while being set up: nothing trained yet, so start it again in place
+            return self._launch(run_dir, [*previous.argv, "output.overwrite=true"])
         return self._launch(run_dir, [python or sys.executable, "-m", "plmforge.cli", "train", "--resume",
                                       str(run_dir)])
 
@@ -116,14 +118,19 @@ class Jobs:
 def _alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)
+    except PermissionError:
+        return True  # exists, owned by another user
     except (OSError, TypeError, ValueError):
         return False
     return True
 
 
-def run_status(run_dir: Path, progress: RunProgress | None = None) -> str:
+def run_status(run_dir: Path, progress: RunProgress | None = None, jobs: Jobs | None = None) -> str:
     """running / finished / failed / aborted / stopped (the process died without saying why) / unknown."""
     progress = progress or RunProgress.read(run_dir)
+    job = jobs.get(run_dir) if jobs is not None else None
+    if progress.status == "running" and job is not None:  # this UI started it: ask the process itself
+        return "running" if job.running else ("aborted" if job.aborted else "stopped")
     if progress.status == "running":
         from plmforge.events import read_events
 
@@ -140,7 +147,7 @@ def is_run_dir(path: Path) -> bool:
     return (path / "config.yaml").is_file()
 
 
-def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
+def list_runs(runs_dir: Path, jobs: Jobs | None = None) -> list[dict[str, Any]]:
     """One row per run under `runs_dir` (newest first): name, status, model, method, best metric, date."""
     rows = []
     if not runs_dir.is_dir():
@@ -152,6 +159,8 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
         try:
             config = yaml.safe_load((path / "config.yaml").read_text()) or {}
         except yaml.YAMLError:
+            config = {}
+        if not isinstance(config, dict):
             config = {}
         best = ""
         if progress.best_value is not None and progress.monitor:
@@ -166,13 +175,17 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
                 test = ", ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:4] if isinstance(v, int | float))
             except (json.JSONDecodeError, AttributeError):
                 test = ""
-        rows.append({"run": path.name, "status": run_status(path, progress),
-                     "model": (config.get("model") or {}).get("name", ""),
-                     "method": (config.get("method") or {}).get("name", ""), "best": best, "test": test,
+        rows.append({"run": path.name, "status": run_status(path, progress, jobs),
+                     "model": _name(config, "model"), "method": _name(config, "method"), "best": best, "test": test,
                      "date": time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "config.yaml").stat().st_mtime)),
                      "path": str(path)})
     rows.sort(key=lambda r: r["date"], reverse=True)
     return rows
+
+
+def _name(config: dict, section: str) -> str:
+    part = config.get(section)
+    return str(part.get("name", "")) if isinstance(part, dict) else ""
 
 
 def _best_from_history(path: Path) -> str:
