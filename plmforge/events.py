@@ -26,7 +26,6 @@ from typing import Any
 
 EVENTS_FILE = "events.jsonl"
 PHASES = ("setup", "embedding", "training", "validation", "testing", "finished", "failed", "aborted")
-END_STATUSES = ("finished", "failed", "aborted")
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -113,6 +112,7 @@ class RunProgress:
     test: dict[str, Any] | None = None
     error: str | None = None
     segment_start: float | None = None
+    pid: int | None = None  # the process of the latest start
 
     @classmethod
     def from_events(cls, events: list[dict[str, Any]]) -> RunProgress:
@@ -137,6 +137,7 @@ class RunProgress:
             if not e.get("resume") or self.started is None:
                 self.started = e.get("time")
             self.segment_start = e.get("time")  # pace and elapsed time count from the latest (re)start
+            self.pid = e.get("pid")
             self.error = None
         elif kind == "phase":
             self.phase = e["phase"]

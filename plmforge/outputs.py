@@ -43,6 +43,18 @@ def write_metrics(blob: dict[str, Any], out_dir: Path, prefix: str) -> list[Path
     return [json_path, csv_path]
 
 
+def read_metrics(out_dir: Path, prefix: str = "test") -> dict[str, Any] | None:
+    """The metrics of `<prefix>_metrics.json` (None when the file is missing or unreadable)."""
+    path = out_dir / f"{prefix}_metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text()).get("metrics")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
 def write_frames(path: Path, frames: dict[str, pd.DataFrame]) -> list[Path]:
     """The main table at `path`; further tables (residue tasks: `_sequences`) next to it."""
     written = []

@@ -17,7 +17,7 @@ def _plt():
     return plt
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -25,7 +25,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def loss_curves(run_dir: Path, out: Path) -> None:
     plt = _plt()
-    steps, epochs = _read_jsonl(run_dir / "metrics_steps.jsonl"), _read_jsonl(run_dir / "metrics_epochs.jsonl")
+    steps, epochs = read_jsonl(run_dir / "metrics_steps.jsonl"), read_jsonl(run_dir / "metrics_epochs.jsonl")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     if steps:
         per_epoch_steps = max(r["step"] for r in steps) / max(r["epoch"] for r in steps)
@@ -48,7 +48,7 @@ def loss_curves(run_dir: Path, out: Path) -> None:
 
 def validation_metrics(run_dir: Path, out: Path) -> None:
     plt = _plt()
-    epochs = _read_jsonl(run_dir / "metrics_epochs.jsonl")
+    epochs = read_jsonl(run_dir / "metrics_epochs.jsonl")
     if not epochs:
         return
     names = [k for k in epochs[0] if k.startswith("val_") and k != "val_loss"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from plmforge.config import RunConfig, load_run_config
+from plmforge.config import RunConfig, config_to_override_text, load_run_config
 from plmforge.errors import ConfigError
 from plmforge.events import EVENTS_FILE, EventLog, RunProgress
 from plmforge.methods import METHODS
@@ -189,7 +189,7 @@ def test_emptied_options_mean_none_and_strings_survive_yaml(tmp_path):
     assert forms.format_value(fields["training.max_grad_norm"], None) == "null"
     assert forms.format_value(fields["model.max_length"], "") is None  # default is already "none"
     odd = {"data.label_column": "007", "data.id_column": "yes", "data.sequence_column": "seq #1"}
-    overrides = [f"data.dataset={forms.yaml_safe(str(tmp_path / 'run #3' / 'train.csv'))}",
+    overrides = [f"data.dataset={config_to_override_text(str(tmp_path / 'run #3' / 'train.csv'))}",
                  "data.problem_type=regression",
                  *(f"{k}={forms.format_value(fields[k], v)}" for k, v in odd.items()),
                  f"training.patience={forms.format_value(fields['training.patience'], '')}"]

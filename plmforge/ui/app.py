@@ -12,34 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plmforge.errors import PlmforgeError
+from plmforge.config import config_to_override_text
 from plmforge.events import EVENTS_FILE, RunProgress, read_events
 from plmforge.methods import METHODS
-from plmforge.ui import forms, views
+from plmforge.outputs import read_metrics
+from plmforge.ui import forms, tabs, views
 from plmforge.ui.jobs import Jobs, is_run_dir, list_runs, run_status
+from plmforge.ui.views import error_box, ok_box
 
 log = logging.getLogger("plmforge")
-RUN_COLUMNS = ["run", "status", "model", "method", "best", "test", "date"]
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 CSS = """
 .plmforge-error {border-left: 4px solid #dc2626; background: #fef2f2; padding: 6px 10px; white-space: pre-wrap}
 .plmforge-ok {border-left: 4px solid #16a34a; background: #f0fdf4; padding: 6px 10px}
 """
-
-
-def _error_box(exc: BaseException) -> str:
-    text = exc.render() if isinstance(exc, PlmforgeError) else f"{type(exc).__name__}: {exc}"
-    return f"<div class='plmforge-error'>{_escape(text)}</div>"
-
-
-def _ok_box(text: str) -> str:
-    return f"<div class='plmforge-ok'>{_escape(text)}</div>"
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
 
 
 class App:
@@ -68,7 +54,7 @@ class App:
             raise forms.cfgmod.ConfigError("pick a model (or type a local model directory)")
         dataset = forms.dataset_override(v["dataset_source"], v.get("catalogue"), v.get("upload"),
                                          v.get("dataset_path"), v.get("hub_id"), self.upload_dir)
-        safe = forms.yaml_safe  # overrides are read as YAML: a path like "run #3" must stay whole
+        safe = config_to_override_text  # overrides are read as YAML: a path like "run #3" must stay whole
         overrides = [f"model.name={safe(model)}", f"data.dataset={safe(dataset)}"]
         overrides += forms.overrides_from_values(v, v.get("method") or "freeze")
         name = (v.get("run_name") or "").strip()
@@ -103,6 +89,45 @@ def default_run_name() -> str:
     return time.strftime("run-%Y%m%d-%H%M%S")
 
 
+def field_widget(field: forms.Field, elem_id: str) -> Any:
+    """The input for one form field: checkbox, number, dropdown or text box."""
+    import gradio as gr
+
+    # "None" is the config file's word for "not set"; in a form that is an empty field
+    info = re.sub(r"\bNone\b", "empty", field.help) or None
+    if field.kind == "bool":
+        return gr.Checkbox(value=bool(field.default), label=field.label, elem_id=elem_id, info=info)
+    if field.kind in ("int", "float") and field.optional:  # a Number cannot be empty: it would show 0
+        return gr.Textbox(value="" if field.default is None else str(field.default), label=field.label,
+                          elem_id=elem_id, info=info, placeholder="(empty)")
+    if field.kind in ("int", "float"):
+        return gr.Number(value=field.default, label=field.label, elem_id=elem_id, info=info,
+                         precision=0 if field.kind == "int" else None)
+    if field.kind == "choice":
+        choices = [(c, c) for c in field.choices]
+        if field.optional:
+            choices = [("(automatic)", ""), *choices]
+        return gr.Dropdown(choices=choices, value=field.default or "", label=field.label, elem_id=elem_id,
+                           info=info)
+    if field.kind == "multi":
+        return gr.Dropdown(choices=list(field.choices), value=list(field.default or []), multiselect=True,
+                           label=field.label, elem_id=elem_id, info=info)
+    default = ",".join(field.default) if isinstance(field.default, tuple) else (field.default or "")
+    return gr.Textbox(value=default, label=field.label, elem_id=elem_id, info=info)
+
+
+def grid(fields_: list[forms.Field], key: Any, inputs: dict[str, Any], per_row: int = 3) -> None:
+    """Fields three to a row; each widget is registered in `inputs` under key(field) and gets the HTML id
+    f_<key> (dots and colons as underscores), e.g. f_training_epochs or f_method_lora_rank."""
+    import gradio as gr
+
+    for i in range(0, len(fields_), per_row):
+        with gr.Row():
+            for f in fields_[i:i + per_row]:
+                k = key(f)
+                inputs[k] = field_widget(f, "f_" + re.sub(r"[.:]", "_", k))
+
+
 def build(runs_dir: Path, work_dir: Path) -> Any:
     import gradio as gr
     import pandas as pd
@@ -111,37 +136,6 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
 
     app = App(runs_dir, work_dir)
     inputs = app.inputs
-
-    def component(field: forms.Field, elem_id: str) -> Any:
-        # "None" is the config file's word for "not set"; in a form that is an empty field
-        info = re.sub(r"\bNone\b", "empty", field.help) or None
-        if field.kind == "bool":
-            return gr.Checkbox(value=bool(field.default), label=field.label, elem_id=elem_id, info=info)
-        if field.kind in ("int", "float") and field.optional:  # a Number cannot be empty: it would show 0
-            return gr.Textbox(value="" if field.default is None else str(field.default), label=field.label, elem_id=elem_id,
-                              info=info, placeholder="(empty)")
-        if field.kind in ("int", "float"):
-            return gr.Number(value=field.default, label=field.label, elem_id=elem_id, info=info,
-                             precision=0 if field.kind == "int" else None)
-        if field.kind == "choice":
-            choices = [(c, c) for c in field.choices]
-            if field.optional:
-                choices = [("(automatic)", ""), *choices]
-            return gr.Dropdown(choices=choices, value=field.default or "", label=field.label, elem_id=elem_id, info=info)
-        if field.kind == "multi":
-            return gr.Dropdown(choices=list(field.choices), value=list(field.default or []), multiselect=True,
-                               label=field.label, elem_id=elem_id, info=info)
-        default = ",".join(field.default) if isinstance(field.default, tuple) else (field.default or "")
-        return gr.Textbox(value=default, label=field.label, elem_id=elem_id, info=info)
-
-    def _grid(fields_: list[forms.Field], key: Any, per_row: int = 3) -> None:
-        """Fields three to a row; each component is registered under key(field) and gets the HTML id
-        f_<key> (dots and colons as underscores), e.g. f_training_epochs or f_method_lora_rank."""
-        for i in range(0, len(fields_), per_row):
-            with gr.Row():
-                for f in fields_[i:i + per_row]:
-                    k = key(f)
-                    inputs[k] = component(f, "f_" + re.sub(r"[.:]", "_", k))
 
     with gr.Blocks(title="plmforge", analytics_enabled=False) as demo:
         current_run = gr.State(None)
@@ -175,12 +169,12 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
                         for name, fields_ in app.method_fields.items():
                             with gr.Group(visible=name == "freeze") as group:
                                 gr.Markdown(f"**{name}**: {METHODS[name].description}")
-                                _grid(fields_, lambda f, n=name: forms.method_key(n, f))
+                                grid(fields_, lambda f, n=name: forms.method_key(n, f), inputs)
                             method_groups[name] = group
                         for section, fields_ in app.sections.items():
                             with gr.Accordion(forms.SECTION_TITLES[section], open=section == "training",
                                               elem_id=f"section_{section}"):
-                                _grid(fields_, lambda f: f.key)
+                                grid(fields_, lambda f: f.key, inputs)
                     with gr.Column(scale=6):
                         with gr.Row():
                             inputs["run_name"] = gr.Textbox(value=default_run_name, label="Run name",
@@ -198,7 +192,7 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
                                           lines=2)
                         with gr.Accordion("Dataset preview", open=True):
                             data_md = gr.Markdown(elem_id="data_summary")
-                            data_rows = gr.Dataframe(pd.DataFrame(columns=["split", "id", "length", "sequence", "label"]),
+                            data_rows = gr.Dataframe(pd.DataFrame(columns=views.ROW_COLUMNS),
                                                      label="First rows", elem_id="data_rows", interactive=False)
                             with gr.Row():
                                 label_plot = gr.Plot(label="Labels", elem_id="label_plot")
@@ -218,48 +212,9 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
                                                  elem_id="console", interactive=False)
                 timer = gr.Timer(1.0, active=False)
 
-            # ================================ Runs =====================================================
-            with gr.Tab("Runs", id="runs") as runs_tab:
-                refresh = gr.Button("Refresh", elem_id="runs_refresh")
-                runs_table = gr.Dataframe(pd.DataFrame(columns=RUN_COLUMNS), label="Runs", elem_id="runs_table",
-                                          interactive=False)
-                run_pick = gr.Dropdown([], label="Open run", elem_id="run_pick")
-                with gr.Row():
-                    run_resume = gr.Button("Resume this run", elem_id="run_resume")
-                run_msg = gr.HTML(elem_id="run_msg")
-                run_status_md = gr.Markdown(elem_id="run_status")
-                run_metrics = gr.Dataframe(views.metrics_table(None), label="Test metrics", interactive=False, elem_id="run_metrics")
-                run_gallery = gr.Gallery(label="Plots", columns=3, height="auto", elem_id="run_gallery")
-                run_files = gr.File(label="Downloads", file_count="multiple", interactive=False,
-                                    elem_id="run_files")
-                run_config = gr.Code(label="config.yaml", language="yaml", interactive=False, elem_id="run_config")
-
-            # ================================ Evaluate =================================================
-            with gr.Tab("Evaluate", id="evaluate") as eval_tab:
-                eval_run = gr.Dropdown([], label="Finished run", elem_id="eval_run")
-                eval_file = gr.File(label="Labelled dataset file", file_types=list(forms.DATA_SUFFIXES),
-                                    elem_id="eval_file")
-                eval_path = gr.Textbox(label="...or a dataset path", elem_id="eval_path")
-                eval_btn = gr.Button("Evaluate", variant="primary", elem_id="eval_button")
-                eval_msg = gr.HTML(elem_id="eval_msg")
-                eval_table = gr.Dataframe(views.metrics_table(None), label="Metrics", interactive=False, elem_id="eval_metrics")
-                eval_download = gr.DownloadButton("Download metrics (CSV)", visible=False, elem_id="eval_download")
-                eval_gallery = gr.Gallery(label="Plots", columns=3, height="auto", elem_id="eval_gallery")
-
-            # ================================ Predict ==================================================
-            with gr.Tab("Predict", id="predict") as pred_tab:
-                pred_run = gr.Dropdown([], label="Finished run", elem_id="pred_run")
-                pred_seq = gr.Textbox(label="One sequence", lines=3, elem_id="pred_sequence")
-                pred_one = gr.Button("Predict sequence", variant="primary", elem_id="pred_one")
-                pred_file = gr.File(label="...or a batch file (CSV, TSV, JSONL, Parquet, FASTA)",
-                                    file_types=list(forms.DATA_SUFFIXES), elem_id="pred_file")
-                pred_batch = gr.Button("Predict file", elem_id="pred_batch")
-                pred_msg = gr.HTML(elem_id="pred_msg")
-                pred_html = gr.HTML(elem_id="pred_residues")
-                pred_table = gr.Dataframe(label="Predictions", interactive=False, elem_id="pred_table")
-                pred_download = gr.DownloadButton("Download predictions (CSV)", visible=False,
-                                                  elem_id="pred_download")
-
+            runs = tabs.runs_tab(app, current_run, timer)
+            eval_tab, eval_run = tabs.evaluate_tab(app)
+            pred_tab, pred_run = tabs.predict_tab(app)
         form = set(inputs.values())
 
         # ---- dataset picker ------------------------------------------------------------------------
@@ -304,10 +259,10 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
             try:
                 summary = summarise(app.request(data, for_preview=True).config)
             except Exception as exc:  # noqa: BLE001  (every problem is shown next to the field)
-                return [_error_box(exc), "", pd.DataFrame(columns=["split", "id", "length", "sequence", "label"]),
+                return [error_box(exc), "", pd.DataFrame(columns=views.ROW_COLUMNS),
                         None, None, *[gr.skip()] * len(task_outputs)]
             task = summary.task
-            return [_ok_box("dataset OK: every row is valid"), views.dataset_markdown(summary),
+            return [ok_box("dataset OK: every row is valid"), views.dataset_markdown(summary),
                     views.dataset_rows(summary), views.label_figure(summary), views.length_figure(summary),
                     *task_values(task.problem_type, task.num_labels, task.metrics, task.monitor)]
 
@@ -319,8 +274,8 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
             try:
                 req = app.request(data)
             except Exception as exc:  # noqa: BLE001
-                return _error_box(exc), ""
-            return _ok_box("settings OK"), req.command
+                return error_box(exc), ""
+            return ok_box("settings OK"), req.command
 
         preview_cmd.click(do_preview_command, form, [options_msg, command])
 
@@ -333,28 +288,28 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
                                                    "name, tick 'Replace an existing run', or Resume it")
                 app.jobs.start(rd, req.argv())
             except Exception as exc:  # noqa: BLE001
-                return _error_box(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            return (_ok_box(f"started: {rd}"), req.command, str(rd), gr.Timer(active=True),
+                return error_box(exc), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return (ok_box(f"started: {rd}"), req.command, str(rd), gr.Timer(active=True),
                     views.progress_markdown(RunProgress(), "starting", rd))
 
         start.click(do_start, form, [options_msg, command, current_run, timer, status_md])
 
         def do_abort(run: str | None):
             if not run or not app.jobs.abort(Path(run)):
-                return _error_box(RuntimeError("no run of this page is training"))
-            return _ok_box(f"aborted {run}: finished epochs are kept; Resume continues it")
+                return error_box(RuntimeError("no run of this page is training"))
+            return ok_box(f"aborted {run}: finished epochs are kept; Resume continues it")
 
         abort.click(do_abort, current_run, options_msg)
 
         def do_resume(run: str | None):
             if not run:
-                return _error_box(RuntimeError("no run to resume: start one, or pick one in the Runs tab")), \
+                return error_box(RuntimeError("no run to resume: start one, or pick one in the Runs tab")), \
                     gr.skip(), gr.skip()
             try:
                 app.jobs.resume(Path(run))
             except Exception as exc:  # noqa: BLE001
-                return _error_box(exc), gr.skip(), gr.skip()
-            return _ok_box(f"resuming {run}"), run, gr.Timer(active=True)
+                return error_box(exc), gr.skip(), gr.skip()
+            return ok_box(f"resuming {run}"), run, gr.Timer(active=True)
 
         resume.click(do_resume, current_run, [options_msg, current_run, timer])
 
@@ -369,158 +324,66 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
             if stamp == seen:  # nothing new: leave the page as it is
                 return [gr.skip()] * 9 + [gr.skip(), seen]
             try:
-                return _poll(rd, job, stamp)
+                return follow(app, rd, job, stamp)
             except Exception as exc:  # noqa: BLE001  (a damaged events file must not stop the page)
-                return [gr.skip()] * 8 + [_error_box(exc), gr.Timer(active=False), stamp]
-
-        def _poll(rd: Path, job: Any, stamp: tuple):
-            events = read_events(rd / EVENTS_FILE)
-            if job is not None:  # until this process says it started, older events are another process's
-                starts = [i for i, e in enumerate(events) if e.get("event") == "start"
-                          and e.get("pid") == job.process.pid]
-                if not starts:
-                    events = []
-                elif events[starts[-1]].get("resume") is not True:
-                    events = events[starts[-1]:]
-            progress = RunProgress.from_events(events)
-            status = run_status(rd, progress, app.jobs) if progress.status != "unknown" else "starting"
-            running = job is not None and job.running
-            if progress.status == "unknown" and not running and job is not None and job.aborted:
-                status = "aborted"
-                progress.error = "stopped before training started: nothing was written; Resume starts it again"
-            elif progress.status == "unknown" and not running:
-                status = "failed"
-                code = job.returncode if job is not None else None
-                progress.error = (f"the training process stopped (exit code {code}) before it wrote any progress; "
-                                  "its console output is below")
-            elif progress.status == "running" and not running and job is not None:
-                status = "stopped"
-            test = progress.test or views.test_metrics(rd)
-            csv = rd / "test_metrics.csv"
-            return [views.progress_markdown(progress, status, rd), views.progress_bar_html(progress),
-                    views.loss_figure(progress), views.metrics_figure(progress), views.metrics_table(test),
-                    gr.DownloadButton(value=str(csv), visible=True) if csv.is_file() else gr.skip(),
-                    views.run_plots(rd), job.log_tail() if job is not None else "",
-                    gr.skip(), gr.Timer(active=running or status in ("running", "starting")), stamp]
+                return [gr.skip()] * 8 + [error_box(exc), gr.Timer(active=False), stamp]
 
         seen = gr.State(None)
         timer.tick(poll, [current_run, seen], [status_md, bar, loss_plot, metric_plot, test_table, download, gallery,
                                                console, options_msg, timer, seen])
 
-        # ---- runs ----------------------------------------------------------------------------------
+        # ---- the run lists of Runs, Evaluate and Predict -----------------------------------------------
         def refresh_runs():
             try:
                 rows = list_runs(app.runs_dir, app.jobs)
             except Exception as exc:  # noqa: BLE001
                 log.warning("listing runs failed: %s", exc)
                 rows = []
-            names = [r["run"] for r in rows]
             finished = [r["run"] for r in rows if r["status"] == "finished"]
-            table = pd.DataFrame(rows, columns=RUN_COLUMNS)
-            return (table, gr.update(choices=names, value=None), gr.update(choices=finished),
+            table = pd.DataFrame(rows, columns=tabs.RUN_COLUMNS)
+            return (table, gr.update(choices=[r["run"] for r in rows], value=None), gr.update(choices=finished),
                     gr.update(choices=finished))
 
-        refresh_outputs = [runs_table, run_pick, eval_run, pred_run]
-        refresh.click(refresh_runs, None, refresh_outputs)
+        refresh_outputs = [runs.table, runs.pick, eval_run, pred_run]
+        runs.refresh.click(refresh_runs, None, refresh_outputs)
         demo.load(refresh_runs, None, refresh_outputs)
-        for tab in (runs_tab, eval_tab, pred_tab):  # opening a tab shows the runs finished meanwhile
+        for tab in (runs.tab, eval_tab, pred_tab):  # opening a tab shows the runs finished meanwhile
             tab.select(refresh_runs, None, refresh_outputs)
-
-        def open_run(name: str | None):
-            rd = app.run_dir_of(name)
-            if rd is None:
-                return "", None, [], None, ""
-            progress = RunProgress.read(rd)
-            return (views.progress_markdown(progress, run_status(rd, progress, app.jobs), rd),
-                    views.metrics_table(progress.test or views.test_metrics(rd)), views.run_plots(rd),
-                    views.run_files(rd), (rd / "config.yaml").read_text())
-
-        run_pick.change(open_run, run_pick, [run_status_md, run_metrics, run_gallery, run_files, run_config])
-
-        def resume_picked(name: str | None):
-            rd = app.run_dir_of(name)
-            if rd is None:
-                return _error_box(RuntimeError("pick a run first")), gr.skip(), gr.skip()
-            status = run_status(rd, jobs=app.jobs)
-            if status in ("finished", "running"):
-                return _error_box(RuntimeError(f"{rd.name} is {status}: nothing to resume")), gr.skip(), gr.skip()
-            try:
-                app.jobs.resume(rd)
-            except Exception as exc:  # noqa: BLE001
-                return _error_box(exc), gr.skip(), gr.skip()
-            return _ok_box(f"resuming {rd.name}: follow it in the Train tab"), str(rd), gr.Timer(active=True)
-
-        run_resume.click(resume_picked, run_pick, [run_msg, current_run, timer])
-
-        # ---- evaluate ------------------------------------------------------------------------------
-        def do_evaluate(name: str | None, upload: str | None, path: str | None):
-            from plmforge.api import evaluate
-
-            rd = app.run_dir_of(name)
-            try:
-                if rd is None:
-                    raise forms.cfgmod.ConfigError("pick a finished run")
-                data = upload or (path or "").strip()
-                if not data:
-                    raise forms.cfgmod.ConfigError("upload a labelled dataset file or type its path")
-                result = evaluate(rd, data)
-                out = app.work_dir / "evaluations" / f"{rd.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-                result.write(out)
-            except Exception as exc:  # noqa: BLE001
-                return _error_box(exc), None, gr.skip(), []
-            gallery_items = [(str(p), p.stem.replace("_", " ")) for p in sorted((out / "plots").glob("*.png"))]
-            return (_ok_box(f"evaluated on {result.data} ({len(result.prediction.records)} sequences)"),
-                    views.metrics_table(result.metrics),
-                    gr.DownloadButton(value=str(out / "eval_metrics.csv"), visible=True), gallery_items)
-
-        eval_btn.click(do_evaluate, [eval_run, eval_file, eval_path],
-                       [eval_msg, eval_table, eval_download, eval_gallery])
-
-        # ---- predict -------------------------------------------------------------------------------
-        def predict_with(name: str | None, what: Any, progress: Any = None):
-            from plmforge.api import load_run, predict
-
-            rd = app.run_dir_of(name)
-            if rd is None:
-                raise forms.cfgmod.ConfigError("pick a finished run")
-            run = app.loaded_run(rd, load_run)
-            result = predict(run, what)
-            out = app.work_dir / "predictions" / f"{rd.name}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            written = result.write(out)
-            html = ""
-            if run.task.problem.per_residue:
-                html = views.residue_html(result.table.head(5000), run.config.data.residue_classes)
-            return result, written[0], html
-
-        def do_predict_one(name: str | None, sequence: str):
-            lines = [ln for ln in (sequence or "").splitlines() if not ln.lstrip().startswith(">")]  # FASTA header
-            seq = "".join("".join(lines).split())
-            try:
-                if not seq:
-                    raise forms.cfgmod.ConfigError("type or paste a protein sequence")
-                result, path, html = predict_with(name, [seq])
-            except Exception as exc:  # noqa: BLE001
-                return _error_box(exc), "", None, gr.skip()
-            return _ok_box("predicted"), html, result.table, gr.DownloadButton(value=str(path), visible=True)
-
-        pred_one.click(do_predict_one, [pred_run, pred_seq], [pred_msg, pred_html, pred_table, pred_download])
-
-        def do_predict_file(name: str | None, upload: str | None, progress=gr.Progress(track_tqdm=True)):
-            try:
-                if not upload:
-                    raise forms.cfgmod.ConfigError("upload a file of sequences first")
-                result, path, html = predict_with(name, Path(upload))
-            except Exception as exc:  # noqa: BLE001
-                return _error_box(exc), "", None, gr.skip()
-            shown = result.frames.get("_sequences", result.table)
-            return (_ok_box(f"predicted {len(result.records)} sequences: {Path(path).name}"), html, shown.head(200),
-                    gr.DownloadButton(value=str(path), visible=True))
-
-        pred_batch.click(do_predict_file, [pred_run, pred_file], [pred_msg, pred_html, pred_table, pred_download])
 
     demo.plmforge_app = app  # for tests and for stopping jobs on exit
     return demo
+
+
+def follow(app: App, rd: Path, job: Any, stamp: tuple) -> list[Any]:
+    """The Train tab's progress outputs for run `rd` (followed through its own process's events)."""
+    import gradio as gr
+
+    events = read_events(rd / EVENTS_FILE)
+    if job is not None:  # until this process says it started, older events are another process's
+        starts = [i for i, e in enumerate(events) if e.get("event") == "start"
+                  and e.get("pid") == job.process.pid]
+        if not starts:
+            events = []
+        elif events[starts[-1]].get("resume") is not True:
+            events = events[starts[-1]:]
+    progress = RunProgress.from_events(events)
+    status = run_status(rd, progress, app.jobs) if progress.status != "unknown" else "starting"
+    running = job is not None and job.running
+    if progress.status == "unknown" and not running and job is not None and job.aborted:
+        status = "aborted"
+        progress.error = "stopped before training started: nothing was written; Resume starts it again"
+    elif progress.status == "unknown" and not running:
+        status = "failed"
+        code = job.returncode if job is not None else None
+        progress.error = (f"the training process stopped (exit code {code}) before it wrote any progress; "
+                          "its console output is below")
+    test = progress.test or read_metrics(rd)
+    csv = rd / "test_metrics.csv"
+    return [views.progress_markdown(progress, status, rd), views.progress_bar_html(progress),
+            views.loss_figure(progress), views.metrics_figure(progress), views.metrics_table(test),
+            gr.DownloadButton(value=str(csv), visible=True) if csv.is_file() else gr.skip(),
+            views.run_plots(rd), job.log_tail() if job is not None else "",
+            gr.skip(), gr.Timer(active=running or status in ("running", "starting")), stamp]
 
 
 def exposure_warning(host: str, has_auth: bool) -> str | None:

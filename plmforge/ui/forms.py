@@ -140,13 +140,8 @@ def format_value(field: Field, value: Any) -> str | None:
         value = value.strip()
     if value == field.default:
         return None
-    return yaml_safe(str(value)) if isinstance(value, str) else str(value)
-
-
-def yaml_safe(text: str) -> str:
-    """`text` as an override value that reads back as this very string (overrides are parsed as YAML,
-    where 'null', 'yes', '007' or 'a #b' would become something else)."""
-    return config_to_override_text(text)
+    # overrides are read as YAML, where 'null', 'yes', '007' or 'a #b' would become something else
+    return config_to_override_text(value) if isinstance(value, str) else str(value)
 
 
 def overrides_from_values(values: dict[str, Any], method: str) -> list[str]:

@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
-from plmforge.events import EVENTS_FILE, RunProgress
+from plmforge.events import RunProgress
+from plmforge.outputs import read_metrics
+from plmforge.plots import read_jsonl
 
 
 @dataclass
@@ -132,12 +134,7 @@ def run_status(run_dir: Path, progress: RunProgress | None = None, jobs: Jobs | 
     if progress.status == "running" and job is not None:  # this UI started it: ask the process itself
         return "running" if job.running else ("aborted" if job.aborted else "stopped")
     if progress.status == "running":
-        from plmforge.events import read_events
-
-        starts = [e for e in read_events(run_dir / EVENTS_FILE) if e.get("event") == "start"]
-        if starts and not _alive(starts[-1].get("pid")):
-            return "stopped"
-        return "running"
+        return "running" if progress.pid is None or _alive(progress.pid) else "stopped"
     if progress.status == "unknown":  # a run from before the events file
         return "finished" if (run_dir / "test_metrics.json").is_file() else "unknown"
     return progress.status
@@ -165,16 +162,10 @@ def list_runs(runs_dir: Path, jobs: Jobs | None = None) -> list[dict[str, Any]]:
         best = ""
         if progress.best_value is not None and progress.monitor:
             best = f"{progress.monitor} {progress.best_value:.4f} (epoch {progress.best_epoch})"
-        elif (path / "metrics_epochs.jsonl").is_file():
+        else:
             best = _best_from_history(path)
-        test = ""
-        test_file = path / "test_metrics.json"
-        if test_file.is_file():
-            try:
-                metrics = json.loads(test_file.read_text()).get("metrics", {})
-                test = ", ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:4] if isinstance(v, int | float))
-            except (json.JSONDecodeError, AttributeError):
-                test = ""
+        metrics = read_metrics(path) or {}
+        test = ", ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:4] if isinstance(v, int | float))
         rows.append({"run": path.name, "status": run_status(path, progress, jobs),
                      "model": _name(config, "model"), "method": _name(config, "method"), "best": best, "test": test,
                      "date": time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "config.yaml").stat().st_mtime)),
@@ -190,7 +181,7 @@ def _name(config: dict, section: str) -> str:
 
 def _best_from_history(path: Path) -> str:
     try:
-        rows = [json.loads(x) for x in (path / "metrics_epochs.jsonl").read_text().splitlines() if x.strip()]
+        rows = read_jsonl(path / "metrics_epochs.jsonl")
     except json.JSONDecodeError:
         return ""
     best = [r for r in rows if r.get("best_so_far")]

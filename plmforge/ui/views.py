@@ -5,7 +5,6 @@ every view is testable without a browser."""
 from __future__ import annotations
 
 import html
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from plmforge.data.inspect import DatasetSummary
+from plmforge.errors import PlmforgeError
 from plmforge.events import RunProgress
 
+ROW_COLUMNS = ["split", "id", "length", "sequence", "label"]  # the dataset preview's first rows
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 
@@ -28,6 +29,16 @@ def _duration(seconds: float | None) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def error_box(exc: BaseException) -> str:
+    """A message box for a failure: plmforge's own errors with their place and fix, others by type."""
+    text = exc.render() if isinstance(exc, PlmforgeError) else f"{type(exc).__name__}: {exc}"
+    return f"<div class='plmforge-error'>{html.escape(text)}</div>"
+
+
+def ok_box(text: str) -> str:
+    return f"<div class='plmforge-ok'>{html.escape(text)}</div>"
 
 
 # ---- dataset preview ----------------------------------------------------------------------------------
@@ -56,7 +67,7 @@ def dataset_rows(summary: DatasetSummary) -> pd.DataFrame:
             seq = row["sequence"]
             rows.append({"split": name, "id": row["id"], "length": len(seq),
                          "sequence": seq if len(seq) <= 60 else seq[:57] + "...", "label": row.get("label", "")})
-    return pd.DataFrame(rows, columns=["split", "id", "length", "sequence", "label"])
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)
 
 
 def label_figure(summary: DatasetSummary) -> Figure:
@@ -171,16 +182,6 @@ def run_files(run_dir: Path) -> list[str]:
     names = ("test_metrics.csv", "test_metrics.json", "test_predictions.csv", "config.yaml", "command.txt",
              "metrics_epochs.jsonl", "train.log")
     return [str(run_dir / n) for n in names if (run_dir / n).is_file()]
-
-
-def test_metrics(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "test_metrics.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text()).get("metrics")
-    except json.JSONDecodeError:
-        return None
 
 
 # ---- predictions --------------------------------------------------------------------------------------
