@@ -26,8 +26,8 @@ from plmforge.data.readers import SUFFIXES, Table, find_split_files, read_file, 
 from plmforge.data.validate import Records, table_to_records
 from plmforge.errors import ConfigError, RunDirError
 from plmforge.inference import Predictions, predict_encoded, split_metrics
-from plmforge.models.backbone import Backbone, load_backbone
-from plmforge.models.build import build_model, method_backbone_kwargs
+from plmforge.models.backbone import Backbone
+from plmforge.models.build import build_model, load_run_backbone
 from plmforge.models.encoding import encode_records
 from plmforge.outputs import metrics_blob, write_frames, write_metrics
 from plmforge.tasks import LabelScaler, TaskSpec
@@ -43,11 +43,11 @@ class LoadedRun:
     model: torch.nn.Module
 
     def collator(self) -> Collator:
-        return Collator(self.backbone.family.pad_values(self.backbone.tokenizer), self.task.problem)
+        return Collator(self.backbone.pad_values(), self.task.problem)
 
     def records(self, table: Table, with_labels: bool) -> Records:
         records = table_to_records(table, self.config.data, self.task.problem_type, with_labels,
-                                   self.backbone.family.record_fields)
+                                   self.backbone.record_fields)
         if with_labels and records.labels is not None:
             self.task.problem.check_label_range(records.labels, self.task.num_labels, records.rows,
                                                 self.config.data.label_column)
@@ -66,7 +66,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
     meta = json.loads((rd / "task.json").read_text())
     task = TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["task"].items()})
     scaler = LabelScaler(**meta["label_scaler"])
-    backbone = load_backbone(config.model, rd / "tokenizer", method_backbone_kwargs(config))
+    backbone = load_run_backbone(config, rd / "tokenizer")
     model = build_model(config, backbone, task)
     ckpt.load_weights(rd / checkpoint, model)
     model.eval()

@@ -72,6 +72,27 @@ def _embed_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_embed)
 
 
+def _structure_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("structure", help="structure tokens (3Di, DSSP) from PDB/mmCIF files, or added to a dataset",
+                       description="Write one row per protein chain (id <file stem>_<chain>, chain, aa_seq, "
+                       "foldseek_seq, ss8_seq) for structure files, directories or globs; or, with --dataset, "
+                       "add foldseek_seq and ss8_seq to a dataset's rows by their id (see plmforge/structure/"
+                       "dataset.py for the exact id-to-file rule).")
+    p.add_argument("paths", nargs="*", help=".pdb/.ent/.cif/.mmcif files (optionally .gz), directories, globs")
+    p.add_argument("--out", required=True, help="CSV to write")
+    p.add_argument("--dataset", help="a dataset file to add the structure columns to (never overwritten)")
+    p.add_argument("--structures", help="with --dataset: the directory of the structure files")
+    p.add_argument("--id-column", default="name", help="with --dataset: the column naming each row's file "
+                                                       "(default name)")
+    p.add_argument("--sequence-column", default="aa_seq", help="with --dataset: the sequence column (default aa_seq)")
+    p.add_argument("--workers", type=int, help="parallel processes (default: CPU count, at most 8)")
+    p.add_argument("--ss", choices=["auto", "mkdssp", "pydssp"], default="auto",
+                   help="secondary structure: mkdssp (8 states, column ss8_seq) when installed, else pydssp "
+                        "(3 states, column ss3_seq)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_structure)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plmforge", description="Fine-tune protein language models.")
     parser.add_argument("--verbose", "-v", action="store_true")
@@ -97,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_export)
     _embed_parser(sub)
+    _structure_parser(sub)
     sub.add_parser("models", help="list the model zoo").set_defaults(func=_models)
     sub.add_parser("methods", help="list the fine-tuning methods and their options").set_defaults(func=_methods)
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
@@ -212,6 +234,65 @@ def _embed(args: argparse.Namespace) -> int:
         shape = result.arrays[0].shape[-1] if result.arrays else 0
         print(f"wrote {len(result.ids)} {'per-residue' if args.per_residue else 'mean'} embeddings "
               f"(dimension {shape}) to {out}")
+    return 0
+
+
+def _structure(args: argparse.Namespace) -> int:
+    from plmforge.errors import RunDirError
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise RunDirError(f"{out} exists; choose another --out or pass --overwrite")
+    if args.workers is not None and args.workers < 1:
+        raise PlmforgeError(f"--workers must be >= 1, got {args.workers}")
+    if args.dataset:
+        return _structure_dataset(args, out)
+    if not args.paths:
+        raise PlmforgeError("give structure files, directories or globs (or --dataset with --structures)")
+    from plmforge.structure.build import structure_tokens
+
+    try:
+        result = structure_tokens(args.paths, args.workers, args.ss)
+    except FileNotFoundError as exc:  # --ss mkdssp without mkdssp
+        raise PlmforgeError(str(exc)) from None
+    result.write(out)
+    files = len(result.reports)
+    print(f"wrote {len(result.chains)} protein chains from {files} files to {out} in {result.seconds:.1f} s "
+          f"({files / max(result.seconds, 1e-9):.1f} structures/s); secondary structure: "
+          f"{result.secondary.description}")
+    for report in result.reports:
+        for note in report.notes:
+            print(f"  {Path(report.file).name}: {note}")
+        for chain in report.chains:
+            for note in chain.notes:
+                print(f"  {chain.id}: {note}")
+    skipped = result.skipped()
+    if skipped:
+        print(f"left out ({len(skipped)}):")
+        for file, chain, why in skipped:
+            print(f"  {Path(file).name}{' chain ' + chain if chain else ''}: {why}")
+    return 0
+
+
+def _structure_dataset(args: argparse.Namespace, out: Path) -> int:
+    from plmforge.structure.dataset import add_structure_columns
+
+    if not args.structures:
+        raise PlmforgeError("--dataset needs --structures DIR (the directory of the structure files)")
+    if args.paths:
+        raise PlmforgeError("with --dataset, give the structure directory with --structures, not as paths")
+    try:
+        report = add_structure_columns(args.dataset, args.structures, out, args.id_column, args.sequence_column,
+                                       args.workers, args.ss)
+    except FileNotFoundError as exc:
+        raise PlmforgeError(str(exc)) from None
+    print(f"wrote {out}: structure columns for {report.matched} of {report.rows} rows; secondary structure: "
+          f"{report.secondary or 'none (no row matched a file)'}")
+    if report.problems:
+        print(f"{len(report.problems)} rows without structure columns (left empty):", file=sys.stderr)
+        for where, ident, problem in report.problems:
+            print(f"  {where}, id {ident}: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -83,6 +83,7 @@ class ModelConfig:
     max_length: int | None = None  # residues; None = the model's limit
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
+    checkpoint_every: int = 1  # with gradient_checkpointing: recompute every Nth encoder layer (1 = all of them)
     attention: str = "sdpa"  # PyTorch scaled-dot-product attention, or the model's 'eager' implementation
     # dropout on attention weights while training; None = the checkpoint's own value. Above 0, PyTorch's
     # SDPA falls back to its unfused kernel (every heads x L x L matrix kept for the backward pass)
@@ -96,6 +97,7 @@ class ModelConfig:
             raise choice_error("model.attention", self.attention, ATTENTION)
         if self.max_length is not None:
             positive("model.max_length", self.max_length)
+        positive("model.checkpoint_every", self.checkpoint_every)
         if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
             raise ConfigError(f"model.attention_dropout must be in [0, 1), got {self.attention_dropout!r}")
 

@@ -91,7 +91,7 @@ def _records(source: str | Path | list[str] | dict[str, str], backbone: Backbone
     table = read_file(source, sequence_column) if isinstance(source, (str, Path)) else \
         sequences_table(source, sequence_column)
     cfg = DataConfig(dataset="-", sequence_column=sequence_column)
-    return table_to_records(table, cfg, None, with_labels=False, fields=backbone.family.record_fields)
+    return table_to_records(table, cfg, None, with_labels=False, fields=backbone.record_fields)
 
 
 def _layer_states(model: torch.nn.Module, inputs: dict, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
@@ -149,7 +149,7 @@ def _fill(backbone: Backbone, encoded_all: EncodedSplit, keys: list[str], store:
                            [encoded_all.special[i] for i in mine], None)
     device = torch.device("cuda", state.local_process_index) if torch.cuda.is_available() else torch.device("cpu")
     model = backbone.model.to(device).eval()
-    collate = Collator(backbone.family.pad_values(backbone.tokenizer), PROBLEM_TYPES[_TASK.problem_type])
+    collate = Collator(backbone.pad_values(), PROBLEM_TYPES[_TASK.problem_type])
     batching = BatchingConfig(mode="tokens", max_tokens=opts.max_tokens)
     loader = eval_loader(encoded, dataclasses.replace(batching, eval_batch_size=None), collate)
     bar = tqdm(total=len(mine), desc="embedding", unit="seq", mininterval=1.0, disable=not state.is_main_process)

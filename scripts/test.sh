@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/browser.sh  # Chromium for the web UI's browser tests
+bash scripts/system.sh  # chromium (browser tests) and mkdssp (8-state DSSP)
 .venv/bin/python -m pytest -q "$@"

@@ -73,7 +73,7 @@ def test_a_second_named_input_reaches_the_backbone_in_training_and_prediction(se
 def test_a_missing_or_misaligned_input_column_is_a_data_error(segment_model, amp_small, tmp_path):
     cfg = load_config(None, [f"data.dataset={amp_small}", f"model.name={segment_model}",
                              "data.problem_type=single_label_classification", f"output.dir={tmp_path / 'run'}"])
-    with pytest.raises(DataError, match=r"the model needs a per-residue column 'segment'"):
+    with pytest.raises(DataError, match=r"the run needs a per-residue column 'segment'"):
         train(cfg)
     data = _with_segments(amp_small, tmp_path / "data")
     df = pd.read_csv(data / "train.csv", dtype=str)

@@ -190,3 +190,28 @@ def test_two_process_data_parallel_run_with_torchrun(tmp_path, tiny_models, amp_
     preds = pd.read_csv(tmp_path / "run" / "test_predictions.csv")
     expected = pd.read_csv(amp_small / "test.csv")
     assert sorted(preds["id"]) == sorted(expected["id"])
+
+
+def test_checkpoint_every_nth_layer_recomputes_only_those_and_gives_the_same_gradients(tiny_models):
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    from plmforge.config import ModelConfig
+    from plmforge.models.backbone import load_backbone
+
+    grads = {}
+    for every, ckpt in ((1, False), (2, True)):
+        torch.manual_seed(0)
+        bb = load_backbone(ModelConfig(name=str(tiny_models["esm"]), gradient_checkpointing=ckpt,
+                                       checkpoint_every=every, attention_dropout=0.0)).model
+        layers = [m for m in bb.modules() if isinstance(m, GradientCheckpointingLayer)]
+        assert [m.gradient_checkpointing for m in layers] == [ckpt and i % 2 == 0 for i in range(len(layers))]
+        bb.train()
+        ids = torch.tensor([[0, 5, 6, 7, 8, 2], [0, 9, 10, 2, 1, 1]])
+        out = bb(input_ids=ids, attention_mask=(ids != 1).long()).last_hidden_state
+        out.pow(2).mean().backward()
+        grads[every] = {n: p.grad.clone() for n, p in bb.named_parameters() if p.grad is not None}
+    assert grads[1].keys() == grads[2].keys()
+    for name in grads[1]:
+        torch.testing.assert_close(grads[1][name], grads[2][name])
+    with pytest.raises(ConfigError, match="checkpoint_every"):
+        ModelConfig(checkpoint_every=0)

@@ -4,7 +4,7 @@ command and check it against a CLI run of the same config, train and download th
 a batch file and one residue-task sequence, abort a run mid-epoch and resume it, see a broken file's
 message, browse runs and evaluate. Screenshots of every tab at each stage go to tests/artifacts/ui/.
 
-Run alone: .venv/bin/python -m pytest tests/test_ui_browser.py  (needs `bash scripts/browser.sh` once)."""
+Run alone: .venv/bin/python -m pytest tests/test_ui_browser.py  (needs `bash scripts/system.sh` once)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def ui(tmp_path_factory, tiny_models):
 
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("the browser tests need Debian's chromium: run `bash scripts/browser.sh` (as root or with sudo)")
+        pytest.fail("the browser tests need Debian's chromium: run `bash scripts/system.sh` (as root or with sudo)")
     root = tmp_path_factory.mktemp("ui")
     runs, work = root / "runs", root / "work"
     # a finished residue-task run (paratope, real antibody chains) for the single-sequence prediction

@@ -110,16 +110,27 @@ def _id_column(table: Table, cfg: DataConfig) -> str | None:
     return None
 
 
+_STRUCTURE_FIX = ("create it from PDB/mmCIF files with: plmforge structure --dataset DATA.csv --structures DIR "
+                  "--id-column name --out DATA_with_structure.csv (it reports rows without a structure)")
+STRUCTURE_HINTS = {"foldseek_seq": _STRUCTURE_FIX, "ss8_seq": _STRUCTURE_FIX + "; 8 states need mkdssp installed",
+                   "ss3_seq": _STRUCTURE_FIX + " (ss3_seq is written when mkdssp is not installed)"}
+
+
 def _residue_field(table: Table, name: str, seqs: list[str]) -> list[str]:
     """A per-residue column (one symbol per residue, whitespace ignored) as long as each sequence."""
     col = table.column(name)
+    hint = STRUCTURE_HINTS.get(name)
     if col is None:
         cols = ", ".join(map(str, table.df.columns))
-        raise DataError(f"the model needs a per-residue column {name!r}; the columns are: {cols}", file=table.source,
-                        hint=f"add the {name!r} column (one symbol per residue) or choose another model")
+        raise DataError(f"the run needs a per-residue column {name!r}; the columns are: {cols}", file=table.source,
+                        hint=hint or f"add the {name!r} column (one symbol per residue) or choose another model")
     out = []
     for i, (value, seq) in enumerate(zip(table.df[col].tolist(), seqs, strict=True)):
-        text = re.sub(r"\s+", "", "" if value is None else str(value))
+        text = "" if value is None or (isinstance(value, float) and value != value) else str(value)
+        text = re.sub(r"\s+", "", text)
+        if not text:
+            raise DataError("empty: this row has no symbols", file=table.source_of(i), row=table.where(i),
+                            column=col, hint=hint or "give exactly one symbol per residue")
         if len(text) != len(seq):
             raise DataError(f"{len(text)} symbols for a sequence of {len(seq)} residues", file=table.source_of(i),
                             row=table.where(i), column=col, hint="give exactly one symbol per residue")

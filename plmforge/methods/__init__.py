@@ -55,6 +55,7 @@ class MethodSpec:
     state: Callable[[TaskModel], dict[str, Any]] | None = None  # saved in last/ for --resume
     load_state: Callable[[TaskModel, dict[str, Any]], None] | None = None
     report: Callable[[TaskModel], dict[str, Any]] | None = None  # written to method_report.json after training
+    inputs: Callable[[Any], tuple[Any, ...]] | None = None  # the method's own per-residue inputs (ModelInput)
 
     @property
     def option_names(self) -> list[str]:
@@ -93,3 +94,4 @@ from plmforge.methods import lora as _lora  # noqa: E402,F401
 from plmforge.methods import adalora as _adalora  # noqa: E402,F401
 from plmforge.methods import ia3 as _ia3  # noqa: E402,F401
 from plmforge.methods import qlora as _qlora  # noqa: E402,F401
+from plmforge.methods import ses_adapter as _ses_adapter  # noqa: E402,F401

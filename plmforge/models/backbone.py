@@ -13,6 +13,7 @@ import torch
 
 from plmforge.config import ModelConfig
 from plmforge.errors import ConfigError
+from plmforge.inputs import SEQUENCE, ModelInput
 from plmforge.models.families import FAMILIES, Family, family_for_model_type, quiet_transformers
 from plmforge.models.zoo import ZOO, ZooEntry
 
@@ -27,6 +28,19 @@ class Backbone:
     hidden_size: int
     max_residues: int
     source: str  # what from_pretrained was given
+    extra_inputs: tuple[ModelInput, ...] = ()  # a method's own per-residue inputs (e.g. structure tokens)
+
+    @property
+    def inputs(self) -> tuple[ModelInput, ...]:
+        return self.family.inputs + self.extra_inputs
+
+    @property
+    def record_fields(self) -> tuple[str, ...]:
+        """Data columns (besides the sequence) the model reads."""
+        return tuple(i.source for i in self.inputs if i.source != SEQUENCE)
+
+    def pad_values(self) -> dict[str, int]:
+        return self.family.pad_values(self.tokenizer, self.inputs)
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,8 @@ def load_backbone(cfg: ModelConfig, tokenizer_dir: Path | None = None,
     if cfg.gradient_checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable()  # recompute activations in the backward pass: less memory, ~30 % more time
+        if cfg.checkpoint_every > 1:
+            checkpoint_some_layers(model, cfg.checkpoint_every)
     tokenizer = load_tokenizer(resolved, tokenizer_dir)
     max_residues = resolved.max_residues
     if cfg.max_length is not None:
@@ -139,3 +155,17 @@ def backbone_fingerprint(backbone: Backbone, stored: str, dtype: str, layer: int
             "rules": {"split_residues": family.split_residues, "rare_map": family.rare_map,
                       "inputs": [i.name for i in family.inputs]},
             "max_residues": backbone.max_residues, "layer": layer, "stored": stored, "dtype": dtype}
+
+
+def checkpoint_some_layers(model: Any, every: int) -> int:
+    """Keep recomputation on every `every`-th encoder layer only (a middle ground between memory and
+    speed); returns how many layers recompute."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if not layers:
+        raise ConfigError("model.checkpoint_every: this model's layers do not support choosing which layers "
+                          "recompute; leave model.checkpoint_every=1")
+    for i, layer in enumerate(layers):
+        layer.gradient_checkpointing = i % every == 0
+    return sum(layer.gradient_checkpointing for layer in layers)

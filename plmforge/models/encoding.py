@@ -9,8 +9,9 @@ from tqdm.auto import tqdm
 
 from plmforge.data.batching import EncodedSplit
 from plmforge.data.validate import Records
+from plmforge.inputs import SEQUENCE
 from plmforge.models.backbone import Backbone
-from plmforge.models.families import SEQUENCE, Encoded
+from plmforge.models.families import Encoded
 from plmforge.tasks import LabelScaler, TaskSpec
 
 log = logging.getLogger("plmforge")
@@ -22,7 +23,7 @@ def encode_sequences(backbone: Backbone, sequences: list[str], max_residues: int
     """Every named input of the backbone for these sequences (plus any per-residue `fields` it reads)."""
     with tqdm(total=len(sequences), desc=desc, unit="seq", leave=False, mininterval=1.0) as bar:
         return backbone.family.encode(backbone.tokenizer, {SEQUENCE: sequences, **(fields or {})},
-                                      max_residues or backbone.max_residues, rows, bar)
+                                      max_residues or backbone.max_residues, rows, bar, backbone.inputs)
 
 
 def encode_records(backbone: Backbone, records: Records, task: TaskSpec, scaler: LabelScaler | None,

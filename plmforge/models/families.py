@@ -20,26 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from plmforge.errors import ConfigError, DataError
+from plmforge.errors import ConfigError
+from plmforge.inputs import SEQUENCE, ModelInput, encode_symbols
 from plmforge.registry import Registry
 
 PROTTRANS_RARE = {"U": "X", "Z": "X", "O": "X", "B": "X"}
-SEQUENCE = "sequence"  # the record field holding the amino-acid sequence
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """One named per-residue input of the backbone's forward (a keyword argument).
-
-    `source` is the record field that feeds it: the amino-acid `sequence` (tokenised by the family's
-    tokenizer), or a data column of per-residue symbols (e.g. structure tokens), one symbol per residue,
-    encoded as `offset + alphabet.index(symbol)` and `pad` at special-token and padding positions."""
-
-    name: str
-    source: str = SEQUENCE
-    alphabet: str = ""
-    offset: int = 0
-    pad: int = 0
 
 
 @dataclass
@@ -124,20 +109,22 @@ class Family:
         """Data columns (besides the sequence) that this family's inputs are read from."""
         return tuple(i.source for i in self.inputs if i.source != SEQUENCE)
 
-    def pad_values(self, tokenizer: Any) -> dict[str, int]:
-        return {i.name: (tokenizer.pad_token_id or 0) if i.source == SEQUENCE else i.pad for i in self.inputs}
+    def pad_values(self, tokenizer: Any, inputs: tuple[ModelInput, ...] | None = None) -> dict[str, int]:
+        return {i.name: (tokenizer.pad_token_id or 0) if i.source == SEQUENCE else i.pad
+                for i in inputs or self.inputs}
 
     def prepare_text(self, seq: str) -> str:
         mapped = "".join(self.rare_map.get(c, c) for c in seq)
         return " ".join(mapped) if self.split_residues else mapped
 
     def encode(self, tokenizer: Any, fields: dict[str, list[str]], limit: int, rows: list[str] | None = None,
-               progress: Any = None) -> Encoded:
-        """Every named input of every record; truncation is at residue level (special tokens stay)."""
+               progress: Any = None, inputs: tuple[ModelInput, ...] | None = None) -> Encoded:
+        """Every named input of every record (the family's own, or `inputs`: the family's plus a method's);
+        truncation is at residue level (special tokens stay)."""
         enc = self._tokenise(tokenizer, fields[SEQUENCE], limit, progress)
-        for spec in self.inputs:
+        for spec in inputs or self.inputs:
             if spec.source != SEQUENCE:
-                enc.inputs[spec.name] = [self._symbols(spec, text, special, rows[i] if rows else f"record {i + 1}")
+                enc.inputs[spec.name] = [encode_symbols(spec, text, special, rows[i] if rows else f"record {i + 1}")
                                          for i, (text, special) in enumerate(zip(fields[spec.source], enc.special,
                                                                                 strict=True))]
         return enc
@@ -171,20 +158,6 @@ class Family:
             if progress is not None:
                 progress.update(len(part))
         return enc
-
-    @staticmethod
-    def _symbols(spec: ModelInput, text: str, special: np.ndarray, row: str) -> np.ndarray:
-        out = np.full(len(special), spec.pad, dtype=np.int64)
-        n = int((~special).sum())
-        codes = []
-        for pos, symbol in enumerate(text[:n]):
-            k = spec.alphabet.find(symbol)
-            if k < 0:
-                raise DataError(f"unknown symbol {symbol!r} at position {pos + 1} of {len(text)}", file=row,
-                                column=spec.source, hint=f"{spec.source} uses the symbols {spec.alphabet}")
-            codes.append(spec.offset + k)
-        out[~special] = codes
-        return out
 
 
 class BertFamily(Family):

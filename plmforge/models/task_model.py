@@ -19,10 +19,15 @@ class TaskOutput:
 
 class TaskModel(nn.Module):
     def __init__(self, backbone: nn.Module, head: nn.Module, problem: ProblemType, num_outputs: int,
-                 family: Any = None) -> None:
+                 family: Any = None, hidden_size: int | None = None) -> None:
         super().__init__()
         self.family = family  # models.families.Family: default adapter targets etc.
+        self.hidden_size = hidden_size
         self.backbone = backbone
+        # a method's module between the backbone's residue states and the head (e.g. the SES-Adapter),
+        # fed by the named inputs in `adapter_inputs` (which the backbone never sees)
+        self.adapter: nn.Module | None = None
+        self.adapter_inputs: tuple[str, ...] = ()
         self.head = head
         self.problem = problem
         self.num_outputs = num_outputs
@@ -43,7 +48,10 @@ class TaskModel(nn.Module):
         return self
 
     def encode(self, inputs: dict[str, torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
-        """Backbone hidden states (B, L, H) from the named inputs (each (B, L))."""
+        """Backbone hidden states (B, L, H) from the named inputs (each (B, L)); inputs meant for the
+        adapter are left out."""
+        if self.adapter_inputs:
+            inputs = {k: v for k, v in inputs.items() if k not in self.adapter_inputs}
         if self.backbone_frozen:
             with torch.no_grad():
                 return self.backbone(**inputs, attention_mask=attention_mask).last_hidden_state
@@ -59,12 +67,19 @@ class TaskModel(nn.Module):
         pooled: torch.Tensor | None = None,  # (B, H) precomputed pooled vectors, for heads that start from them
     ) -> TaskOutput:
         if pooled is not None:
+            if self.adapter is not None:
+                raise ValueError("pooled vectors cannot feed a model with an adapter on residue states")
             logits = self.head.from_pooled(pooled.to(next(self.head.parameters()).dtype))
             return TaskOutput(logits=logits, loss=None if labels is None else self.problem.loss(logits, labels))
         if hidden is None:
             if inputs is None or attention_mask is None:
                 raise ValueError("TaskModel needs the named inputs and attention_mask, or precomputed hidden states")
             hidden = self.encode(inputs, attention_mask)
+        if self.adapter is not None:
+            if inputs is None:
+                raise ValueError("the adapter needs its named inputs: " + ", ".join(self.adapter_inputs))
+            hidden = self.adapter(hidden.to(next(self.adapter.parameters()).dtype),
+                                  {k: inputs[k] for k in self.adapter_inputs}, residue_mask)
         logits = self.head(hidden.to(next(self.head.parameters()).dtype), residue_mask)
         loss = None if labels is None else self.problem.loss(logits, labels)
         return TaskOutput(logits=logits, loss=loss)

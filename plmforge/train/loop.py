@@ -105,13 +105,16 @@ class Trainer:
         if not (self.spec.frozen_backbone and isinstance(options, CacheOptions) and options.cache_embeddings):
             return None
         from plmforge.heads import HEADS
+        from plmforge.inputs import SEQUENCE
         from plmforge.models.backbone import backbone_fingerprint
         from plmforge.store import EmbeddingStore, cache_root, record_key
 
-        pooled = HEADS[self.cfg.head.pooling].pooled_input
+        # an adapter on residue states (SES-Adapter) needs every residue's state, whatever the head
+        pooled = HEADS[self.cfg.head.pooling].pooled_input and self.asm.model.adapter is None
         fingerprint = backbone_fingerprint(self.asm.backbone, "mean" if pooled else "tokens", options.cache_dtype)
         store = EmbeddingStore(cache_root(options.cache_dir), fingerprint)
-        keys = {name: [record_key({k: v[i] for k, v in recs.inputs().items()}) for i in range(len(recs))]
+        feeds = {SEQUENCE, *self.asm.backbone.family.record_fields}  # what the backbone's output depends on
+        keys = {name: [record_key({k: v[i] for k, v in recs.inputs().items() if k in feeds}) for i in range(len(recs))]
                 for name, recs in self.asm.data.splits.items()}
         log.info("embedding store: %s (%d entries for this model and settings)", store.dir, len(store))
         return StoreCache(store, keys, pooled, options.cache_dtype)
@@ -159,7 +162,8 @@ class Trainer:
             inner = self.accelerator.unwrap_model(model)
             states = self.cache.hidden(split, batch, inner.encode)
             kind = "pooled" if self.cache.pooled else "hidden"
-            return model(residue_mask=batch["residue_mask"], labels=labels, **{kind: states})
+            return model(residue_mask=batch["residue_mask"], labels=labels, inputs=batch["inputs"],
+                         attention_mask=batch["attention_mask"], **{kind: states})
         return model(**batch_kwargs(batch), labels=labels)
 
     def evaluate(self, model: torch.nn.Module, split: str) -> tuple[dict[str, float], Predictions]:

@@ -13,8 +13,8 @@ from plmforge.config import RunConfig
 from plmforge.data.batching import Collator, EncodedSplit
 from plmforge.data.dataset import PreparedData, load_data
 from plmforge.heads import resolve_pooling
-from plmforge.models.backbone import Backbone, load_backbone, resolve_model
-from plmforge.models.build import build_model, method_backbone_kwargs
+from plmforge.models.backbone import Backbone, resolve_model
+from plmforge.models.build import build_model, load_run_backbone, method_inputs
 from plmforge.models.encoding import encode_records
 from plmforge.models.task_model import TaskModel
 from plmforge.tasks import LabelScaler, TaskSpec
@@ -32,7 +32,7 @@ class Assembled:
     scaler: LabelScaler
 
     def collator(self) -> Collator:
-        return Collator(self.backbone.family.pad_values(self.backbone.tokenizer), self.data.task.problem)
+        return Collator(self.backbone.pad_values(), self.data.task.problem)
 
 
 def resolve_head(config: RunConfig, task: TaskSpec) -> RunConfig:
@@ -43,9 +43,10 @@ def resolve_head(config: RunConfig, task: TaskSpec) -> RunConfig:
 
 def assemble(config: RunConfig, tokenizer_dir: Path | None = None) -> Assembled:
     family = resolve_model(config.model).family
-    data = load_data(config.data, config.training, fields=family.record_fields)
+    fields = family.record_fields + tuple(i.source for i in method_inputs(config))
+    data = load_data(config.data, config.training, fields=fields)
     config = resolve_head(config, data.task)
-    backbone = load_backbone(config.model, tokenizer_dir, method_backbone_kwargs(config))
+    backbone = load_run_backbone(config, tokenizer_dir)
     scaler = data.task.problem.fit_scaler(data.task.normalisation, data.splits["train"].labels or [])
     encoded = {name: encode_records(backbone, records, data.task, scaler, name)
                for name, records in data.splits.items()}
