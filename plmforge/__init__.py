@@ -5,7 +5,9 @@ The Python entry points (loaded on first use, so `import plmforge` stays light):
 - `plmforge.predict(run_dir, sequences)` -> PredictionResult (`.table`, `.frames`, `.write(path)`);
 - `plmforge.evaluate(run_dir, data)` -> EvaluationResult (`.metrics`, `.blob`, `.write(dir)`);
 - `plmforge.load_run(run_dir)` -> LoadedRun, to predict many times without reloading;
-- `plmforge.embed(model, sequences, EmbedOptions(...))` -> Embeddings (numpy arrays by id).
+- `plmforge.embed(model, sequences, EmbedOptions(...))` -> Embeddings (numpy arrays by id);
+- `plmforge.structure_tokens(paths)` -> StructureResult (`.table()`, `.skipped()`, `.write(csv)`), and
+  `plmforge.add_structure_columns(dataset, structures_dir, out)` -> JoinReport (per-row problems).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 _EXPORTS = {"load_config": "plmforge.config", "predict": "plmforge.api", "embed": "plmforge.embed",
-            "evaluate": "plmforge.api", "load_run": "plmforge.api"}
+            "evaluate": "plmforge.api", "load_run": "plmforge.api", "structure_tokens": "plmforge.structure.build",
+            "add_structure_columns": "plmforge.structure.dataset"}
 
 __all__ = list(_EXPORTS)
 

@@ -325,13 +325,13 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: Path | None = None) -> Ru
         if name == "method":
             sections[name] = _method_section(values)
             continue
-        sections[name] = _SECTION_TYPES[name](**_section_kwargs(name, _SECTION_TYPES[name], values, base_dir))
+        sections[name] = _SECTION_TYPES[name](**section_kwargs(name, _SECTION_TYPES[name], values, base_dir))
     if "data" not in sections:
         raise ConfigError("the config has no 'data' section: set data.dataset (or data.train)")
     return RunConfig(**sections)
 
 
-def _section_kwargs(name: str, cls: type, values: dict[str, Any], base_dir: Path | None,
+def section_kwargs(name: str, cls: type, values: dict[str, Any], base_dir: Path | None,
                     scope: str = "") -> dict[str, Any]:
     known = {f.name: f.type for f in fields(cls)}
     kwargs = {}
@@ -357,7 +357,7 @@ def _method_section(values: dict[str, Any]) -> MethodConfig:
         if takers:
             raise ConfigError(f"method.{unknown[0]} is not an option of method {name!r} (it is one of "
                               f"{', '.join(takers)}); {name} takes: {', '.join(spec.option_names) or 'no options'}")
-    kwargs = _section_kwargs("method", spec.options, values, None, f"options of method {name!r} (besides name)")
+    kwargs = section_kwargs("method", spec.options, values, None, f"options of method {name!r} (besides name)")
     return MethodConfig(name, spec.options(**kwargs))
 
 
@@ -390,29 +390,37 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, name, parsed
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML config file's mapping of sections (the file must exist and hold a mapping)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections")
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """`section.key=value` overrides on top of a raw config mapping (changed in place and returned)."""
+    for text in overrides or []:
+        section, key, value = parse_override(text)
+        if raw.get(section) is None:
+            raw[section] = {}
+        raw[section][key] = value
+    return raw
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config (optional) and apply `section.key=value` overrides on top."""
     raw: dict[str, Any] = {}
-    base_dir = None
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections")
-        base_dir = p.resolve().parent
-        raw = _rebase_paths(raw, base_dir)
+        raw = _rebase_paths(read_config_file(path), Path(path).resolve().parent)
     from_file = dict(raw.get("method") or {}) if isinstance(raw.get("method"), dict) else {}
-    for text in overrides or []:
-        section, key, value = parse_override(text)
-        raw.setdefault(section, {})
-        if raw[section] is None:
-            raw[section] = {}
-        raw[section][key] = value
+    apply_overrides(raw, overrides)
     _drop_other_methods_options(raw, from_file, path)
     return config_from_dict(raw)
 

@@ -100,9 +100,12 @@ def test_zoo_registry_covers_the_documented_models():
     assert FAMILIES["t5"].split_residues and not FAMILIES["esm"].split_residues
 
 
-def test_models_not_yet_trainable_say_why():
-    with pytest.raises(ConfigError, match="structure sequences"):
+def test_zoo_models_that_cannot_load_as_asked_say_why():
+    # ProSST runs its own code: only with the explicit switch (refused before anything is fetched)
+    with pytest.raises(ConfigError, match="review it, then set model.trust_remote_code=true"):
         load_backbone(ModelConfig(name="ProSST-2048"))
+    with pytest.raises(ConfigError, match="cannot be used yet: its model code exists only in its hub repository"):
+        load_backbone(ModelConfig(name="Prime_690M"))
 
 
 # ---- heads ---------------------------------------------------------------------------------------

@@ -200,3 +200,19 @@ def test_emptied_options_mean_none_and_strings_survive_yaml(tmp_path):
     assert data.dataset == str(tmp_path / "run #3" / "train.csv")
     again = forms.TrainingRequest.build(shlex.split(req.command)[2:])  # the shown command reads back the same
     assert again.config == req.config
+
+
+def test_the_structure_method_reaches_the_form_through_the_registries():
+    """No UI code of its own: ses_adapter and its structure columns come from the method registry."""
+    fields = {f.name: f for f in forms.method_fields()["ses_adapter"]}
+    cols = fields["structure_columns"]
+    assert cols.kind == "multi" and cols.choices == ("foldseek_seq", "ss8_seq", "ss3_seq")
+    assert cols.default == ("foldseek_seq", "ss8_seq")
+    assert {"attention_heads", "adapter_dropout", "cache_embeddings"} <= set(fields)
+    values = {f.key: f.default for fs in forms.section_fields().values() for f in fs}
+    values |= {forms.method_key("ses_adapter", f): f.default for f in fields.values()}
+    values[forms.method_key("ses_adapter", cols)] = ["foldseek_seq"]
+    got = forms.overrides_from_values(values, "ses_adapter")
+    assert got == ["method.name=ses_adapter", "method.structure_columns=foldseek_seq"]
+    config = forms.TrainingRequest.build([*got, "data.dataset=somewhere"]).config
+    assert config.method.options.structure_columns == ("foldseek_seq",)

@@ -116,8 +116,13 @@ STRUCTURE_HINTS = {"foldseek_seq": _STRUCTURE_FIX, "ss8_seq": _STRUCTURE_FIX + "
                    "ss3_seq": _STRUCTURE_FIX + " (ss3_seq is written when mkdssp is not installed)"}
 
 
+_NUMBERS = re.compile(r"\s*\d+(\s*[,\s]\s*\d+)+\s*")  # separated: "0101" stays four symbols
+
+
 def _residue_field(table: Table, name: str, seqs: list[str]) -> list[str]:
-    """A per-residue column (one symbol per residue, whitespace ignored) as long as each sequence."""
+    """A per-residue column as long as each sequence: one symbol per residue (whitespace ignored), or
+    whole-number tokens separated by commas or spaces (structure-quantizer tokens); digits written
+    without separators are symbols (an alphabet such as "01")."""
     col = table.column(name)
     hint = STRUCTURE_HINTS.get(name)
     if col is None:
@@ -127,12 +132,17 @@ def _residue_field(table: Table, name: str, seqs: list[str]) -> list[str]:
     out = []
     for i, (value, seq) in enumerate(zip(table.df[col].tolist(), seqs, strict=True)):
         text = "" if value is None or (isinstance(value, float) and value != value) else str(value)
-        text = re.sub(r"\s+", "", text)
+        if _NUMBERS.fullmatch(text):  # whole-number tokens (e.g. ProSST's structure tokens), kept comma-joined
+            tokens = re.findall(r"\d+", text)
+            text, count = ",".join(tokens), len(tokens)
+        else:
+            text = re.sub(r"\s+", "", text)
+            count = len(text)
         if not text:
             raise DataError("empty: this row has no symbols", file=table.source_of(i), row=table.where(i),
                             column=col, hint=hint or "give exactly one symbol per residue")
-        if len(text) != len(seq):
-            raise DataError(f"{len(text)} symbols for a sequence of {len(seq)} residues", file=table.source_of(i),
+        if count != len(seq):
+            raise DataError(f"{count} symbols for a sequence of {len(seq)} residues", file=table.source_of(i),
                             row=table.where(i), column=col, hint="give exactly one symbol per residue")
         out.append(text)
     return out

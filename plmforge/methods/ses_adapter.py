@@ -19,12 +19,8 @@ from torch import nn
 
 from plmforge.checks import fraction, positive
 from plmforge.errors import ConfigError
-from plmforge.inputs import ModelInput
+from plmforge.inputs import STRUCTURE_ALPHABETS, ModelInput
 from plmforge.methods import CacheOptions, MethodSpec, register_method
-from plmforge.structure.tokens import SS3, SS8, THREE_DI
-
-# structure column -> its symbols (index 0 of each embedding is padding / special tokens)
-STRUCTURE_ALPHABETS = {"foldseek_seq": THREE_DI, "ss8_seq": SS8, "ss3_seq": SS3}
 
 
 @dataclass(frozen=True)
@@ -57,6 +53,7 @@ def input_name(column: str) -> str:
 
 
 def inputs(options: SesOptions) -> tuple[ModelInput, ...]:
+    # code 0 of each structure embedding is padding and special tokens
     return tuple(ModelInput(input_name(c), source=c, alphabet=STRUCTURE_ALPHABETS[c], offset=1, pad=0)
                  for c in options.structure_columns)
 

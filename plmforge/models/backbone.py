@@ -14,7 +14,7 @@ import torch
 from plmforge.config import ModelConfig
 from plmforge.errors import ConfigError
 from plmforge.inputs import SEQUENCE, ModelInput
-from plmforge.models.families import FAMILIES, Family, family_for_model_type, quiet_transformers
+from plmforge.models.families import FAMILIES, Family, family_for_directory, family_for_model_type, quiet_transformers
 from plmforge.models.zoo import ZOO, ZooEntry
 
 log = logging.getLogger("plmforge")
@@ -37,7 +37,7 @@ class Backbone:
     @property
     def record_fields(self) -> tuple[str, ...]:
         """Data columns (besides the sequence) the model reads."""
-        return tuple(i.source for i in self.inputs if i.source != SEQUENCE)
+        return self.family.record_fields + tuple(i.source for i in self.extra_inputs if i.source != SEQUENCE)
 
     def pad_values(self) -> dict[str, int]:
         return self.family.pad_values(self.tokenizer, self.inputs)
@@ -61,7 +61,7 @@ def _local_family(path: Path) -> tuple[Family, dict[str, Any]]:
     model_type = cfg.get("model_type")
     if not model_type:
         raise ConfigError(f"{cfg_file}: no 'model_type' field, so the model family cannot be told")
-    return family_for_model_type(model_type, str(cfg_file)), cfg
+    return family_for_directory(path, cfg), cfg
 
 
 def _zoo_entry(name: str) -> ZooEntry | None:

@@ -13,6 +13,7 @@ Rare residues (the data layer has already upper-cased and validated input):
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from plmforge.errors import ConfigError
-from plmforge.inputs import SEQUENCE, ModelInput, encode_symbols
+from plmforge.errors import ConfigError, DataError
+from plmforge.inputs import SEQUENCE, THREE_DI, ModelInput, encode_symbols
 from plmforge.registry import Registry
 
+log = logging.getLogger("plmforge")
 PROTTRANS_RARE = {"U": "X", "Z": "X", "O": "X", "B": "X"}
 
 
@@ -74,6 +76,8 @@ class Family:
     inputs: tuple[ModelInput, ...] = (ModelInput("input_ids"),)
     # config key of the dropout on attention weights alone (None: the family has no separate one)
     attention_dropout_key: str | None = "attention_probs_dropout_prob"
+    # a data column merged with the residues into the tokenizer's text (SaProt: residue + 3Di letter)
+    text_field: str | None = None
 
     # ---- loading ----------------------------------------------------------------------------------
     def max_residues(self, config: dict[str, Any]) -> int:
@@ -103,17 +107,24 @@ class Family:
         with quiet_transformers():
             return AutoTokenizer.from_pretrained(source)
 
+    def recognises(self, path: Path, config: dict[str, Any]) -> bool:
+        """Whether a local model directory belongs to this family beyond its model_type (families that
+        share a model_type with another, e.g. SaProt's ESM checkpoints, override this)."""
+        return False
+
     # ---- inputs -----------------------------------------------------------------------------------
     @property
     def record_fields(self) -> tuple[str, ...]:
         """Data columns (besides the sequence) that this family's inputs are read from."""
-        return tuple(i.source for i in self.inputs if i.source != SEQUENCE)
+        text = (self.text_field,) if self.text_field else ()
+        return text + tuple(i.source for i in self.inputs if i.source != SEQUENCE)
 
     def pad_values(self, tokenizer: Any, inputs: tuple[ModelInput, ...] | None = None) -> dict[str, int]:
         return {i.name: (tokenizer.pad_token_id or 0) if i.source == SEQUENCE else i.pad
                 for i in inputs or self.inputs}
 
-    def prepare_text(self, seq: str) -> str:
+    def prepare_text(self, seq: str, extra: str | None = None) -> str:
+        """The tokenizer's text for one (truncated) sequence; `extra`: its `text_field` symbols."""
         mapped = "".join(self.rare_map.get(c, c) for c in seq)
         return " ".join(mapped) if self.split_residues else mapped
 
@@ -121,7 +132,8 @@ class Family:
                progress: Any = None, inputs: tuple[ModelInput, ...] | None = None) -> Encoded:
         """Every named input of every record (the family's own, or `inputs`: the family's plus a method's);
         truncation is at residue level (special tokens stay)."""
-        enc = self._tokenise(tokenizer, fields[SEQUENCE], limit, progress)
+        extras = fields[self.text_field] if self.text_field else None
+        enc = self._tokenise(tokenizer, fields[SEQUENCE], limit, progress, extras)
         for spec in inputs or self.inputs:
             if spec.source != SEQUENCE:
                 enc.inputs[spec.name] = [encode_symbols(spec, text, special, rows[i] if rows else f"record {i + 1}")
@@ -129,7 +141,8 @@ class Family:
                                                                                 strict=True))]
         return enc
 
-    def _tokenise(self, tokenizer: Any, sequences: list[str], limit: int, progress: Any, chunk: int = 2048) -> Encoded:
+    def _tokenise(self, tokenizer: Any, sequences: list[str], limit: int, progress: Any,
+                  extras: list[str] | None = None, chunk: int = 2048) -> Encoded:
         name = next(i.name for i in self.inputs if i.source == SEQUENCE)
         ids_out: list[np.ndarray] = []
         enc = Encoded({name: ids_out}, [])
@@ -141,7 +154,9 @@ class Family:
                 n = sum(s.count(c) for s in part)
                 if n:
                     enc.rare_mapped[c] = enc.rare_mapped.get(c, 0) + n
-            out = tokenizer([self.prepare_text(s) for s in part], return_special_tokens_mask=True,
+            texts = [self.prepare_text(s, None if extras is None else extras[start + k][:limit])
+                     for k, s in enumerate(part)]
+            out = tokenizer(texts, return_special_tokens_mask=True,
                             add_special_tokens=True, truncation=False)
             for seq, ids, spec in zip(part, out["input_ids"], out["special_tokens_mask"], strict=True):
                 ids_arr, special = np.asarray(ids, dtype=np.int64), np.asarray(spec, dtype=bool)
@@ -171,6 +186,59 @@ class BertFamily(Family):
         return super().load_tokenizer(source)
 
 
+class SaProtFamily(Family):
+    """SaProt-style structure-aware ESM checkpoints: each residue is one token together with its Foldseek
+    3Di letter in lower case (`Md`, `Ev`, ...), `#` where the structure is unknown (SaProt's convention
+    for low-confidence regions). The 3Di letters come from the `foldseek_seq` column."""
+
+    def prepare_text(self, seq: str, extra: str | None = None) -> str:
+        if extra is None:
+            raise ConfigError(f"the {self.name} family needs the {self.text_field} column")
+        return "".join(a + b.lower() for a, b in zip(seq, extra, strict=True))
+
+    def encode(self, tokenizer: Any, fields: dict[str, list[str]], limit: int, rows: list[str] | None = None,
+               progress: Any = None, inputs: tuple[ModelInput, ...] | None = None) -> Encoded:
+        allowed = set(THREE_DI + "#")
+        for i, text in enumerate(fields[self.text_field or ""]):
+            bad = next((k for k, c in enumerate(text) if c.upper() not in allowed), None)
+            if bad is not None:
+                raise DataError(f"unknown 3Di symbol {text[bad]!r} at position {bad + 1}",
+                                file=rows[i] if rows else f"record {i + 1}", column=self.text_field,
+                                hint=f"3Di letters are {THREE_DI} (either case), and # for an unknown "
+                                     "structure; plmforge structure writes them")
+        return super().encode(tokenizer, fields, limit, rows, progress, inputs)
+
+    def recognises(self, path: Path, config: dict[str, Any]) -> bool:
+        vocab = path / "vocab.txt"
+        return (config.get("model_type") == "esm" and vocab.is_file()
+                and {"A#", "Ad"} <= set(vocab.read_text().split()))
+
+
+class RemoteCodeFamily(Family):
+    """Checkpoints whose modelling code lives in their own hub repository (e.g. ProSST): loaded only with
+    the explicit model.trust_remote_code=true, with a warning naming what runs; the encoder is the
+    masked-LM's base model."""
+
+    def load_model(self, source: str, trust_remote_code: bool, extra: dict[str, Any] | None = None,
+                   attention: str = "sdpa") -> Any:
+        if not trust_remote_code:
+            raise ConfigError(f"{source}: {self.name} models run code from their own repository; review it, then "
+                              "set model.trust_remote_code=true")
+        log.warning("model.trust_remote_code=true: running the model code that %s ships", source)
+        from transformers import AutoModelForMaskedLM
+
+        with quiet_transformers():
+            model = AutoModelForMaskedLM.from_pretrained(source, trust_remote_code=True,
+                                                         **self.load_kwargs, **(extra or {}))
+        return model.base_model
+
+    def load_tokenizer(self, source: str) -> Any:
+        from transformers import AutoTokenizer
+
+        with quiet_transformers():  # reached only after the model loaded with trust_remote_code=true
+            return AutoTokenizer.from_pretrained(source, trust_remote_code=True)
+
+
 FAMILIES: Registry[Family] = Registry("model family")
 
 
@@ -184,8 +252,26 @@ register_family(Family("esm", ("esm",), "EsmModel", False, {}, ("query", "key", 
 register_family(BertFamily("bert", ("bert",), "BertModel", True, PROTTRANS_RARE, ("query", "key", "value"),
                            ("key", "value", "output.dense"), ("output.dense",), "[CLS] residues [SEP]",
                            load_kwargs={"add_pooling_layer": False}, special_positions=2))
+register_family(SaProtFamily("saprot", (), "EsmModel", False, {}, ("query", "key", "value"),
+                             ("key", "value", "output.dense"), ("output.dense",),
+                             "<cls> residue+3Di tokens <eos>", ("contact_head",), {"add_pooling_layer": False},
+                             special_positions=2, position_offset=2, text_field="foldseek_seq"))
+register_family(RemoteCodeFamily("prosst", ("prosst",), "AutoModelForMaskedLM", False, {}, (), (), (),
+                                 "<cls> residues <eos>; ss_input_ids: 1, structure tokens + 3, 2",
+                                 special_positions=2, attention_dropout_key=None,
+                                 inputs=(ModelInput("input_ids"),
+                                         ModelInput("ss_input_ids", source="prosst_tokens", offset=3, pad=0,
+                                                    specials=(1, 2)))))
 register_family(Family("t5", ("t5",), "T5EncoderModel", True, PROTTRANS_RARE, ("q", "k", "v"),
                        ("k", "v", "wo"), ("wo",), "residues </s> (no CLS)", attention_dropout_key=None))
+
+
+def family_for_directory(path: Path, config: dict[str, Any]) -> Family:
+    """The family of a local model directory: one that recognises it from its files, else by model_type."""
+    for family in FAMILIES.values():
+        if family.recognises(path, config):
+            return family
+    return family_for_model_type(config.get("model_type", ""), str(path / "config.json"))
 
 
 def family_for_model_type(model_type: str, where: str) -> Family:

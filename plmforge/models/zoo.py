@@ -25,7 +25,7 @@ class ZooEntry:
     max_residues: int  # longest sequence the model takes, special tokens excluded
     note: str = ""
     locate: Callable[[], tuple[str, str]] | None = None  # local (model dir, tokenizer source), else the hub id
-    trainable_here: bool = True  # False: needs inputs a later issue adds (e.g. structure tokens)
+    trainable_here: bool = True  # False: listed for reference; the note says why it cannot be used
 
     @property
     def lora_targets(self) -> tuple[str, ...]:
@@ -80,10 +80,17 @@ register_model(ZooEntry("ankh-base", "ElnaggarLab/ankh-base", "t5", "450M", 768,
 register_model(ZooEntry("ankh-large", "ElnaggarLab/ankh-large", "t5", "1.2B", 1536, 4096))
 for _vocab in (20, 128, 512, 1024, 2048, 4096):
     register_model(ZooEntry(f"ProSST-{_vocab}", f"AI4Protein/ProSST-{_vocab}", "prosst", "110M", 768, 2046,
-                            f"needs {_vocab}-token structure sequences (structure issue)",
-                            trainable_here=False))
+                            f"structure-token model: column prosst_tokens with {_vocab}-token structure sequences "
+                            "from ProSST's own structure quantizer (not computed by plmforge); needs "
+                            "model.trust_remote_code=true"))
+for _name, _size, _hidden, _note in [("SaProt_35M_AF2", "35M", 480, "AlphaFold2 structures"),
+                                     ("SaProt_650M_AF2", "650M", 1280, "AlphaFold2 structures"),
+                                     ("SaProt_650M_PDB", "650M", 1280, "PDB and AlphaFold2 structures")]:
+    register_model(ZooEntry(_name, f"westlake-repl/{_name}", "saprot", _size, _hidden, 1022,
+                            f"residue + 3Di tokens from the foldseek_seq column (plmforge structure); {_note}"))
 register_model(ZooEntry("Prime_690M", "AI4Protein/Prime_690M", "prime", "690M", 1280, 1022,
-                        "custom model code (trust_remote_code); family support planned", trainable_here=False))
+                        "its model code exists only in its hub repository, which could not be read or tested here "
+                        "(no network), so no family describes its inputs yet", trainable_here=False))
 
 
 def zoo_rows() -> list[dict[str, str]]:
@@ -99,7 +106,7 @@ def zoo_rows() -> list[dict[str, str]]:
             "max residues": str(e.max_residues),
             "tokens": _tokens(e.family),
             "LoRA targets": ",".join(e.lora_targets) or "-",
-            "note": e.note if e.trainable_here else f"not yet trainable: {e.note}",
+            "note": e.note if e.trainable_here else f"not usable: {e.note}",
         })
     return rows
 

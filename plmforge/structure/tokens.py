@@ -20,9 +20,6 @@ import numpy as np
 
 from plmforge.structure.reader import Chain, StructureFileError
 
-THREE_DI = "ACDEFGHIKLMNPQRSTVWY"  # Foldseek's 3Di letters (invalid positions get its state 'D')
-SS8 = "HBEGITSL"  # DSSP's 8 states; L = coil (DSSP's blank); DSSP 4's P (polyproline II) is coil here
-SS3 = "HEL"  # helix, strand, coil (the 3-state fallback)
 COIL = "L"
 
 
