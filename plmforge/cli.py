@@ -126,9 +126,13 @@ def _instruct_train(args: argparse.Namespace) -> int:
     from plmforge.instruct.run import train_instruct
 
     result = train_instruct(load_instruct_config(args.config, args.overrides))
-    print(f"run directory: {result.run_dir}")
-    for key, value in (result.test_metrics or {}).items():
-        print(f"  test {key}: {value:.4f}")
+    return _print_run(result.run_dir, result.test_metrics)
+
+
+def _print_run(run_dir: Path, test: dict[str, float] | None) -> int:
+    print(f"run directory: {run_dir}")
+    for key, value in (test or {}).items():
+        print(f"  test {key}: {value:.4f}" if isinstance(value, float) else f"  test {key}: {value}")
     return 0
 
 
@@ -155,12 +159,13 @@ def _instruct_generate(args: argparse.Namespace) -> int:
     if args.input:
         from plmforge.instruct.scores import score, write_predictions
 
-        examples = load_examples(args.input, args.task or built.config.data.task, built.config.model.max_sequence_length)
+        examples = load_examples(args.input, args.task or built.config.data.task,
+                                 built.config.model.max_sequence_length, require_answer=False)
         answers = generate(built, examples, **options)
         out = Path(args.output or "answers.csv")
         write_predictions(examples, answers, out)
         print(f"wrote {len(answers)} answers to {out}")
-        if all(e.answer for e in examples):
+        if all(e.answer for e in examples):  # every record has its reference answer: score them
             for key, value in score(examples, answers).items():
                 print(f"  {key}: {value:.4f}")
         return 0
@@ -178,6 +183,27 @@ def _instruct_generate(args: argparse.Namespace) -> int:
     if spans:
         print(f"spans: {format_spans(spans)}")
     return 0
+
+
+def _ptm_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ptm", help="PTM-Mamba: a bidirectional Mamba language model over PTM-aware sequences")
+    psub = p.add_subparsers(dest="ptm_command", required=True)
+    t = psub.add_parser("train", help="train PTM-Mamba (config file and/or section.key=value; accelerate launch "
+                                      "runs it on several processes)",
+                        description="Sections: dataset (dataset_location, sequence_column_name, id_column_name, "
+                        "val_size, test_size, split_seed), model (d_model, n_layers, d_state, ptm_tokens), training "
+                        "(num_train_epochs, log_steps, per_device_train_batch_size, max_tokens_per_batch, lr, "
+                        "mask_prob, ptm_mask_prob, output_dir, resume_from_checkpoint).")
+    t.add_argument("--config", help="YAML config file")
+    t.add_argument("overrides", nargs="*", help="section.key=value, e.g. training.lr=0.0004")
+    t.set_defaults(func=_ptm_train)
+
+
+def _ptm_train(args: argparse.Namespace) -> int:
+    from plmforge.ptm.train import load_ptm_config, train_ptm
+
+    result = train_ptm(load_ptm_config(args.config, args.overrides))
+    return _print_run(result.run_dir, result.test)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _embed_parser(sub)
     _structure_parser(sub)
     _instruct_parser(sub)
+    _ptm_parser(sub)
     sub.add_parser("models", help="list the model zoo").set_defaults(func=_models)
     sub.add_parser("methods", help="list the fine-tuning methods and their options").set_defaults(func=_methods)
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)

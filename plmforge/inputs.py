@@ -61,6 +61,9 @@ def encode_symbols(spec: ModelInput, text: str, special: np.ndarray, row: str) -
         if not all(t.isdigit() for t in tokens):
             raise DataError("expected whole-number tokens separated by commas or spaces", file=row,
                             column=spec.source, hint=f"{spec.source} holds one whole number per residue")
+        if len(tokens) < n:
+            raise DataError(f"{len(tokens)} whole-number tokens for {n} residues", file=row, column=spec.source,
+                            hint=f"{spec.source} holds one whole number per residue, separated by commas or spaces")
         codes = [spec.offset + int(t) for t in tokens[:n]]
     out[residues] = codes
     return out

@@ -32,34 +32,6 @@ from plmforge.instruct.data import (
 from plmforge.instruct.run import WEIGHTS, build, collator, features, generate, load_instruct, train_instruct
 from plmforge.instruct.scores import class_scores, span_scores, text_scores
 
-WORDS = ("which residues bind the antigen where is the longest paratope segment what kind of fragment is this "
-         "describe a residue framework rich in starting with protein assistant user system").split()
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory) -> Path:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    d = tmp_path_factory.mktemp("llama")
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    corpus = [" ".join(WORDS)] * 5 + ["[12, 19); [40, 47)", "0123456789 ,;[)"] * 5 + ["ACDEFGHIKLMNPQRSTVWY"]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>")
-    fast.chat_template = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                          "{% if add_generation_prompt %}assistant: {% endif %}")
-    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    fast.save_pretrained(d)
-    return d
-
 
 def runs(labels: str) -> list[tuple[int, int]]:
     out, start = [], None
@@ -253,6 +225,54 @@ def test_generation_returns_text_and_the_cli_works(tiny_models, tiny_llama, frag
     assert main(["instruct", "generate", str(out), "--input", str(fragments / "test.csv"), "--output", str(pred),
                  "--max-new-tokens", "4"]) == 0
     assert len(pd.read_csv(pred)) == len(load_examples(fragments / "test.csv", "referring_desc", 100))
+    assert "grounding_group/span_iou" in capsys.readouterr().out  # labelled records are scored
+    # new questions, without answers or spans: answered, not scored
+    fresh = tmp_path / "questions.jsonl"
+    fresh.write_text(json.dumps({"sequence": seq, "question": "describe the fragment", "position_ref": [2, 8],
+                                 "task": "referring_desc"}) + "\n" +
+                     json.dumps({"sequence": seq, "question": "which residues bind the antigen",
+                                 "task": "grounding_group"}) + "\n")
+    assert main(["instruct", "generate", str(out), "--input", str(fresh), "--output", str(tmp_path / "a.csv"),
+                 "--max-new-tokens", "4"]) == 0
+    assert "wrote 2 answers" in (text := capsys.readouterr().out) and "span_iou" not in text
+    assert len(pd.read_csv(tmp_path / "a.csv")) == 2
+
+
+def test_a_two_stage_run_resumes_its_second_stage_from_the_finished_first(tiny_models, tiny_llama, fragments,
+                                                                          tmp_path):
+    extra = ["training.stage=align+instruct", "training.align_epochs=1", "training.max_steps=4",
+             "training.save_strategy=steps", "training.save_steps=2", "training.eval_strategy=no", "data.test=null"]
+    whole = train_instruct(_config(tiny_models, tiny_llama, fragments, tmp_path / "whole", *extra))
+    n_train = len(load_examples(fragments / "train.jsonl", "referring_desc", 100))
+    align_steps = [h for h in whole.log_history if h["stage"] == "align" and "loss" in h]
+    assert len(align_steps) == -(-n_train // 4)  # the whole align epoch: max_steps is the instruct stage's
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for part in ("tokenizer", "align", "checkpoint-2"):
+        shutil.copytree(whole.run_dir / part, cut / part)
+    resumed = train_instruct(_config(tiny_models, tiny_llama, fragments, cut, *extra,
+                                     "training.resume_from_checkpoint=last"))
+    assert {h["stage"] for h in resumed.log_history} == {"instruct"}  # align was not run again
+    a, b = load_file(str(whole.run_dir / "final" / WEIGHTS)), load_file(str(cut / "final" / WEIGHTS))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+
+
+def test_encoders_that_read_more_than_the_sequence_are_refused(tiny_models, tiny_llama, fragments, tmp_path):
+    from transformers import EsmConfig, EsmModel, EsmTokenizer
+
+    d = tmp_path / "saprot"
+    d.mkdir()
+    vocab = ["<cls>", "<pad>", "<eos>", "<unk>", "<mask>"] + [a + b for a in "ACDEFGHIKLMNPQRSTVWYX"
+                                                              for b in "acdefghiklmnpqrstvwy#"]
+    (d / "vocab.txt").write_text("\n".join(vocab))
+    EsmModel(EsmConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=32, max_position_embeddings=130, pad_token_id=1),
+             add_pooling_layer=False).save_pretrained(d)
+    EsmTokenizer(str(d / "vocab.txt")).save_pretrained(d)
+    with pytest.raises(ConfigError, match="reads foldseek_seq besides the sequence"):
+        build(load_instruct_config(None, [f"model.encoder={d}", f"model.decoder={tiny_llama}",
+                                          f"data.train={fragments / 'train.jsonl'}"]))
 
 
 def test_alignment_stage_trains_only_the_modality_adapter(tiny_models, tiny_llama, fragments, tmp_path):

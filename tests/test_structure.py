@@ -17,7 +17,7 @@ from plmforge.cli import main
 from plmforge.structure.build import collect_paths, process_file, structure_tokens
 from plmforge.structure.dataset import add_structure_columns
 from plmforge.structure.reader import read_structure
-from plmforge.structure.tokens import choose_secondary_structure, mkdssp_path, parse_dssp
+from plmforge.structure.tokens import choose_secondary_structure, foldseek_tokens, mkdssp_path, parse_dssp
 
 pytestmark = pytest.mark.shared_data
 SS8_TO_SS3 = {"H": "H", "G": "H", "I": "H", "E": "E", "B": "E"}
@@ -86,7 +86,7 @@ def test_8_state_dssp_equals_the_reference_outputs(table, stem, reference):
     ref = parse_dssp(shared("structures", "reference", reference).read_text())
     path = next(p for p in files().iterdir() if p.name.startswith(stem + "."))
     chain = read_structure(path).chains[0]
-    expected = "".join(ref[k] for k in chain.keys)
+    expected = "".join(ref[k][0] for k in chain.keys)  # no numbering restarts in these chains
     assert table.loc[f"{stem}_{chain.name}", "ss8_seq"] == expected
     assert set(expected) - set("HBEGITSL") == set()
 
@@ -109,22 +109,19 @@ def test_hard_cases(table):
     assert "H" in table.loc["1l2y_A", "ss8_seq"]  # mkdssp ran despite the REMARKs that abort it on the raw file
     for f in ("1AS5.cif", "2OFG.cif"):
         assert notes[f][0].endswith("models: model 1 used")
-    # insertion codes: kept as part of the residue key, so no residue is merged or lost
+    # insertion codes: part of the residue key, so residues 52 and 52A stay two residues
     chain = next(c for c in read_structure(files() / "1dix.cif").chains if c.name == "A")
-    assert any(chain.icodes) and len(set(chain.keys)) == len(chain)
-    # alternate locations: one residue per key, the last conformer's atoms
-    for f in ("3o5r.cif", "4i39.cif", "1k6p.cif"):
-        for c in read_structure(files() / f).chains:
-            assert len(set(c.keys)) == len(c)
+    assert any(k[2] for k in chain.keys) and len(set(chain.keys)) == len(chain)  # none merged
     # non-standard and modified residues
     assert "MSE=M" in " ".join(chain_notes["1A8O_A"])
     assert "M" in table.loc["1A8O_A", "aa_seq"]
     assert "L" * 10 not in table.loc["1A8O_A", "ss8_seq"][:20]  # MSE residues have DSSP states (SEQRES kept)
     assert "BP5 x1" in " ".join(chain_notes["5eil_A"])
     assert "AIB=A" in " ".join(chain_notes["2n0n_M1_A"])
-    # missing backbone atoms: reported, Foldseek's invalid state
-    assert any("without a CA atom" in n for n in chain_notes["pdb1ejg_A"])
-    assert any("missing N/C" in n for n in chain_notes["pdb1ejg_A"])
+    # missing backbone atoms: a residue without CA is left out and reported (2XHE); in 1ejg, whose residues
+    # 22 and 25 come in two variants, the first variant is read (it has its backbone)
+    assert any("1 residues without a CA atom left out" in n for n in chain_notes["2XHE_A"])
+    assert table.loc["pdb1ejg_A", "aa_seq"][21] == "P" and len(table.loc["pdb1ejg_A", "aa_seq"]) == 46
     # DNA chains skipped and reported
     assert {k for k in skipped if k[0] == "5ugo.cif"} == {("5ugo.cif", "T"), ("5ugo.cif", "P"), ("5ugo.cif", "D")}
     assert all("nucleic-acid chain (Dna" in skipped[k] for k in skipped if k[0] in ("5ugo.cif", "pdb3mht.pdb"))
@@ -135,6 +132,41 @@ def test_hard_cases(table):
     # many chains, cryo-EM
     assert sum(i.startswith("3wip_") for i in table.index) >= 2
     assert any(i.startswith("7DDO_") for i in table.index)
+
+
+def _atom(serial: int, name: str, res: str, num: int, x: float, record: str = "ATOM", altloc: str = " ",
+          chain: str = "A") -> str:
+    return (f"{record:<6}{serial:>5} {name:<4}{altloc}{res:>3} {chain}{num:>4}    {x:8.3f}{0.0:8.3f}{0.0:8.3f}"
+            f"  1.00 20.00           {name[0]}")
+
+
+def _residue(serial: int, res: str, num: int, x: float, **kw) -> list[str]:  # type: ignore[no-untyped-def]
+    return [_atom(serial + i, a, res, num, x + i * 0.5, **kw) for i, a in enumerate(("N", "CA", "C", "O"))]
+
+
+def test_restarted_numbering_ligands_and_microheterogeneity(tmp_path):
+    """Residues keep their file order when numbering restarts; a free amino acid bound as a ligand is not
+    part of the chain; where SER and THR share a position, the first is read (as Foldseek does)."""
+    lines = ["HEADER    TEST"]
+    for i, (res, num) in enumerate([("ALA", 1), ("GLY", 2), ("SER", 3), ("THR", 4), ("LYS", 1), ("TRP", 2)]):
+        lines += _residue(10 * i + 1, res, num, 3.8 * i)
+    lines += ["TER"] + _residue(200, "GLU", 901, 50.0, record="HETATM") + ["END"]
+    (tmp_path / "restart.pdb").write_text("\n".join(lines) + "\n")
+    chain = read_structure(tmp_path / "restart.pdb").chains[0]
+    assert chain.sequence == "AGSTKW" and chain.numbers == [1, 2, 3, 4, 1, 2]
+    assert any("numbering restarts" in n for n in chain.notes)
+    micro = ["HEADER    TEST", *_residue(1, "ALA", 1, 0.0), *_residue(10, "SER", 2, 3.8, altloc="A"),
+             *_residue(20, "THR", 2, 3.9, altloc="B"), *_residue(30, "GLY", 3, 7.6), "END"]
+    (tmp_path / "micro.pdb").write_text("\n".join(micro) + "\n")
+    assert read_structure(tmp_path / "micro.pdb").chains[0].sequence == "ASG"
+    # a residue with its CA but without N and C: kept, reported, Foldseek's invalid 3Di state (D)
+    lines = ["HEADER    TEST"]
+    for i, res in enumerate(("ALA", "GLY", "SER", "THR", "LYS", "TRP", "VAL", "LEU")):
+        lines += _residue(10 * i + 1, res, i + 1, 3.8 * i) if i != 3 else [_atom(31, "CA", res, 4, 11.4)]
+    (tmp_path / "gap.pdb").write_text("\n".join(lines + ["END"]) + "\n")
+    gap = read_structure(tmp_path / "gap.pdb").chains[0]
+    assert gap.sequence == "AGSTKWVL" and any("2 missing N/C backbone atoms" in n for n in gap.notes)
+    assert foldseek_tokens(gap)[3] == "D"
 
 
 def test_broken_files_are_reported_and_the_rest_continue(tmp_path):

@@ -184,6 +184,9 @@ def test_prosst_loads_its_own_code_only_when_trusted(prosst_dir, structure_table
         bb = load_backbone(ModelConfig(name=str(prosst_dir), trust_remote_code=True))
     assert f"running the model code that {prosst_dir}" in caplog.text
     assert bb.family.name == "prosst" and type(bb.model).__name__ == "TinyProsstModel"
+    from plmforge.models.families import family_for_directory
+
+    assert family_for_directory(prosst_dir, {"model_type": "ProSST"}).name == "prosst"  # as ProSST's own config
     enc = encode_sequences(bb, ["MEVK"], fields={"prosst_tokens": ["0,5,2047,12"]})
     assert enc.inputs["ss_input_ids"][0].tolist() == [1, 3, 8, 2050, 15, 2]
     rng = np.random.default_rng(0)
@@ -201,6 +204,15 @@ def test_prosst_loads_its_own_code_only_when_trusted(prosst_dir, structure_table
         tmp_path / "other.csv", index=False)
     assert not np.allclose(predict(run, data / "test.csv").table["prob_1"],
                            predict(run, tmp_path / "other.csv").table["prob_1"])
+    bracketed = test.assign(prosst_tokens=["[" + t.replace(" ", ", ") + "]" for t in test["prosst_tokens"]])
+    bracketed.to_csv(tmp_path / "bracketed.csv", index=False)  # lists as pandas writes them
+    np.testing.assert_allclose(predict(run, tmp_path / "bracketed.csv").table["prob_1"],
+                               predict(run, data / "test.csv").table["prob_1"])
+    digits = test.copy()
+    digits.loc[0, "prosst_tokens"] = "7" * len(digits.loc[0, "aa_seq"])  # digits without separators
+    digits.to_csv(tmp_path / "digits.csv", index=False)
+    with pytest.raises(DataError, match="1 whole-number tokens for"):
+        predict(run, tmp_path / "digits.csv")
     broken = test.copy()
     broken.loc[0, "prosst_tokens"] = "1,2,x"
     broken.to_csv(tmp_path / "broken.csv", index=False)

@@ -116,7 +116,8 @@ STRUCTURE_HINTS = {"foldseek_seq": _STRUCTURE_FIX, "ss8_seq": _STRUCTURE_FIX + "
                    "ss3_seq": _STRUCTURE_FIX + " (ss3_seq is written when mkdssp is not installed)"}
 
 
-_NUMBERS = re.compile(r"\s*\d+(\s*[,\s]\s*\d+)+\s*")  # separated: "0101" stays four symbols
+# whole numbers separated by commas or spaces, optionally in brackets ("[12, 5, 7]"); "0101" stays 4 symbols
+_NUMBERS = re.compile(r"\s*\[?\s*\d+(\s*[,\s]\s*\d+)+\s*\]?\s*")
 
 
 def _residue_field(table: Table, name: str, seqs: list[str]) -> list[str]:

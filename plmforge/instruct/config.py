@@ -186,7 +186,7 @@ def load_instruct_config(path: str | Path | None, overrides: list[str] | None = 
 
 
 def training_arguments(cfg: InstructTrainingConfig, output_dir: str | Path, *, stage_epochs: float | None = None,
-                       has_eval: bool = True) -> Any:
+                       has_eval: bool = True, max_steps: int | None = None) -> Any:
     """TrainingArguments from the config: every standard argument by its own name; bf16/fp16 only where
     the device supports them (a clear error otherwise)."""
     import torch
@@ -199,7 +199,7 @@ def training_arguments(cfg: InstructTrainingConfig, output_dir: str | Path, *, s
     eval_strategy = cfg.eval_strategy if has_eval else "no"
     return TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=stage_epochs if stage_epochs is not None else cfg.num_train_epochs,
-        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
+        max_steps=cfg.max_steps if max_steps is None else max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_eval_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio if cfg.warmup_ratio else cfg.warmup_steps,

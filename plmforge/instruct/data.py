@@ -96,7 +96,10 @@ def _span(value: Any, length: int, what: str, row: str) -> tuple[int, int]:
     return s, e
 
 
-def to_example(rec: dict[str, Any], row: str, default_task: str, max_len: int) -> Example:
+def to_example(rec: dict[str, Any], row: str, default_task: str, max_len: int,
+               require_answer: bool = True) -> Example:
+    """One checked record. `require_answer=False` (questions to answer): the answer and the grounding
+    spans may be missing."""
     from plmforge.instruct.config import TASKS
 
     seq = str(rec.get("sequence") or "").strip().upper()
@@ -130,18 +133,18 @@ def to_example(rec: dict[str, Any], row: str, default_task: str, max_len: int) -
     if task in REFERRING and ref is None:
         raise DataError(f"task {task} needs position_ref", file=row, column="position_ref")
     if task in GROUNDING:
-        if not grd:
+        if not grd and require_answer:
             raise DataError(f"task {task} needs position_grd", file=row, column="position_grd")
         if task == "grounding_single" and len(grd) != 1:
             raise DataError(f"grounding_single takes one span, got {len(grd)}", file=row, column="position_grd")
         if answer and sorted(parse_spans(answer)) != sorted(grd):
             raise DataError(f"the answer names spans {parse_spans(answer)} but position_grd is {grd}", file=row,
                             column="answer", hint="leave answer empty for grounding tasks: plmforge writes it")
-    elif not answer:
+    elif not answer and require_answer:
         raise DataError("answer is empty", file=row, column="answer")
     ex = Example(seq, messages, answer, task, ref, grd, start, row)
     ex = crop(ex, max_len)
-    if task in GROUNDING:
+    if task in GROUNDING and ex.grd:
         ex.answer = format_spans(ex.grd)
     return ex
 
@@ -166,7 +169,8 @@ def crop(ex: Example, max_len: int) -> Example:
                    shift(ex.ref) if ex.ref else None, [shift(g) for g in ex.grd], ex.start + w, ex.row)
 
 
-def load_examples(path: str | Path, default_task: str, max_len: int, limit: int | None = None) -> list[Example]:
+def load_examples(path: str | Path, default_task: str, max_len: int, limit: int | None = None,
+                  require_answer: bool = True) -> list[Example]:
     records = read_records(path)
     if limit is not None:
         records = records[:limit]
@@ -174,7 +178,7 @@ def load_examples(path: str | Path, default_task: str, max_len: int, limit: int 
         raise DataError("the file has no records", file=str(path))
     line = 2 if str(path).lower().endswith((".csv", ".tsv")) else 1
     return [to_example(r, f"{path}, record {i + 1}" + (f" (line {i + line})" if line == 2 else ""), default_task,
-                       max_len) for i, r in enumerate(records)]
+                       max_len, require_answer) for i, r in enumerate(records)]
 
 
 # ---- prompts and token ids ----------------------------------------------------------------------------

@@ -59,6 +59,9 @@ def build(config: InstructConfig, tokenizer_dir: Path | None = None) -> Built:
     if dtype == torch.float16 and not torch.cuda.is_available():
         raise ConfigError("model.dtype=float16 needs a CUDA GPU here; use float32 or bfloat16 on a CPU")
     encoder = load_backbone(ModelConfig(name=m.encoder, trust_remote_code=m.trust_remote_code))
+    if encoder.record_fields:
+        raise ConfigError(f"model.encoder {m.encoder!r} reads {', '.join(encoder.record_fields)} besides the sequence; "
+                          "the instruction model gives its encoder sequences only: choose a sequence-only encoder")
     if m.max_sequence_length > encoder.max_residues:
         raise ConfigError(f"model.max_sequence_length={m.max_sequence_length} exceeds what the encoder takes "
                           f"({encoder.max_residues} residues)")
@@ -221,17 +224,25 @@ def train_instruct(config: InstructConfig) -> InstructResult:
     trainer_cls = _trainer_class()
     for stage in stages:
         _set_stage(built.model, stage)
-        stage_dir = out / "align" if stage == "align" and len(stages) > 1 else out
+        two = len(stages) > 1
+        stage_dir = out / "align" if stage == "align" and two else out
+        if stage == "align" and two and resume and (stage_dir / "final" / WEIGHTS).is_file():
+            load_trainable(built.model, stage_dir / "final")  # stage 1 finished before the stop
+            log.info("stage align: finished earlier, its adapter read from %s", stage_dir / "final")
+            continue
         args = training_arguments(tcfg, stage_dir, has_eval=eval_set is not None,
-                                  stage_epochs=tcfg.align_epochs if stage == "align" else None)
+                                  stage_epochs=tcfg.align_epochs if stage == "align" else None,
+                                  max_steps=-1 if stage == "align" and two else tcfg.max_steps)
         trainer = trainer_cls(model=built.model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                               data_collator=collator(built))
         trainer.stage, trainer.temperature = stage, tcfg.align_temperature
-        ckpt = _resume_point(stage_dir, resume) if stage == stages[-1] else None
+        ckpt = _resume_point(stage_dir, resume, required=not (stage == "instruct" and two))
         log.info("stage %s: %d trainable parameters", stage,
                  sum(p.numel() for p in built.model.parameters() if p.requires_grad))
         trainer.train(resume_from_checkpoint=ckpt)
         history += [{"stage": stage, **h} for h in trainer.state.log_history]
+        if stage == "align" and two:
+            trainer._save(str(stage_dir / "final"))  # the second stage starts from this adapter
     trainer._save(str(out / "final"))
     (out / "log_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     metrics = None
@@ -246,17 +257,23 @@ def train_instruct(config: InstructConfig) -> InstructResult:
     return InstructResult(out, history, metrics)
 
 
-def _resume_point(stage_dir: Path, resume: str | None) -> str | None:
+def _resume_point(stage_dir: Path, resume: str | None, required: bool = True) -> str | None:
+    """The checkpoint this stage resumes from: `last` = its newest checkpoint-N (none yet is an error only
+    when `required`: the instruct stage of a run stopped during alignment starts afresh); a directory is
+    used by the stage whose directory holds it."""
     if not resume:
         return None
     if resume == "last":
         points = sorted(stage_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
         if not points:
-            raise RunDirError(f"training.resume_from_checkpoint=last: {stage_dir} has no checkpoint-N directory")
+            if required:
+                raise RunDirError(f"training.resume_from_checkpoint=last: {stage_dir} has no checkpoint-N directory")
+            return None
         return str(points[-1])
-    if not (Path(resume) / WEIGHTS).is_file():
+    path = Path(resume)
+    if not (path / WEIGHTS).is_file():
         raise RunDirError(f"training.resume_from_checkpoint={resume}: no {WEIGHTS} there")
-    return resume
+    return resume if path.resolve().parent == stage_dir.resolve() else None
 
 
 def load_instruct(run_dir: str | Path, checkpoint: str = "final") -> Built:

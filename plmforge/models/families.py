@@ -256,7 +256,7 @@ register_family(SaProtFamily("saprot", (), "EsmModel", False, {}, ("query", "key
                              ("key", "value", "output.dense"), ("output.dense",),
                              "<cls> residue+3Di tokens <eos>", ("contact_head",), {"add_pooling_layer": False},
                              special_positions=2, position_offset=2, text_field="foldseek_seq"))
-register_family(RemoteCodeFamily("prosst", ("prosst",), "AutoModelForMaskedLM", False, {}, (), (), (),
+register_family(RemoteCodeFamily("prosst", ("prosst", "ProSST"), "AutoModelForMaskedLM", False, {}, (), (), (),
                                  "<cls> residues <eos>; ss_input_ids: 1, structure tokens + 3, 2",
                                  special_positions=2, attention_dropout_key=None,
                                  inputs=(ModelInput("input_ids"),

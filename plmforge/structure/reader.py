@@ -3,12 +3,14 @@
 The rules, chosen so that 3Di tokens match Foldseek's and every residue keeps its identity:
 - the first model only (NMR ensembles and multi-model files);
 - protein chains only: DNA/RNA chains are skipped and reported;
-- a residue is kept when it has a CA atom; its key is (chain, residue number, insertion code), and at
-  most one residue is kept per key (the last alternative, as Foldseek does);
+- a residue is kept when it is part of the polymer (or of no declared entity) and has a CA atom;
+  residues keep their file order and are keyed by (chain, residue number, insertion code); where two
+  residue types share a position (microheterogeneity) the first is read, as Foldseek does;
 - for atoms with alternate locations the last one listed wins (again as Foldseek does);
 - residue letters: the 20 standard ones (plus U, O) from their names; modified residues (MSE, SEP,
-  ...) as the letter of their parent amino acid; anything else as X;
-- HETATM residues that are not amino acids (ligands, water) are never part of a chain.
+  ...) as the letter of their parent amino acid; chain residues unknown to the residue table are left
+  out (reported), as Foldseek leaves them out;
+- ligands and water, free amino acids included, are never part of a chain.
 """
 
 from __future__ import annotations
@@ -115,31 +117,35 @@ def read_structure(path: str | Path) -> ReadResult:
 
 
 def _protein_chain(ch) -> Chain | None:  # type: ignore[no-untyped-def]
-    picked: dict[tuple[int, str], tuple[str, dict[str, np.ndarray]]] = {}
+    import gemmi
+
+    kept: list[tuple[str, int, str, dict[str, np.ndarray]]] = []
     no_ca = 0
     unknown: dict[str, int] = {}
-    for res in ch:
-        amino = _amino_acid(res.name)
-        if res.het_flag == "H" and not amino:
-            if res.entity_type.name == "Polymer":  # inside the chain, but not a known amino acid
+    for res in ch.first_conformer():  # two residue types at one position: the first, as Foldseek reads it
+        if res.entity_type not in (gemmi.EntityType.Polymer, gemmi.EntityType.Unknown):
+            continue  # ligands (a free amino acid too) and water
+        if not _amino_acid(res.name):
+            if res.het_flag == "H":  # inside the chain, but not a known amino acid
                 unknown[res.name] = unknown.get(res.name, 0) + 1
-            continue  # ligand or water
+            continue  # nucleotides and caps
         atoms: dict[str, np.ndarray] = {}
         for atom in res:  # the last alternate location of an atom wins
             if atom.name in BACKBONE:
                 atoms[atom.name] = np.array([atom.pos.x, atom.pos.y, atom.pos.z], dtype=np.float32)
         if "CA" not in atoms:
-            no_ca += amino  # nucleotides and caps have no CA and are not counted
+            no_ca += 1
             continue
-        key = (res.seqid.num, res.seqid.icode.strip())
-        picked.pop(key, None)  # keep the last alternative at a position, in file order
-        picked[key] = (res.name, atoms)
-    if not picked:
+        kept.append((res.name, res.seqid.num, res.seqid.icode.strip(), atoms))
+    if not kept:
         return None
-    names = [v[0] for v in picked.values()]
-    coords = {a: np.stack([v[1].get(a, np.full(3, np.nan, np.float32)) for v in picked.values()])
-              for a in BACKBONE}
+    names = [k[0] for k in kept]
+    coords = {a: np.stack([k[3].get(a, np.full(3, np.nan, np.float32)) for k in kept]) for a in BACKBONE}
     notes = []
+    keys = [(k[1], k[2]) for k in kept]
+    repeats = len(keys) - len(set(keys))
+    if repeats:
+        notes.append(f"residue numbers repeat ({repeats} residues): numbering restarts; residues kept in file order")
     if unknown:
         notes.append("chain residues not in the residue table left out (as Foldseek does): "
                      + ", ".join(f"{k} x{v}" for k, v in sorted(unknown.items())))
@@ -153,7 +159,7 @@ def _protein_chain(ch) -> Chain | None:  # type: ignore[no-untyped-def]
     if nonstd:
         notes.append(f"non-standard residues {', '.join(nonstd)} "
                      f"read as {', '.join(f'{n}={residue_letter(n)}' for n in nonstd)}")
-    return Chain(ch.name, names, [k[0] for k in picked], [k[1] for k in picked], seq, coords, notes)
+    return Chain(ch.name, names, [k[1] for k in kept], [k[2] for k in kept], seq, coords, notes)
 
 
 _STANDARD_NAMES = {"ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE", "LEU", "LYS", "MET",

@@ -107,28 +107,34 @@ def mkdssp_states(path: Path, chains: list[Chain], exe: str | None = None) -> tu
         states = parse_dssp(out.read_text())
     result, unassigned = {}, {}
     for chain in chains:
-        letters = [states.get((chain.name, n, i)) for n, i in zip(chain.numbers, chain.icodes, strict=True)]
+        seen: dict[tuple[str, int, str], int] = {}  # a repeated residue number takes the next state listed
+        letters = []
+        for key in chain.keys:
+            options = states.get(key, [])
+            k = seen.get(key, 0)
+            seen[key] = k + 1
+            letters.append(options[k] if k < len(options) else None)
         unassigned[chain.name] = sum(s is None for s in letters)
         result[chain.name] = "".join(s or COIL for s in letters)
     return result, unassigned
 
 
-def parse_dssp(text: str) -> dict[tuple[str, int, str], str]:
-    """(chain, residue number, insertion code) -> 8-state letter, from DSSP's classic output (long chain
-    names are read from its AUTHCHAIN column)."""
+def parse_dssp(text: str) -> dict[tuple[str, int, str], list[str]]:
+    """(chain, residue number, insertion code) -> 8-state letters in file order (more than one where the
+    numbering restarts), from DSSP's classic output (long chain names from its AUTHCHAIN column)."""
     lines = text.splitlines()
     try:
         start = next(i for i, line in enumerate(lines) if line.startswith("  #  RESIDUE"))
     except StopIteration:
         raise StructureFileError("mkdssp output has no residue table") from None
     long_names = "AUTHCHAIN" in lines[start]
-    states = {}
+    states: dict[tuple[str, int, str], list[str]] = {}
     for line in lines[start + 1:]:
         if len(line) < 17 or line[13] == "!":  # '!' marks a chain break
             continue
         chain = line.split()[-1] if long_names else line[11]
         ss = line[16]
-        states[(chain, int(line[5:10]), line[10].strip())] = COIL if ss in " P" else ss
+        states.setdefault((chain, int(line[5:10]), line[10].strip()), []).append(COIL if ss in " P" else ss)
     return states
 
 

@@ -1,0 +1,356 @@
+"""Training PTM-Mamba: masked language modelling over PTM-aware sequences, with accelerate.
+
+Config sections follow the published pipeline: `dataset` (dataset_location, sequence_column_name,
+val_size, test_size, split_seed), `model` (sizes, extra PTM names) and `training` (epochs, log_steps =
+validate every N steps, per_device_train_batch_size, max_tokens_per_batch, lr, masking probabilities,
+output_dir, resume_from_checkpoint). A run directory holds config.yaml, split_mapping.json (id -> split),
+metrics.json (train per step, validation per evaluation over the whole validation set, test at the end),
+best.ckpt (lowest validation loss) and last.ckpt; resuming restores model, optimizer, scheduler, step,
+best score and random state, and gives the same run as an uninterrupted one."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from plmforge.checks import fraction, positive
+from plmforge.config import apply_overrides, read_config_file, section_kwargs
+from plmforge.errors import ConfigError, DataError, RunDirError, did_you_mean
+from plmforge.ptm.mamba import PtmMamba
+from plmforge.ptm.tokens import SPECIALS, PtmTokenizer
+
+log = logging.getLogger("plmforge")
+
+
+@dataclass(frozen=True)
+class PtmDatasetConfig:
+    dataset_location: str = ""
+    sequence_column_name: str = "ptm_seq"
+    id_column_name: str | None = None  # None: the row number is the id
+    val_size: float = 0.1  # a fraction of the rows, or a count when >= 1
+    test_size: float = 0.1
+    split_seed: int = 42
+
+    def __post_init__(self) -> None:
+        if not self.dataset_location:
+            raise ConfigError("dataset.dataset_location must name a CSV/TSV/Parquet file of PTM sequences")
+        for key in ("val_size", "test_size"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"dataset.{key} must be >= 0")
+
+
+@dataclass(frozen=True)
+class PtmModelConfig:
+    d_model: int = 256
+    n_layers: int = 4
+    d_state: int = 16
+    ptm_tokens: tuple[str, ...] = ()  # extra PTM names as "Name:RESIDUES", e.g. "Hypusine:K"
+
+    def __post_init__(self) -> None:
+        for key in ("d_model", "n_layers", "d_state"):
+            positive(f"model.{key}", getattr(self, key))
+        for item in self.ptm_tokens:
+            if ":" not in item:
+                raise ConfigError(f"model.ptm_tokens: write each extra PTM as Name:RESIDUES, got {item!r}")
+
+    def extra_ptms(self) -> dict[str, str]:
+        return dict(item.rsplit(":", 1) for item in self.ptm_tokens)
+
+
+@dataclass(frozen=True)
+class PtmTrainingConfig:
+    output_dir: str = "runs/ptm_mamba"
+    overwrite_output_dir: bool = False
+    num_train_epochs: int = 10
+    log_steps: int = 100  # validate (on the whole validation set) every N optimizer steps
+    per_device_train_batch_size: int = 8
+    max_tokens_per_batch: int = 100000
+    lr: float = 4e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    max_length: int = 1024  # tokens per sequence (longer ones are cut, and counted in the log)
+    mask_prob: float = 0.15  # amino-acid tokens selected for the MLM objective
+    ptm_mask_prob: float = 0.5  # PTM tokens selected (PTM-aware masking)
+    seed: int = 42
+    resume_from_checkpoint: str | None = None  # a run's last.ckpt (or the run directory)
+
+    def __post_init__(self) -> None:
+        for key in ("num_train_epochs", "log_steps", "per_device_train_batch_size", "max_tokens_per_batch", "lr",
+                    "max_length"):
+            positive(f"training.{key}", getattr(self, key))
+        fraction("training.mask_prob", self.mask_prob)
+        fraction("training.ptm_mask_prob", self.ptm_mask_prob)
+
+
+@dataclass(frozen=True)
+class PtmConfig:
+    dataset: PtmDatasetConfig
+    model: PtmModelConfig = field(default_factory=PtmModelConfig)
+    training: PtmTrainingConfig = field(default_factory=PtmTrainingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: {k: list(v) if isinstance(v, tuple) else v
+                         for k, v in dataclasses.asdict(getattr(self, f.name)).items()}
+                for f in dataclasses.fields(self)}
+
+
+SECTIONS = {"dataset": PtmDatasetConfig, "model": PtmModelConfig, "training": PtmTrainingConfig}
+
+
+def load_ptm_config(path: str | Path | None, overrides: list[str] | None = None) -> PtmConfig:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = read_config_file(path)
+        loc = (raw.get("dataset") or {}).get("dataset_location")
+        base = Path(path).resolve().parent
+        if isinstance(loc, str) and not Path(loc).is_absolute() and (base / loc).exists():
+            raw["dataset"]["dataset_location"] = str((base / loc).resolve())
+    apply_overrides(raw, overrides)
+    built = {}
+    for name, values in raw.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"unknown config section {name!r}{did_you_mean(name, SECTIONS)}; sections are "
+                              + ", ".join(SECTIONS))
+        built[name] = SECTIONS[name](**section_kwargs(name, SECTIONS[name], values or {}, None))
+    if "dataset" not in built:
+        raise ConfigError("the config has no 'dataset' section (dataset.dataset_location is required)")
+    return PtmConfig(**built)
+
+
+# ---- data -----------------------------------------------------------------------------------------
+
+def split_ids(ids: list[str], cfg: PtmDatasetConfig) -> dict[str, str]:
+    """id -> train/val/test, seeded; sizes are fractions (< 1) or counts."""
+    n = len(ids)
+
+    def count(size: float) -> int:
+        return int(round(size * n)) if size < 1 else int(size)
+
+    n_val, n_test = count(cfg.val_size), count(cfg.test_size)
+    if n_val + n_test >= n:
+        raise DataError(f"val_size + test_size ({n_val} + {n_test}) leave no training rows of {n}",
+                        file=cfg.dataset_location)
+    order = np.random.default_rng(cfg.split_seed).permutation(n)
+    split = {}
+    for rank, i in enumerate(order):
+        split[ids[i]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    return split
+
+
+def read_sequences(cfg: PtmDatasetConfig, tok: PtmTokenizer, max_length: int) -> tuple[list[str], list[np.ndarray]]:
+    from plmforge.data.readers import read_file
+
+    table = read_file(cfg.dataset_location, cfg.sequence_column_name)
+    df = table.df
+    if cfg.sequence_column_name not in df.columns:
+        raise DataError(f"no column {cfg.sequence_column_name!r}; the columns are {', '.join(map(str, df.columns))}",
+                        file=cfg.dataset_location, hint="set dataset.sequence_column_name")
+    ids = [str(v) for v in df[cfg.id_column_name]] if cfg.id_column_name else [str(i) for i in range(len(df))]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"the id column {cfg.id_column_name!r} repeats ids", file=cfg.dataset_location)
+    seqs, cut = [], 0
+    for i, text in enumerate(df[cfg.sequence_column_name].astype(str)):
+        where = f"{cfg.dataset_location}, row {i + 1}" + (f" (line {table.lines[i]})" if table.lines else "")
+        ids_ = tok.encode(text, where)
+        if not len(ids_):
+            raise DataError("empty sequence", file=where)
+        cut += len(ids_) > max_length
+        seqs.append(ids_[:max_length])
+    if cut:
+        log.warning("%d sequences are longer than training.max_length=%d tokens and were cut", cut, max_length)
+    return ids, seqs
+
+
+def batches(lengths: np.ndarray, size: int, max_tokens: int, rng: np.random.Generator | None) -> list[list[int]]:
+    """Length-sorted batches of at most `size` sequences and `max_tokens` padded tokens; shuffled when
+    `rng` is given."""
+    order = np.argsort(lengths, kind="stable")
+    out, cur, longest = [], [], 0
+    for i in order:
+        longest_new = max(longest, int(lengths[i]))
+        if cur and (len(cur) >= size or longest_new * (len(cur) + 1) > max_tokens):
+            out.append(cur)
+            cur, longest_new = [], int(lengths[i])
+        cur.append(int(i))
+        longest = longest_new
+    if cur:
+        out.append(cur)
+    if rng is not None:
+        rng.shuffle(out)
+    return out
+
+
+def collate(seqs: list[np.ndarray], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, :len(s)] = torch.from_numpy(s)
+        mask[r, :len(s)] = 1
+    return ids, mask
+
+
+def mask_tokens(ids: torch.Tensor, mask: torch.Tensor, tok: PtmTokenizer, aa_prob: float, ptm_prob: float,
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """PTM-aware masking: amino acids are chosen with `aa_prob`, PTM tokens with `ptm_prob`; of those
+    80 % become <mask>, 10 % a random token, 10 % stay. Returns (inputs, labels with -100 elsewhere)."""
+    is_ptm = ids >= tok.first_ptm
+    prob = torch.where(is_ptm, ptm_prob, aa_prob) * mask
+    chosen = torch.rand(ids.shape, generator=gen) < prob
+    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+    roll = torch.rand(ids.shape, generator=gen)
+    inputs = ids.clone()
+    inputs[chosen & (roll < 0.8)] = tok.mask_id
+    random_ids = torch.randint(len(SPECIALS), len(tok), ids.shape, generator=gen)
+    swap = chosen & (roll >= 0.8) & (roll < 0.9)
+    inputs[swap] = random_ids[swap]
+    return inputs, labels
+
+
+# ---- training --------------------------------------------------------------------------------------
+
+@dataclass
+class PtmResult:
+    run_dir: Path
+    metrics: list[dict[str, Any]]
+    test: dict[str, float] | None
+
+
+def evaluate(model: PtmMamba, seqs: list[np.ndarray], cfg: PtmTrainingConfig, tok: PtmTokenizer,
+             seed: int) -> dict[str, float]:
+    """Loss, perplexity, accuracy and PTM-token accuracy over every sequence of a split (fixed masks)."""
+    gen = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    total, correct, n, ptm_correct, ptm_n = 0.0, 0, 0, 0, 0
+    model.eval()
+    with torch.no_grad():
+        for b in batches(np.array([len(s) for s in seqs]), cfg.per_device_train_batch_size * 2,
+                         cfg.max_tokens_per_batch, None):
+            ids, mask = collate([seqs[i] for i in b], tok.pad_id)
+            inputs, labels = mask_tokens(ids, mask, tok, cfg.mask_prob, cfg.ptm_mask_prob, gen)
+            logits = model(inputs.to(device), mask.to(device)).float().cpu()
+            sel = labels != -100
+            total += float(torch.nn.functional.cross_entropy(logits[sel], labels[sel], reduction="sum"))
+            hit = logits[sel].argmax(-1) == labels[sel]
+            correct, n = correct + int(hit.sum()), n + int(sel.sum())
+            ptm = labels[sel] >= tok.first_ptm
+            ptm_correct, ptm_n = ptm_correct + int(hit[ptm].sum()), ptm_n + int(ptm.sum())
+    loss = total / max(n, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": correct / max(n, 1),
+            "ptm_accuracy": ptm_correct / ptm_n if ptm_n else float("nan"), "masked_tokens": n, "masked_ptm": ptm_n}
+
+
+def train_ptm(config: PtmConfig) -> PtmResult:
+    from accelerate import Accelerator
+
+    tcfg = config.training
+    out = Path(tcfg.output_dir)
+    resume = Path(tcfg.resume_from_checkpoint) if tcfg.resume_from_checkpoint else None
+    if resume is not None and resume.is_dir():
+        resume = resume / "last.ckpt"
+    if resume is not None and not resume.is_file():
+        raise RunDirError(f"training.resume_from_checkpoint: {resume} does not exist")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    if accelerator.is_main_process and resume is None and out.exists() and any(out.iterdir()):
+        if not tcfg.overwrite_output_dir:
+            raise RunDirError(f"{out} is not empty; choose another training.output_dir, set "
+                              "training.overwrite_output_dir=true, or resume from its last.ckpt")
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = PtmTokenizer.with_extra(config.model.extra_ptms())
+    ids, seqs = read_sequences(config.dataset, tok, tcfg.max_length)
+    split = split_ids(ids, config.dataset)
+    parts = {s: [seqs[i] for i, k in enumerate(ids) if split[k] == s] for s in ("train", "val", "test")}
+    if accelerator.is_main_process:
+        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        (out / "split_mapping.json").write_text(json.dumps(split))
+    torch.manual_seed(tcfg.seed)
+    m = config.model
+    model = PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    lengths = np.array([len(s) for s in parts["train"]])
+    per_epoch = len(batches(lengths, tcfg.per_device_train_batch_size, tcfg.max_tokens_per_batch, None))
+    per_epoch = math.ceil(per_epoch / accelerator.num_processes)
+    total = per_epoch * tcfg.num_train_epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / tcfg.warmup_steps) if tcfg.warmup_steps else 1.0)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    state = {"step": 0, "best": math.inf, "metrics": []}
+    if resume is not None:
+        blob = torch.load(resume, map_location="cpu", weights_only=True)
+        accelerator.unwrap_model(model).load_state_dict(blob["model"])
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+        state = {"step": blob["step"], "best": blob["best"], "metrics": blob["metrics"]}
+    gen = torch.Generator().manual_seed(tcfg.seed)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=state["step"], desc="ptm-mamba", unit="step",
+               disable=not accelerator.is_main_process)
+    for epoch in range(tcfg.num_train_epochs):
+        epoch_batches = batches(lengths, tcfg.per_device_train_batch_size, tcfg.max_tokens_per_batch,
+                                np.random.default_rng([tcfg.seed, epoch]))
+        mine = epoch_batches[accelerator.process_index::accelerator.num_processes][:per_epoch]
+        for k, b in enumerate(mine):
+            step_here = epoch * per_epoch + k
+            gen.manual_seed(tcfg.seed * 100003 + step_here)  # masks depend on the step only: resumable
+            if step_here < state["step"]:
+                continue
+            model.train()
+            ids_, mask = collate([parts["train"][i] for i in b], tok.pad_id)
+            inputs, labels = mask_tokens(ids_, mask, tok, tcfg.mask_prob, tcfg.ptm_mask_prob, gen)
+            logits = model(inputs.to(accelerator.device), mask.to(accelerator.device))
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.to(logits.device).flatten(),
+                                                     ignore_index=-100)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            state["step"] += 1
+            bar.update()
+            state["metrics"].append({"split": "train", "epoch": epoch, "step": state["step"],
+                                     "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]})
+            last_step = state["step"] == total
+            if state["step"] % tcfg.log_steps == 0 or last_step:
+                val = evaluate(accelerator.unwrap_model(model), parts["val"], tcfg, tok, tcfg.seed) \
+                    if parts["val"] else None
+                if val is not None:
+                    state["metrics"].append({"split": "val", "epoch": epoch, "step": state["step"], **val})
+                    log.info("step %d: validation loss %.4f, accuracy %.3f, PTM accuracy %.3f", state["step"],
+                             val["loss"], val["accuracy"], val["ptm_accuracy"])
+                if accelerator.is_main_process:
+                    if val is not None and val["loss"] < state["best"]:
+                        state["best"] = val["loss"]
+                        _save(out / "best.ckpt", accelerator.unwrap_model(model), optimizer, scheduler, state, config)
+                    _save(out / "last.ckpt", accelerator.unwrap_model(model), optimizer, scheduler, state, config)
+                    (out / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
+    bar.close()
+    test = None
+    if parts["test"] and accelerator.is_main_process:
+        best = out / "best.ckpt" if (out / "best.ckpt").is_file() else out / "last.ckpt"
+        final = PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state)
+        final.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
+        test = evaluate(final.to(accelerator.device), parts["test"], tcfg, tok, tcfg.seed + 1)
+        state["metrics"].append({"split": "test", "step": state["step"], "checkpoint": best.name, **test})
+        (out / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
+    return PtmResult(out, state["metrics"], test)
+
+
+def _save(path: Path, model: PtmMamba, optimizer: Any, scheduler: Any, state: dict, config: PtmConfig) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "step": state["step"], "best": state["best"], "metrics": state["metrics"],
+                "config": config.to_dict()}, tmp)
+    os.replace(tmp, path)

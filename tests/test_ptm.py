@@ -1,0 +1,194 @@
+"""PTM-Mamba: the PTM-aware tokenizer, the selective scan, the bidirectional model and its training run
+(on real dephosphorylation windows with the central phosphotyrosine written as a PTM token)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import shared
+
+from plmforge.errors import DataError
+from plmforge.ptm.mamba import PtmMamba, reverse_within, selective_scan, selective_scan_reference
+from plmforge.ptm.tokens import PtmTokenizer, sites_to_ptm_seq
+from plmforge.ptm.train import load_ptm_config, mask_tokens, train_ptm
+
+
+def test_tokenizer_round_trips_by_longest_match_and_names_errors():
+    tok = PtmTokenizer.with_extra({"Phospho": "S"})  # a prefix of Phosphoserine: longest match must win
+    text = "MK<Phosphoserine>PE<N-linked (GlcNAc...) asparagine>T<N6,N6,N6-trimethyllysine>K<Phospho>"
+    tokens = tok.tokenize(text)
+    assert tokens == ["M", "K", "<Phosphoserine>", "P", "E", "<N-linked (GlcNAc...) asparagine>", "T",
+                      "<N6,N6,N6-trimethyllysine>", "K", "<Phospho>"]
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.is_ptm(tok.encode(text)).sum() == 4
+    with pytest.raises(DataError, match=r"data.csv, row 4.*unknown PTM token '<Phosphofoo>' at position 3"):
+        tok.encode("MK<Phosphofoo>A", "data.csv, row 4")
+    with pytest.raises(DataError, match=r"unknown character '1' at position 2"):
+        tok.encode("M1K")
+    with pytest.raises(ValueError, match="residue"):
+        PtmTokenizer.with_extra({"Weird": "J"})
+
+
+def test_site_table_becomes_ptm_sequences_with_residue_checks():
+    sites = pd.DataFrame({"accession": ["P1", "P1", "P2"], "sequence": ["MSKYT", "MSKYT", "AKA"],
+                          "position": [2, 4, 2], "modification": ["Phosphoserine", "Phosphotyrosine",
+                                                                  "N6-acetyllysine"]})
+    got = sites_to_ptm_seq(sites)
+    assert got.to_dict("records") == [{"accession": "P1", "ptm_seq": "M<Phosphoserine>K<Phosphotyrosine>T"},
+                                      {"accession": "P2", "ptm_seq": "A<N6-acetyllysine>A"}]
+    bad = sites.assign(position=[3, 4, 2])
+    with pytest.raises(DataError, match=r"row 2 \(accession P1, position 3\).*Phosphoserine modifies S, but residue 3 is K"):
+        sites_to_ptm_seq(bad)
+    with pytest.raises(DataError, match="outside the 3-residue"):
+        sites_to_ptm_seq(sites.assign(position=[2, 4, 9]))
+
+
+def test_the_chunked_scan_equals_the_step_by_step_recurrence():
+    torch.manual_seed(0)
+    b, length, d, n = 2, 77, 6, 4  # three chunks of 32, the last one partial
+    x, B, C = torch.randn(b, length, d), torch.randn(b, length, n), torch.randn(b, length, n)
+    dt = torch.nn.functional.softplus(torch.randn(b, length, d) * 2)  # up to large steps: no overflow allowed
+    A, D = -torch.rand(d, n) * 8, torch.randn(d)
+    torch.testing.assert_close(selective_scan(x, dt, A, B, C, D), selective_scan_reference(x, dt, A, B, C, D),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_padding_never_reaches_real_positions_and_reversal_swaps_directions():
+    torch.manual_seed(0)
+    model = PtmMamba(60, 32, 2, 8).eval()
+    ids = torch.randint(5, 60, (2, 20))
+    mask = torch.ones(2, 20, dtype=torch.long)
+    mask[0, 12:] = 0
+    out = model(ids, mask)[0, :12]
+    torch.testing.assert_close(out, model(ids[:1, :12], mask[:1, :12])[0])
+    other = ids.clone()
+    other[0, 12:] = 7  # whatever sits in the padding
+    torch.testing.assert_close(model(other, mask)[0, :12], out)
+    # a real token late in the sequence does reach the first position (through the backward direction)
+    changed = ids.clone()
+    changed[0, 10] = (ids[0, 10] % 50) + 6
+    assert not torch.allclose(model(changed, mask)[0, 0], out[0])
+    # reversing the sequence and swapping the two blocks of every layer reverses the output
+    layer = model.layers[0]
+    h = torch.randn(1, 12, 32)
+    m = torch.ones(1, 12)
+    forward_out = layer(h, m)
+    swapped = PtmMamba(60, 32, 1, 8).layers[0]
+    swapped.load_state_dict(layer.state_dict())
+    swapped.forward_block, swapped.backward_block = layer.backward_block, layer.forward_block
+    with torch.no_grad():  # the fusion sees [forward, backward]: swap its two input halves too
+        w = layer.fuse.weight
+        swapped.fuse.weight.copy_(torch.cat([w[:, 32:], w[:, :32]], 1))
+    lengths = torch.tensor([12])
+    torch.testing.assert_close(reverse_within(swapped(reverse_within(h, lengths), m), lengths), forward_out,
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_ptm_aware_masking_chooses_ptm_tokens_more_often():
+    tok = PtmTokenizer()
+    seq = tok.encode("AK<Phosphoserine>" * 400)
+    ids, mask = torch.from_numpy(seq)[None], torch.ones(1, len(seq), dtype=torch.long)
+    inputs, labels = mask_tokens(ids, mask, tok, 0.1, 0.6, torch.Generator().manual_seed(0))
+    ptm = ids >= tok.first_ptm
+    assert 0.55 < (labels[ptm] != -100).float().mean() < 0.65
+    assert 0.07 < (labels[~ptm] != -100).float().mean() < 0.13
+    assert (labels[labels != -100] == ids[labels != -100]).all()
+    assert 0.75 < (inputs[labels != -100] == tok.mask_id).float().mean() < 0.85
+
+
+def dephospho_table(out: Path) -> Path:
+    """Real 33-residue windows around a tyrosine (position 17); the tyrosine written as <Phosphotyrosine>
+    (every window is centred on a phosphosite)."""
+    rows = []
+    for split in ("train", "test"):
+        name = ""
+        for line in shared("dephospho", f"{split}_sequences.fasta").read_text().splitlines():
+            if line.startswith(">"):
+                name = line[1:].split()[0]
+            elif line.strip():
+                seq = line.strip()
+                assert seq[16] == "Y"
+                rows.append({"id": f"{split}:{name}", "ptm_seq": seq[:16] + "<Phosphotyrosine>" + seq[17:]})
+    path = out / "dephospho_ptm.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _cfg(data: Path, out: Path, *extra: str):
+    return load_ptm_config(None, [f"dataset.dataset_location={data}", "dataset.id_column_name=id",
+                                  "dataset.val_size=25", "dataset.test_size=25", "model.d_model=32",
+                                  "model.n_layers=2", "model.d_state=8", f"training.output_dir={out}",
+                                  "training.per_device_train_batch_size=16", "training.lr=0.003",
+                                  "training.log_steps=5", *extra])
+
+
+@pytest.mark.shared_data
+def test_training_learns_resumes_exactly_and_writes_the_run(tmp_path):
+    data = dephospho_table(tmp_path)
+    whole = train_ptm(_cfg(data, tmp_path / "whole", "training.num_train_epochs=3"))
+    rd = whole.run_dir
+    for name in ("config.yaml", "split_mapping.json", "metrics.json", "best.ckpt", "last.ckpt"):
+        assert (rd / name).is_file(), name
+    split = json.loads((rd / "split_mapping.json").read_text())
+    assert sorted(set(split.values())) == ["test", "train", "val"] and list(split.values()).count("val") == 25
+    train = [m for m in whole.metrics if m["split"] == "train"]
+    val = [m for m in whole.metrics if m["split"] == "val"]
+    assert np.mean([m["loss"] for m in train[-5:]]) < np.mean([m["loss"] for m in train[:5]])
+    assert val and all(m["masked_tokens"] > 25 * 33 * 0.1 for m in val)  # the whole validation set, every time
+    assert whole.test is not None and whole.test["ptm_accuracy"] == whole.test["ptm_accuracy"]  # not NaN
+    # a 1-epoch run, resumed from its last.ckpt for epochs 2 and 3, ends with the uninterrupted run's weights
+    early = train_ptm(_cfg(data, tmp_path / "early", "training.num_train_epochs=1"))
+    resumed = train_ptm(_cfg(data, tmp_path / "resumed", "training.num_train_epochs=3",
+                             f"training.resume_from_checkpoint={early.run_dir / 'last.ckpt'}"))
+    a = torch.load(rd / "last.ckpt", weights_only=True)
+    b = torch.load(resumed.run_dir / "last.ckpt", weights_only=True)
+    assert a["step"] == b["step"] == len(train)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], atol=1e-5, rtol=1e-5)
+    later = {m["step"]: m["loss"] for m in whole.metrics if m["split"] == "val" and m["step"] > early.metrics[-2]["step"]}
+    again = {m["step"]: m["loss"] for m in resumed.metrics if m["split"] == "val" and m["step"] in later}
+    assert later and again == pytest.approx(later, rel=1e-5)
+
+
+@pytest.mark.shared_data
+def test_two_processes_under_accelerate(tmp_path):
+    data = dephospho_table(tmp_path)
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\nfrom plmforge.ptm.train import load_ptm_config, train_ptm\n"
+        "train_ptm(load_ptm_config(None, sys.argv[1:]))\n")
+    args = [f"dataset.dataset_location={data}", "dataset.id_column_name=id", "dataset.val_size=25",
+            "dataset.test_size=25", "model.d_model=16", "model.n_layers=1", "model.d_state=4",
+            f"training.output_dir={tmp_path / 'run'}", "training.num_train_epochs=1", "training.log_steps=3",
+            "training.per_device_train_batch_size=16"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes=2", "--num_machines=1",
+           "--mixed_precision=no", "--dynamo_backend=no", "--cpu", str(script), *args]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    train_steps = [m["step"] for m in metrics if m["split"] == "train"]
+    assert train_steps and train_steps == sorted(train_steps)
+    assert any(m["split"] == "test" for m in metrics)
+
+
+@pytest.mark.shared_data
+def test_the_cli_trains_from_a_config_file(tmp_path, capsys):
+    from plmforge.cli import main
+
+    data = dephospho_table(tmp_path)
+    cfg = tmp_path / "ptm.yaml"
+    cfg.write_text(f"dataset:\n  dataset_location: {data.name}\n  id_column_name: id\n  val_size: 0.1\n"
+                   "  test_size: 0.1\nmodel:\n  d_model: 16\n  n_layers: 1\n  d_state: 4\n"
+                   f"training:\n  output_dir: {tmp_path / 'run'}\n  num_train_epochs: 1\n  log_steps: 4\n")
+    assert main(["ptm", "train", "--config", str(cfg), "training.per_device_train_batch_size=32"]) == 0
+    out = capsys.readouterr().out
+    assert "test ptm_accuracy" in out and "test perplexity" in out
+    assert main(["ptm", "train", "--config", str(cfg)]) != 0  # the run directory is not overwritten silently
+    assert "not empty" in capsys.readouterr().err
