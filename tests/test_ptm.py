@@ -192,3 +192,19 @@ def test_the_cli_trains_from_a_config_file(tmp_path, capsys):
     assert "test ptm_accuracy" in out and "test perplexity" in out
     assert main(["ptm", "train", "--config", str(cfg)]) != 0  # the run directory is not overwritten silently
     assert "not empty" in capsys.readouterr().err
+
+
+@pytest.mark.shared_data
+def test_a_trained_model_gives_per_token_embeddings(tmp_path):
+    from plmforge.ptm.train import load_ptm_model, ptm_embeddings
+
+    data = dephospho_table(tmp_path)
+    run = train_ptm(_cfg(data, tmp_path / "run", "training.num_train_epochs=1")).run_dir
+    model, tok = load_ptm_model(run)
+    seqs = pd.read_csv(data)["ptm_seq"].head(5).tolist() + ["MK<Phosphoserine>"]
+    embs = ptm_embeddings(model, tok, seqs, batch_size=4)
+    assert [e.shape for e in embs] == [(len(tok.tokenize(s)), 32) for s in seqs]
+    alone = ptm_embeddings(model, tok, seqs[-1:])[0]
+    np.testing.assert_allclose(embs[-1], alone, atol=1e-5)  # the same alone as in a padded batch
+    with pytest.raises(Exception, match="does not exist"):
+        load_ptm_model(tmp_path / "nothing")

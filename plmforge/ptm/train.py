@@ -354,3 +354,35 @@ def _save(path: Path, model: PtmMamba, optimizer: Any, scheduler: Any, state: di
                 "step": state["step"], "best": state["best"], "metrics": state["metrics"],
                 "config": config.to_dict()}, tmp)
     os.replace(tmp, path)
+
+
+# ---- using a trained model ----------------------------------------------------------------------------
+
+def load_ptm_model(checkpoint: str | Path) -> tuple[PtmMamba, PtmTokenizer]:
+    """A trained PTM-Mamba and its tokenizer from best.ckpt or last.ckpt (or a run directory: best.ckpt)."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "best.ckpt" if (path / "best.ckpt").is_file() else path / "last.ckpt"
+    if not path.is_file():
+        raise RunDirError(f"{path} does not exist: give a PTM-Mamba run directory or its best.ckpt/last.ckpt")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    m = PtmModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in blob["config"]["model"].items()})
+    tok = PtmTokenizer.with_extra(m.extra_ptms())
+    model = PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state)
+    model.load_state_dict(blob["model"])
+    return model.eval(), tok
+
+
+@torch.no_grad()
+def ptm_embeddings(model: PtmMamba, tok: PtmTokenizer, sequences: list[str], batch_size: int = 16) -> list[np.ndarray]:
+    """Per-token hidden states (one row per residue or PTM token) for PTM-aware sequences, e.g. as
+    features for PTM site prediction; batched by length, returned in input order."""
+    encoded = [tok.encode(s, f"sequence {i + 1}") for i, s in enumerate(sequences)]
+    out: list[np.ndarray | None] = [None] * len(encoded)
+    device = next(model.parameters()).device
+    for b in batches(np.array([len(e) for e in encoded]), batch_size, 10 ** 9, None):
+        ids, mask = collate([encoded[i] for i in b], tok.pad_id)
+        hidden = model.hidden_states(ids.to(device), mask.to(device)).float().cpu().numpy()
+        for row, i in enumerate(b):
+            out[i] = hidden[row, : len(encoded[i])]
+    return out  # type: ignore[return-value]
