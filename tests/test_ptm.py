@@ -208,3 +208,37 @@ def test_a_trained_model_gives_per_token_embeddings(tmp_path):
     np.testing.assert_allclose(embs[-1], alone, atol=1e-5)  # the same alone as in a padded batch
     with pytest.raises(Exception, match="does not exist"):
         load_ptm_model(tmp_path / "nothing")
+
+
+def test_plm_features_never_show_hidden_positions(tiny_models):
+    from plmforge.ptm.train import PlmFeatures
+
+    tok = PtmTokenizer()
+    plm = PlmFeatures(str(tiny_models["esm"]), 100)
+    a = torch.from_numpy(tok.encode("MKLVA<Phosphoserine>GHKLE"))[None]
+    b = a.clone()
+    b[0, 2] = tok.index["W"]  # differs at position 3 only
+    mask = torch.ones_like(a)
+    hide = torch.zeros_like(a, dtype=torch.bool)
+    hide[0, 2] = True
+    ptm = a >= tok.first_ptm
+    torch.testing.assert_close(plm(a, mask, hide | ptm, tok), plm(b, mask, hide | ptm, tok))  # hidden: same
+    assert not torch.allclose(plm(a, mask, ptm, tok), plm(b, mask, ptm, tok))  # shown: differs
+    # a PTM position is fed as the mask token, whatever its parent residue
+    c = a.clone()
+    c[0, 5] = tok.index["<Phosphothreonine>"]
+    torch.testing.assert_close(plm(a, mask, ptm, tok), plm(c, mask, c >= tok.first_ptm, tok))
+
+
+@pytest.mark.shared_data
+def test_training_with_gated_plm_fusion(tmp_path, tiny_models):
+    from plmforge.ptm.train import load_ptm_model, ptm_embeddings
+
+    data = dephospho_table(tmp_path)
+    result = train_ptm(_cfg(data, tmp_path / "run", "training.num_train_epochs=1", "training.use_esm=true",
+                            f"training.esm_model={tiny_models['esm']}", "training.max_length=100"))
+    assert result.test is not None and np.isfinite(result.test["loss"])
+    model, tok = load_ptm_model(result.run_dir)
+    assert model.plm_proj is not None and model.plm_proj.in_features == 64
+    [emb] = ptm_embeddings(model, tok, ["MK<Phosphoserine>AV"])
+    assert emb.shape == (5, 32)

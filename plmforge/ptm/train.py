@@ -83,6 +83,8 @@ class PtmTrainingConfig:
     ptm_mask_prob: float = 0.5  # PTM tokens selected (PTM-aware masking)
     seed: int = 42
     resume_from_checkpoint: str | None = None  # a run's last.ckpt (or the run directory)
+    use_esm: bool = False  # fuse a protein language model's per-residue embeddings (gated)
+    esm_model: str = "esm2_t6_8M_UR50D"  # any zoo name or local model directory with a mask token
 
     def __post_init__(self) -> None:
         for key in ("num_train_epochs", "log_steps", "per_device_train_batch_size", "max_tokens_per_batch", "lr",
@@ -217,6 +219,53 @@ def mask_tokens(ids: torch.Tensor, mask: torch.Tensor, tok: PtmTokenizer, aa_pro
     return inputs, labels
 
 
+class PlmFeatures:
+    """A frozen protein language model's per-residue states for PTM-aware sequences: each token's parent
+    residue is fed, with PTM positions and the positions the MLM objective hides replaced by the PLM's
+    mask token, so the PLM never reveals what the model must predict."""
+
+    def __init__(self, name: str, max_length: int) -> None:
+        from plmforge.config import ModelConfig
+        from plmforge.models.backbone import load_backbone
+
+        self.backbone = load_backbone(ModelConfig(name=name))
+        self.backbone.model.eval().requires_grad_(False)
+        self.mask_id = self.backbone.tokenizer.mask_token_id
+        if self.mask_id is None:
+            raise ConfigError(f"training.esm_model {name!r} has no mask token to hide PTM positions with")
+        if max_length > self.backbone.max_residues:
+            raise ConfigError(f"training.max_length={max_length} exceeds what {name!r} takes "
+                              f"({self.backbone.max_residues} residues); lower training.max_length")
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.hidden_size
+
+    @torch.no_grad()
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, hide: torch.Tensor, tok: PtmTokenizer) -> torch.Tensor:
+        from plmforge.models.encoding import encode_sequences
+
+        lengths = mask.sum(1).tolist()
+        parents = ["".join(tok.parent(tok.tokens[int(t)]) for t in row[:n]) for row, n in zip(ids, lengths, strict=True)]
+        enc = encode_sequences(self.backbone, parents, desc="PLM")
+        width = max(len(x) for x in enc.input_ids)
+        pid = torch.full((len(parents), width), self.backbone.tokenizer.pad_token_id or 0, dtype=torch.long)
+        att = torch.zeros_like(pid)
+        where = []
+        for r, (x, special) in enumerate(zip(enc.input_ids, enc.special, strict=True)):
+            x = x.copy()
+            residues = np.flatnonzero(~special)
+            x[residues[hide[r, : lengths[r]].numpy()]] = self.mask_id
+            pid[r, : len(x)], att[r, : len(x)] = torch.from_numpy(x), 1
+            where.append(residues)
+        device = next(self.backbone.model.parameters()).device
+        states = self.backbone.model(input_ids=pid.to(device), attention_mask=att.to(device)).last_hidden_state.cpu()
+        out = torch.zeros(ids.shape[0], ids.shape[1], states.shape[-1])
+        for r, residues in enumerate(where):
+            out[r, : len(residues)] = states[r, torch.from_numpy(residues)]
+        return out
+
+
 # ---- training --------------------------------------------------------------------------------------
 
 @dataclass
@@ -227,7 +276,7 @@ class PtmResult:
 
 
 def evaluate(model: PtmMamba, seqs: list[np.ndarray], cfg: PtmTrainingConfig, tok: PtmTokenizer,
-             seed: int) -> dict[str, float]:
+             seed: int, plm: PlmFeatures | None = None) -> dict[str, float]:
     """Loss, perplexity, accuracy and PTM-token accuracy over every sequence of a split (fixed masks)."""
     gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
@@ -238,7 +287,8 @@ def evaluate(model: PtmMamba, seqs: list[np.ndarray], cfg: PtmTrainingConfig, to
                          cfg.max_tokens_per_batch, None):
             ids, mask = collate([seqs[i] for i in b], tok.pad_id)
             inputs, labels = mask_tokens(ids, mask, tok, cfg.mask_prob, cfg.ptm_mask_prob, gen)
-            logits = model(inputs.to(device), mask.to(device)).float().cpu()
+            states = plm(ids, mask, (labels != -100) | (ids >= tok.first_ptm), tok).to(device) if plm else None
+            logits = model(inputs.to(device), mask.to(device), states).float().cpu()
             sel = labels != -100
             total += float(torch.nn.functional.cross_entropy(logits[sel], labels[sel], reduction="sum"))
             hit = logits[sel].argmax(-1) == labels[sel]
@@ -276,9 +326,10 @@ def train_ptm(config: PtmConfig) -> PtmResult:
     if accelerator.is_main_process:
         (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         (out / "split_mapping.json").write_text(json.dumps(split))
+    plm = PlmFeatures(tcfg.esm_model, tcfg.max_length) if tcfg.use_esm else None
     torch.manual_seed(tcfg.seed)
     m = config.model
-    model = PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state)
+    model = PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state, plm.dim if plm else 0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     lengths = np.array([len(s) for s in parts["train"]])
     per_epoch = len(batches(lengths, tcfg.per_device_train_batch_size, tcfg.max_tokens_per_batch, None))
@@ -311,7 +362,9 @@ def train_ptm(config: PtmConfig) -> PtmResult:
             model.train()
             ids_, mask = collate([parts["train"][i] for i in b], tok.pad_id)
             inputs, labels = mask_tokens(ids_, mask, tok, tcfg.mask_prob, tcfg.ptm_mask_prob, gen)
-            logits = model(inputs.to(accelerator.device), mask.to(accelerator.device))
+            states = plm(ids_, mask, (labels != -100) | (ids_ >= tok.first_ptm), tok).to(accelerator.device) \
+                if plm else None
+            logits = model(inputs.to(accelerator.device), mask.to(accelerator.device), states)
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.to(logits.device).flatten(),
                                                      ignore_index=-100)
             accelerator.backward(loss)
@@ -324,7 +377,7 @@ def train_ptm(config: PtmConfig) -> PtmResult:
                                      "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]})
             last_step = state["step"] == total
             if state["step"] % tcfg.log_steps == 0 or last_step:
-                val = evaluate(accelerator.unwrap_model(model), parts["val"], tcfg, tok, tcfg.seed) \
+                val = evaluate(accelerator.unwrap_model(model), parts["val"], tcfg, tok, tcfg.seed, plm) \
                     if parts["val"] else None
                 if val is not None:
                     state["metrics"].append({"split": "val", "epoch": epoch, "step": state["step"], **val})
@@ -340,9 +393,9 @@ def train_ptm(config: PtmConfig) -> PtmResult:
     test = None
     if parts["test"] and accelerator.is_main_process:
         best = out / "best.ckpt" if (out / "best.ckpt").is_file() else out / "last.ckpt"
-        final = PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state)
+        final = PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state, plm.dim if plm else 0)
         final.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
-        test = evaluate(final.to(accelerator.device), parts["test"], tcfg, tok, tcfg.seed + 1)
+        test = evaluate(final.to(accelerator.device), parts["test"], tcfg, tok, tcfg.seed + 1, plm)
         state["metrics"].append({"split": "test", "step": state["step"], "checkpoint": best.name, **test})
         (out / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
     return PtmResult(out, state["metrics"], test)
@@ -367,9 +420,12 @@ def load_ptm_model(checkpoint: str | Path) -> tuple[PtmMamba, PtmTokenizer]:
         raise RunDirError(f"{path} does not exist: give a PTM-Mamba run directory or its best.ckpt/last.ckpt")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     m = PtmModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in blob["config"]["model"].items()})
+    t = blob["config"]["training"]
     tok = PtmTokenizer.with_extra(m.extra_ptms())
-    model = PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state)
+    plm = PlmFeatures(t["esm_model"], t["max_length"]) if t.get("use_esm") else None
+    model = PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state, plm.dim if plm else 0)
     model.load_state_dict(blob["model"])
+    model.plm_features = plm  # type: ignore[assignment]  # the PLM the fusion was trained with
     return model.eval(), tok
 
 
@@ -382,7 +438,9 @@ def ptm_embeddings(model: PtmMamba, tok: PtmTokenizer, sequences: list[str], bat
     device = next(model.parameters()).device
     for b in batches(np.array([len(e) for e in encoded]), batch_size, 10 ** 9, None):
         ids, mask = collate([encoded[i] for i in b], tok.pad_id)
-        hidden = model.hidden_states(ids.to(device), mask.to(device)).float().cpu().numpy()
+        plm = getattr(model, "plm_features", None)
+        states = plm(ids, mask, ids >= tok.first_ptm, tok).to(device) if plm is not None else None
+        hidden = model.hidden_states(ids.to(device), mask.to(device), states).float().cpu().numpy()
         for row, i in enumerate(b):
             out[i] = hidden[row, : len(encoded[i])]
     return out  # type: ignore[return-value]
