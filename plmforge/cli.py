@@ -137,8 +137,8 @@ def _print_run(run_dir: Path, test: dict[str, float] | None) -> int:
 
 
 def _instruct_generate(args: argparse.Namespace) -> int:
-    from plmforge.instruct.data import Example, format_spans, load_examples
-    from plmforge.instruct.run import generate, grounding_spans, load_instruct
+    from plmforge.instruct.data import Example, format_spans, load_examples, spans_in_protein
+    from plmforge.instruct.run import generate, load_instruct
 
     if args.max_new_tokens < 1:
         raise PlmforgeError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
@@ -179,7 +179,7 @@ def _instruct_generate(args: argparse.Namespace) -> int:
     example = Example(seq, [{"role": "user", "content": args.question}], "", task, ref, [], 0, "--sequence")
     [answer] = generate(built, [example], **options)
     print(f"answer: {answer}")
-    spans = grounding_spans(example, answer)
+    spans = spans_in_protein(example, answer)
     if spans:
         print(f"spans: {format_spans(spans)}")
     return 0

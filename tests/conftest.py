@@ -31,6 +31,19 @@ def _running_test(request: pytest.FixtureRequest):
     _RUNNING.pop("item", None)
 
 
+class StopTraining(Exception):
+    """Raised by `stop_after_epoch` to interrupt a run as a kill would."""
+
+
+def stop_after_epoch(index: int):  # type: ignore[no-untyped-def]
+    """A training callback that interrupts the run once epoch `index` (0-based) has been saved."""
+    def stop(epoch, trainer):  # type: ignore[no-untyped-def]
+        if epoch == index:
+            raise StopTraining
+
+    return stop
+
+
 def shared(*parts: str) -> Path:
     """A path in ../shared/data; the calling test must carry the shared_data marker (so that
     `pytest -m "not shared_data"` really runs without the shared data)."""

@@ -318,7 +318,7 @@ def test_devices_and_options_are_checked(tiny_models, tiny_llama, fragments, tmp
                                   "training.max_steps=2", "training.save_strategy=no", "training.eval_strategy=no",
                                   "data.test=null"))
     assert all(np.isfinite(h["loss"]) for h in bf16.log_history if "loss" in h)
-    with pytest.raises(ConfigError, match=r"lora.target_modules \['wq'\] match no module"):
+    with pytest.raises(ConfigError, match=r"lora.target_modules: 'wq' matches no linear module of this model"):
         build(_config(tiny_models, tiny_llama, fragments, tmp_path / "b", "lora.target_modules=wq"))
     with pytest.raises(ConfigError, match="model.decoder is required"):
         load_instruct_config(None, ["data.train=x.jsonl"])

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from conftest import StopTraining, stop_after_epoch
 
 from plmforge import checkpoint as ckpt
 from plmforge.config import ModelConfig, load_config
@@ -191,15 +192,8 @@ SMALL = {"lora": ["method.rank=4"], "dora": ["method.rank=4"], "qlora": ["method
 def test_resume_works_for_every_method(tmp_path, tiny_models, amp_small, method):
     whole = train(_run(tmp_path, tiny_models, amp_small, method, "whole", *SMALL[method]))
 
-    class Stop(Exception):
-        pass
-
-    def stop(epoch, trainer):
-        if epoch == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(_run(tmp_path, tiny_models, amp_small, method, "cut", *SMALL[method]), callbacks=[stop])
+    with pytest.raises(StopTraining):
+        train(_run(tmp_path, tiny_models, amp_small, method, "cut", *SMALL[method]), callbacks=[stop_after_epoch(1)])
     resumed = train(run_dir=tmp_path / "cut", resume=True)
     from safetensors.torch import load_file
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import shared
+from conftest import StopTraining, shared, stop_after_epoch
 from safetensors.torch import load_file
 
 from plmforge.api import load_run
@@ -97,15 +97,8 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, tiny_models, ss_data):
              "training.patience=10"]
     whole = train(_cfg(tmp_path, tiny_models, ss_data, "whole", *extra))
 
-    class Stop(Exception):
-        pass
-
-    def stop(epoch, trainer):
-        if epoch == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(_cfg(tmp_path, tiny_models, ss_data, "cut", *extra), callbacks=[stop])
+    with pytest.raises(StopTraining):
+        train(_cfg(tmp_path, tiny_models, ss_data, "cut", *extra), callbacks=[stop_after_epoch(1)])
     resumed = train(run_dir=tmp_path / "cut", resume=True)
     a, b = load_file(str(whole.run_dir / "last" / "model.safetensors")), \
         load_file(str(resumed.run_dir / "last" / "model.safetensors"))

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import StopTraining, stop_after_epoch
 from safetensors.torch import load_file
 
 from plmforge.api import load_run, predict
@@ -93,22 +94,14 @@ def test_same_seed_same_metrics(tmp_path, tiny_models, amp_small):
     assert a.test_metrics["metrics"]["loss"] != c.test_metrics["metrics"]["loss"]
 
 
-class _Interrupt(Exception):
-    pass
-
-
 @pytest.mark.parametrize("method, mode", [("full", "tokens"), ("freeze", "size")])
 def test_resume_from_last_equals_an_uninterrupted_run(tmp_path, tiny_models, amp_small, method, mode):
     extra = [f"method.name={method}", f"batching.mode={mode}", "batching.max_tokens=600", "training.epochs=4",
              "head.dropout=0.3", "training.patience=10"]
     whole = train(_config(tmp_path, tiny_models, amp_small, *extra, out="whole"))
 
-    def stop_after_second_epoch(epoch, trainer):
-        if epoch == 1:
-            raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        train(_config(tmp_path, tiny_models, amp_small, *extra, out="cut"), callbacks=[stop_after_second_epoch])
+    with pytest.raises(StopTraining):  # after the second epoch
+        train(_config(tmp_path, tiny_models, amp_small, *extra, out="cut"), callbacks=[stop_after_epoch(1)])
     assert json.loads((tmp_path / "cut" / "last" / "trainer_state.json").read_text())["epoch"] == 1
     resumed = train(run_dir=tmp_path / "cut", resume=True)
     a, b = _weights(whole.run_dir / "last"), _weights(resumed.run_dir / "last")

@@ -52,6 +52,11 @@ def parse_spans(text: str) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in SPAN.findall(text) if int(b) > int(a)]
 
 
+def spans_in_protein(ex: Example, answer: str) -> list[tuple[int, int]]:
+    """The spans a grounding answer gives, in the original protein's coordinates (shifted by `start`)."""
+    return [(s + ex.start, e + ex.start) for s, e in parse_spans(answer)] if ex.task in GROUNDING else []
+
+
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.is_file():

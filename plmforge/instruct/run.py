@@ -22,7 +22,6 @@ from plmforge.errors import ConfigError, RunDirError
 from plmforge.instruct.config import InstructConfig, instruct_config_from_dict, training_arguments
 from plmforge.instruct.data import (
     FRAGMENT_TOKEN,
-    GROUNDING,
     PROTEIN_TOKEN,
     Collator,
     Example,
@@ -51,6 +50,7 @@ def build(config: InstructConfig, tokenizer_dir: Path | None = None) -> Built:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from plmforge.config import ModelConfig
+    from plmforge.methods.peft_common import check_targets
     from plmforge.models.backbone import load_backbone
     from plmforge.models.families import quiet_transformers
 
@@ -87,12 +87,7 @@ def build(config: InstructConfig, tokenizer_dir: Path | None = None) -> Built:
     if hidden % m.perceiver_heads:
         raise ConfigError(f"model.perceiver_heads={m.perceiver_heads} does not divide the decoder's hidden size "
                           f"{hidden}")
-    names = {n.rsplit(".", 1)[-1] for n, _ in decoder.named_modules()}
-    missing = [t for t in config.lora.target_modules if t not in names]
-    if missing:
-        linear = sorted({n.rsplit(".", 1)[-1] for n, mod in decoder.named_modules() if isinstance(mod, torch.nn.Linear)})
-        raise ConfigError(f"lora.target_modules {missing} match no module of the decoder; its linear layers are "
-                          f"named {', '.join(linear)}")
+    check_targets(decoder, config.lora.target_modules, "lora.target_modules")
     decoder = get_peft_model(decoder, LoraConfig(r=config.lora.rank, lora_alpha=config.lora.alpha,
                                                  lora_dropout=config.lora.dropout,
                                                  target_modules=list(config.lora.target_modules),
@@ -308,11 +303,3 @@ def generate(built: Built, examples: list[Example], max_new_tokens: int = 64, do
         tokens = built.model.generate(**batch, **kwargs)
         out += [t.strip() for t in built.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
     return out
-
-
-def grounding_spans(example: Example, answer: str) -> list[tuple[int, int]]:
-    """The spans an answer gives, in the coordinates of the original protein (shifted by `start`)."""
-    from plmforge.instruct.data import parse_spans
-
-    return [(s + example.start, e + example.start) for s, e in parse_spans(answer)] \
-        if example.task in GROUNDING else []

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from plmforge.instruct.data import GROUNDING, Example, format_spans, parse_spans
+from plmforge.instruct.data import GROUNDING, Example, format_spans, parse_spans, spans_in_protein
 
 DESCRIPTIVE = ("referring_desc", "description")
 
@@ -84,7 +84,7 @@ def write_predictions(examples: Sequence[Example], answers: Sequence[str], path:
 
     rows = []
     for e, a in zip(examples, answers, strict=True):
-        spans = [(s + e.start, t + e.start) for s, t in parse_spans(a)] if e.task in GROUNDING else []
+        spans = spans_in_protein(e, a)
         rows.append({"task": e.task, "question": e.messages[-1]["content"], "answer": a, "reference": e.answer,
                      "start": e.start, "spans_in_protein": format_spans(spans) if spans else ""})
     # every text quoted: generated answers may hold line breaks (also a bare \r) and commas
