@@ -70,7 +70,7 @@ def weights_signature(source: str) -> str:
         except Exception:  # not in the local hub cache: the id alone (a new revision is a new download)
             return f"hub:{source}"
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".h5", ".msgpack"))
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".ckpt", ".h5", ".msgpack"))
     for f in files:
         size = f.stat().st_size
         h.update(f"{f.relative_to(path)}:{size}".encode())

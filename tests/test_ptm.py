@@ -242,3 +242,91 @@ def test_training_with_gated_plm_fusion(tmp_path, tiny_models):
     assert model.plm_proj is not None and model.plm_proj.in_features == 64
     [emb] = ptm_embeddings(model, tok, ["MK<Phosphoserine>AV"])
     assert emb.shape == (5, 32)
+
+
+@pytest.mark.shared_data
+def test_precomputed_plm_states_from_the_store(tmp_path, tiny_models, capsys):
+    from plmforge.cli import main
+    from plmforge.errors import ConfigError
+    from plmforge.ptm.plm import PlmFeatures, StoredPlmFeatures, plm_input_key, store_for
+    from plmforge.ptm.train import read_sequences
+
+    data = dephospho_table(tmp_path)
+    store_dir = tmp_path / "store"
+    args = [f"dataset.dataset_location={data}", "dataset.id_column_name=id", "training.use_esm=true",
+            f"training.esm_model={tiny_models['esm']}", "training.max_length=100", f"training.embeddings_dir={store_dir}"]
+    cfg = _cfg(data, tmp_path / "run", "training.num_train_epochs=1", "training.use_precomputed_embeddings=true",
+               *args[2:])
+    with pytest.raises(DataError, match="(?s)no precomputed PLM states.*plmforge ptm embed"):
+        train_ptm(cfg)  # nothing stored yet: says which command fills the store
+    assert main(["ptm", "embed", *args]) == 0
+    out = capsys.readouterr().out
+    assert "251 sequences computed, 0 were already stored" in out
+    assert main(["ptm", "embed", *args]) == 0
+    assert "0 sequences computed, 251 were already stored" in capsys.readouterr().out  # a rerun reuses them
+    # the stored states are the on-the-fly ones with only PTM positions hidden
+    tok = PtmTokenizer()
+    _, seqs = read_sequences(cfg.dataset, tok, 100)
+    plm = PlmFeatures(str(tiny_models["esm"]), 100)
+    store = store_for(plm, str(store_dir))
+    ids, mask = torch.from_numpy(np.stack(seqs[:3])), torch.ones(3, 33, dtype=torch.long)
+    live = plm(ids, mask, ids >= tok.first_ptm, tok)
+    for r in range(3):
+        np.testing.assert_allclose(store.get(plm_input_key(seqs[r], tok)), live[r].numpy(), atol=1e-5)
+    # read back through the training path: MLM-hidden residues get no PLM state, PTM positions keep theirs
+    stored = StoredPlmFeatures(plm, str(store_dir), seqs, tok, "embed")
+    hide = torch.zeros_like(ids, dtype=torch.bool)
+    hide[:, 3] = True
+    got = stored(ids, mask, hide | (ids >= tok.first_ptm), tok)
+    assert (got[:, 3] == 0).all() and (got[:, 16] != 0).any()
+    torch.testing.assert_close(got[:, 16], live[:, 16], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[:, 4:16], live[:, 4:16], atol=1e-5, rtol=1e-5)
+    # training on the stored states
+    result = train_ptm(cfg)
+    assert result.test is not None and np.isfinite(result.test["loss"])
+    with pytest.raises(ConfigError, match="use_esm=true as well"):
+        load_ptm_config(None, [f"dataset.dataset_location={data}", "training.use_precomputed_embeddings=true"])
+
+
+@pytest.mark.shared_data
+def test_a_trained_ptm_mamba_is_a_fine_tuning_backbone(tmp_path, capsys):
+    """A `ptm train` run directory as model.name: LoRA and a frozen backbone on real SUMOylation site windows,
+    predictions from the run, and the backbone's residue states equal the PTM model's own embeddings."""
+    from plmforge.api import predict
+    from plmforge.cli import main
+    from plmforge.config import ModelConfig, load_config
+    from plmforge.models.backbone import load_backbone
+    from plmforge.ptm.train import load_ptm_model, ptm_embeddings
+    from plmforge.train.run import train
+
+    ptm_run = train_ptm(_cfg(dephospho_table(tmp_path), tmp_path / "ptm", "training.num_train_epochs=1")).run_dir
+    backbone = load_backbone(ModelConfig(name=str(ptm_run)))
+    assert backbone.family.name == "ptm_mamba" and backbone.hidden_size == 32
+    model, tok = load_ptm_model(ptm_run)
+    seq = "MKVLAAGIVGKSEQ"
+    ids = torch.from_numpy(tok.encode(seq))[None]
+    with torch.no_grad():
+        states = backbone.model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state[0].numpy()
+    np.testing.assert_allclose(states, ptm_embeddings(model, tok, [seq])[0], atol=1e-5)
+
+    sumo = shared("sumo_21mer")
+    for split, n in (("train", 60), ("test", 20)):
+        rows = []
+        for label, name in ((1, "pos"), (0, "neg")):
+            text = (sumo / f"Sumoylation_{name}_{'Train' if split == 'train' else 'Hard_Test'}.fasta").read_text()
+            rows += [{"aa_seq": "".join(r.splitlines()[1:]), "label": label} for r in text.split(">")[1:n + 1]]
+        pd.DataFrame(rows).sample(frac=1, random_state=0).to_csv(tmp_path / f"sumo_{split}.csv", index=False)
+    for method in ("lora", "freeze"):
+        cfg = load_config(None, [f"data.train={tmp_path / 'sumo_train.csv'}", f"data.test={tmp_path / 'sumo_test.csv'}", f"model.name={ptm_run}",
+                                 "data.problem_type=single_label_classification", "data.num_labels=2",
+                                 f"method.name={method}", "head.pooling=mean", "training.epochs=2",
+                                 f"output.dir={tmp_path / method}", "training.learning_rate=0.003"])
+        result = train(cfg, progress=False)
+        assert result.fit.epochs_run == 2 and np.isfinite(result.test_metrics["metrics"]["mcc"])
+        assert (tmp_path / method / "tokenizer" / "ptm_tokenizer.json").is_file()
+    pred = predict(tmp_path / "lora", [rows[0]["aa_seq"], rows[-1]["aa_seq"]])
+    assert len(pred.table) == 2 and set(pred.table["prediction"]) <= {0, 1}
+    assert main(["predict", str(tmp_path / "freeze"), "--sequence", rows[0]["aa_seq"]]) == 0
+    assert "prob_1" in capsys.readouterr().out
+    with pytest.raises(Exception, match="gradient_checkpointing"):
+        load_backbone(ModelConfig(name=str(ptm_run), gradient_checkpointing=True))

@@ -54,14 +54,25 @@ class Resolved:
 
 def _local_family(path: Path) -> tuple[Family, dict[str, Any]]:
     cfg_file = path / "config.json"
+    cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    if not cfg_file.is_file() or not cfg.get("model_type"):
+        own = [f for f in _families_with_own_layout() if f.recognises(path, cfg)]
+        if own:
+            return own[0], own[0].directory_config(path, cfg)
     if not cfg_file.is_file():
-        raise ConfigError(f"model directory {str(path)!r} has no config.json; "
-                          "it must be a HuggingFace model directory (save_pretrained output)")
-    cfg = json.loads(cfg_file.read_text())
-    model_type = cfg.get("model_type")
-    if not model_type:
+        raise ConfigError(f"model directory {str(path)!r} has no config.json; it must be a HuggingFace model "
+                          "directory (save_pretrained output) or a `plmforge ptm train` run directory")
+    if not cfg.get("model_type"):
         raise ConfigError(f"{cfg_file}: no 'model_type' field, so the model family cannot be told")
-    return family_for_directory(path, cfg), cfg
+    family = family_for_directory(path, cfg)
+    return family, family.directory_config(path, cfg)
+
+
+def _families_with_own_layout() -> list[Family]:
+    from plmforge.models.families import load_plugin_families
+
+    load_plugin_families()
+    return list(FAMILIES.values())
 
 
 def _zoo_entry(name: str) -> ZooEntry | None:

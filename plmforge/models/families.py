@@ -109,8 +109,13 @@ class Family:
 
     def recognises(self, path: Path, config: dict[str, Any]) -> bool:
         """Whether a local model directory belongs to this family beyond its model_type (families that
-        share a model_type with another, e.g. SaProt's ESM checkpoints, override this)."""
+        share a model_type with another, e.g. SaProt's ESM checkpoints, or that keep their own layout,
+        e.g. PTM-Mamba run directories, override this)."""
         return False
+
+    def directory_config(self, path: Path, config: dict[str, Any]) -> dict[str, Any]:
+        """The configuration `max_residues` reads for a local directory (its config.json by default)."""
+        return config
 
     # ---- inputs -----------------------------------------------------------------------------------
     @property
@@ -266,8 +271,31 @@ register_family(Family("t5", ("t5",), "T5EncoderModel", True, PROTTRANS_RARE, ("
                        ("k", "v", "wo"), ("wo",), "residues </s> (no CLS)", attention_dropout_key=None))
 
 
+_plugins_loaded = False
+
+
+def load_plugin_families() -> None:
+    """Families other packages (and plmforge's own PTM-Mamba) declare under the `plmforge.families` entry
+    points; loaded once. A plugin that fails to load is reported and left out."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group="plmforge.families"):
+        try:
+            family = point.load()
+        except Exception as exc:  # a broken third-party plugin must not break the built-in families
+            log.warning("model family plugin %s (%s) could not be loaded: %s", point.name, point.value, exc)
+            continue
+        if family.name not in FAMILIES:
+            register_family(family)
+
+
 def family_for_directory(path: Path, config: dict[str, Any]) -> Family:
     """The family of a local model directory: one that recognises it from its files, else by model_type."""
+    load_plugin_families()
     for family in FAMILIES.values():
         if family.recognises(path, config):
             return family
@@ -275,6 +303,7 @@ def family_for_directory(path: Path, config: dict[str, Any]) -> Family:
 
 
 def family_for_model_type(model_type: str, where: str) -> Family:
+    load_plugin_families()
     for family in FAMILIES.values():
         if model_type in family.model_types:
             return family

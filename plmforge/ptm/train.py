@@ -26,8 +26,10 @@ import yaml
 from plmforge.checks import fraction, positive
 from plmforge.config import apply_overrides, read_config_file, section_kwargs
 from plmforge.errors import ConfigError, DataError, RunDirError, did_you_mean
+from plmforge.ptm.batching import batches, collate, mask_tokens
 from plmforge.ptm.mamba import PtmMamba
-from plmforge.ptm.tokens import SPECIALS, PtmTokenizer
+from plmforge.ptm.plm import PlmFeatures, StoredPlmFeatures, fill_store, store_for
+from plmforge.ptm.tokens import PtmTokenizer
 
 log = logging.getLogger("plmforge")
 
@@ -85,6 +87,8 @@ class PtmTrainingConfig:
     resume_from_checkpoint: str | None = None  # a run's last.ckpt (or the run directory)
     use_esm: bool = False  # fuse a protein language model's per-residue embeddings (gated)
     esm_model: str = "esm2_t6_8M_UR50D"  # any zoo name or local model directory with a mask token
+    use_precomputed_embeddings: bool = False  # read the PLM states `plmforge ptm embed` stored (see ptm/plm.py)
+    embeddings_dir: str | None = None  # the embedding store's root (default: $PLMFORGE_CACHE_DIR or the user cache)
 
     def __post_init__(self) -> None:
         for key in ("num_train_epochs", "log_steps", "per_device_train_batch_size", "max_tokens_per_batch", "lr",
@@ -92,6 +96,9 @@ class PtmTrainingConfig:
             positive(f"training.{key}", getattr(self, key))
         fraction("training.mask_prob", self.mask_prob)
         fraction("training.ptm_mask_prob", self.ptm_mask_prob)
+        if self.use_precomputed_embeddings and not self.use_esm:
+            raise ConfigError("training.use_precomputed_embeddings=true reads PLM states for the gated fusion; "
+                              "set training.use_esm=true as well (and training.esm_model)")
 
 
 @dataclass(frozen=True)
@@ -173,99 +180,6 @@ def read_sequences(cfg: PtmDatasetConfig, tok: PtmTokenizer, max_length: int) ->
     return ids, seqs
 
 
-def batches(lengths: np.ndarray, size: int, max_tokens: int, rng: np.random.Generator | None) -> list[list[int]]:
-    """Length-sorted batches of at most `size` sequences and `max_tokens` padded tokens; shuffled when
-    `rng` is given."""
-    order = np.argsort(lengths, kind="stable")
-    out, cur, longest = [], [], 0
-    for i in order:
-        longest_new = max(longest, int(lengths[i]))
-        if cur and (len(cur) >= size or longest_new * (len(cur) + 1) > max_tokens):
-            out.append(cur)
-            cur, longest_new = [], int(lengths[i])
-        cur.append(int(i))
-        longest = longest_new
-    if cur:
-        out.append(cur)
-    if rng is not None:
-        rng.shuffle(out)
-    return out
-
-
-def collate(seqs: list[np.ndarray], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        ids[r, :len(s)] = torch.from_numpy(s)
-        mask[r, :len(s)] = 1
-    return ids, mask
-
-
-def mask_tokens(ids: torch.Tensor, mask: torch.Tensor, tok: PtmTokenizer, aa_prob: float, ptm_prob: float,
-                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """PTM-aware masking: amino acids are chosen with `aa_prob`, PTM tokens with `ptm_prob`; of those
-    80 % become <mask>, 10 % a random token, 10 % stay. Returns (inputs, labels with -100 elsewhere)."""
-    is_ptm = ids >= tok.first_ptm
-    prob = torch.where(is_ptm, ptm_prob, aa_prob) * mask
-    chosen = torch.rand(ids.shape, generator=gen) < prob
-    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
-    roll = torch.rand(ids.shape, generator=gen)
-    inputs = ids.clone()
-    inputs[chosen & (roll < 0.8)] = tok.mask_id
-    random_ids = torch.randint(len(SPECIALS), len(tok), ids.shape, generator=gen)
-    swap = chosen & (roll >= 0.8) & (roll < 0.9)
-    inputs[swap] = random_ids[swap]
-    return inputs, labels
-
-
-class PlmFeatures:
-    """A frozen protein language model's per-residue states for PTM-aware sequences: each token's parent
-    residue is fed, with PTM positions and the positions the MLM objective hides replaced by the PLM's
-    mask token, so the PLM never reveals what the model must predict."""
-
-    def __init__(self, name: str, max_length: int) -> None:
-        from plmforge.config import ModelConfig
-        from plmforge.models.backbone import load_backbone
-
-        self.backbone = load_backbone(ModelConfig(name=name))
-        self.backbone.model.eval().requires_grad_(False)
-        self.mask_id = self.backbone.tokenizer.mask_token_id
-        if self.mask_id is None:
-            raise ConfigError(f"training.esm_model {name!r} has no mask token to hide PTM positions with")
-        if max_length > self.backbone.max_residues:
-            raise ConfigError(f"training.max_length={max_length} exceeds what {name!r} takes "
-                              f"({self.backbone.max_residues} residues); lower training.max_length")
-
-    @property
-    def dim(self) -> int:
-        return self.backbone.hidden_size
-
-    @torch.no_grad()
-    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, hide: torch.Tensor, tok: PtmTokenizer) -> torch.Tensor:
-        from plmforge.models.encoding import encode_sequences
-
-        lengths = mask.sum(1).tolist()
-        parents = ["".join(tok.parent(tok.tokens[int(t)]) for t in row[:n]) for row, n in zip(ids, lengths, strict=True)]
-        enc = encode_sequences(self.backbone, parents, desc="PLM")
-        width = max(len(x) for x in enc.input_ids)
-        pid = torch.full((len(parents), width), self.backbone.tokenizer.pad_token_id or 0, dtype=torch.long)
-        att = torch.zeros_like(pid)
-        where = []
-        for r, (x, special) in enumerate(zip(enc.input_ids, enc.special, strict=True)):
-            x = x.copy()
-            residues = np.flatnonzero(~special)
-            x[residues[hide[r, : lengths[r]].numpy()]] = self.mask_id
-            pid[r, : len(x)], att[r, : len(x)] = torch.from_numpy(x), 1
-            where.append(residues)
-        device = next(self.backbone.model.parameters()).device
-        states = self.backbone.model(input_ids=pid.to(device), attention_mask=att.to(device)).last_hidden_state.cpu()
-        out = torch.zeros(ids.shape[0], ids.shape[1], states.shape[-1])
-        for r, residues in enumerate(where):
-            out[r, : len(residues)] = states[r, torch.from_numpy(residues)]
-        return out
-
-
 # ---- training --------------------------------------------------------------------------------------
 
 @dataclass
@@ -302,34 +216,28 @@ def evaluate(model: PtmMamba, seqs: list[np.ndarray], cfg: PtmTrainingConfig, to
 
 def train_ptm(config: PtmConfig) -> PtmResult:
     from accelerate import Accelerator
+    from tqdm.auto import tqdm
 
     tcfg = config.training
-    out = Path(tcfg.output_dir)
-    resume = Path(tcfg.resume_from_checkpoint) if tcfg.resume_from_checkpoint else None
-    if resume is not None and resume.is_dir():
-        resume = resume / "last.ckpt"
-    if resume is not None and not resume.is_file():
-        raise RunDirError(f"training.resume_from_checkpoint: {resume} does not exist")
+    resume = _resume_path(tcfg)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    if accelerator.is_main_process and resume is None and out.exists() and any(out.iterdir()):
-        if not tcfg.overwrite_output_dir:
-            raise RunDirError(f"{out} is not empty; choose another training.output_dir, set "
-                              "training.overwrite_output_dir=true, or resume from its last.ckpt")
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_dir(tcfg, resume, accelerator.is_main_process)
     tok = PtmTokenizer.with_extra(config.model.extra_ptms())
     ids, seqs = read_sequences(config.dataset, tok, tcfg.max_length)
     split = split_ids(ids, config.dataset)
     parts = {s: [seqs[i] for i, k in enumerate(ids) if split[k] == s] for s in ("train", "val", "test")}
-    if accelerator.is_main_process:
+    plm = plm_features(config, seqs, tok)
+    if accelerator.is_main_process:  # only now that data and options are known good: a refused run writes nothing
+        if out.exists() and resume is None:
+            import shutil
+
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         (out / "split_mapping.json").write_text(json.dumps(split))
-    plm = PlmFeatures(tcfg.esm_model, tcfg.max_length) if tcfg.use_esm else None
+    accelerator.wait_for_everyone()
     torch.manual_seed(tcfg.seed)
-    m = config.model
-    model = PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state, plm.dim if plm else 0)
+    model = new_model(config, tok, plm)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     lengths = np.array([len(s) for s in parts["train"]])
     per_epoch = len(batches(lengths, tcfg.per_device_train_batch_size, tcfg.max_tokens_per_batch, None))
@@ -346,8 +254,6 @@ def train_ptm(config: PtmConfig) -> PtmResult:
         scheduler.load_state_dict(blob["scheduler"])
         state = {"step": blob["step"], "best": blob["best"], "metrics": blob["metrics"]}
     gen = torch.Generator().manual_seed(tcfg.seed)
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=total, initial=state["step"], desc="ptm-mamba", unit="step",
                disable=not accelerator.is_main_process)
     for epoch in range(tcfg.num_train_epochs):
@@ -359,46 +265,115 @@ def train_ptm(config: PtmConfig) -> PtmResult:
             gen.manual_seed(tcfg.seed * 100003 + step_here)  # masks depend on the step only: resumable
             if step_here < state["step"]:
                 continue
-            model.train()
-            ids_, mask = collate([parts["train"][i] for i in b], tok.pad_id)
-            inputs, labels = mask_tokens(ids_, mask, tok, tcfg.mask_prob, tcfg.ptm_mask_prob, gen)
-            states = plm(ids_, mask, (labels != -100) | (ids_ >= tok.first_ptm), tok).to(accelerator.device) \
-                if plm else None
-            logits = model(inputs.to(accelerator.device), mask.to(accelerator.device), states)
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.to(logits.device).flatten(),
-                                                     ignore_index=-100)
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+            loss = _train_step(model, optimizer, scheduler, accelerator, [parts["train"][i] for i in b], tcfg, tok,
+                               gen, plm)
             state["step"] += 1
             bar.update()
-            state["metrics"].append({"split": "train", "epoch": epoch, "step": state["step"],
-                                     "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]})
-            last_step = state["step"] == total
-            if state["step"] % tcfg.log_steps == 0 or last_step:
-                val = evaluate(accelerator.unwrap_model(model), parts["val"], tcfg, tok, tcfg.seed, plm) \
-                    if parts["val"] else None
-                if val is not None:
-                    state["metrics"].append({"split": "val", "epoch": epoch, "step": state["step"], **val})
-                    log.info("step %d: validation loss %.4f, accuracy %.3f, PTM accuracy %.3f", state["step"],
-                             val["loss"], val["accuracy"], val["ptm_accuracy"])
-                if accelerator.is_main_process:
-                    if val is not None and val["loss"] < state["best"]:
-                        state["best"] = val["loss"]
-                        _save(out / "best.ckpt", accelerator.unwrap_model(model), optimizer, scheduler, state, config)
-                    _save(out / "last.ckpt", accelerator.unwrap_model(model), optimizer, scheduler, state, config)
-                    (out / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
+            state["metrics"].append({"split": "train", "epoch": epoch, "step": state["step"], "loss": loss,
+                                     "lr": scheduler.get_last_lr()[0]})
+            if state["step"] % tcfg.log_steps == 0 or state["step"] == total:
+                _validate_and_save(out, config, accelerator, model, optimizer, scheduler, state, epoch, parts["val"],
+                                   tok, plm)
     bar.close()
     test = None
     if parts["test"] and accelerator.is_main_process:
         best = out / "best.ckpt" if (out / "best.ckpt").is_file() else out / "last.ckpt"
-        final = PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state, plm.dim if plm else 0)
+        final = new_model(config, tok, plm)
         final.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
         test = evaluate(final.to(accelerator.device), parts["test"], tcfg, tok, tcfg.seed + 1, plm)
         state["metrics"].append({"split": "test", "step": state["step"], "checkpoint": best.name, **test})
         (out / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
     return PtmResult(out, state["metrics"], test)
+
+
+def _resume_path(tcfg: PtmTrainingConfig) -> Path | None:
+    resume = Path(tcfg.resume_from_checkpoint) if tcfg.resume_from_checkpoint else None
+    if resume is not None and resume.is_dir():
+        resume = resume / "last.ckpt"
+    if resume is not None and not resume.is_file():
+        raise RunDirError(f"training.resume_from_checkpoint: {resume} does not exist")
+    return resume
+
+
+def _output_dir(tcfg: PtmTrainingConfig, resume: Path | None, main: bool) -> Path:
+    out = Path(tcfg.output_dir)
+    if main and resume is None and out.exists() and any(out.iterdir()) and not tcfg.overwrite_output_dir:
+        raise RunDirError(f"{out} is not empty; choose another training.output_dir, set "
+                          "training.overwrite_output_dir=true, or resume from its last.ckpt")
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"training.output_dir {out} is a file; choose a directory")
+    return out
+
+
+def plm_features(config: PtmConfig, seqs: list[np.ndarray], tok: PtmTokenizer) -> Any:
+    """The PLM states for the gated fusion: none, computed on the fly, or read from the store."""
+    tcfg = config.training
+    if not tcfg.use_esm:
+        return None
+    plm = PlmFeatures(tcfg.esm_model, tcfg.max_length)
+    if tcfg.use_precomputed_embeddings:
+        return StoredPlmFeatures(plm, tcfg.embeddings_dir, seqs, tok, "plmforge ptm embed --config <your config>")
+    return plm.to(torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+
+
+def new_model(config: PtmConfig, tok: PtmTokenizer, plm: Any) -> PtmMamba:
+    m = config.model
+    return PtmMamba(len(tok), m.d_model, m.n_layers, m.d_state, plm.dim if plm else 0)
+
+
+def _train_step(model: Any, optimizer: Any, scheduler: Any, accelerator: Any, seqs: list[np.ndarray],
+                tcfg: PtmTrainingConfig, tok: PtmTokenizer, gen: torch.Generator, plm: Any) -> float:
+    model.train()
+    ids, mask = collate(seqs, tok.pad_id)
+    inputs, labels = mask_tokens(ids, mask, tok, tcfg.mask_prob, tcfg.ptm_mask_prob, gen)
+    device = accelerator.device
+    states = plm(ids, mask, (labels != -100) | (ids >= tok.first_ptm), tok).to(device) if plm else None
+    logits = model(inputs.to(device), mask.to(device), states)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.to(logits.device).flatten(),
+                                             ignore_index=-100)
+    accelerator.backward(loss)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+    return float(loss.detach())
+
+
+def _validate_and_save(out: Path, config: PtmConfig, accelerator: Any, model: Any, optimizer: Any, scheduler: Any,
+                       state: dict, epoch: int, val_seqs: list[np.ndarray], tok: PtmTokenizer, plm: Any) -> None:
+    tcfg = config.training
+    val = evaluate(accelerator.unwrap_model(model), val_seqs, tcfg, tok, tcfg.seed, plm) if val_seqs else None
+    if val is not None:
+        state["metrics"].append({"split": "val", "epoch": epoch, "step": state["step"], **val})
+        log.info("step %d: validation loss %.4f, accuracy %.3f, PTM accuracy %.3f", state["step"], val["loss"],
+                 val["accuracy"], val["ptm_accuracy"])
+    if accelerator.is_main_process:
+        if val is not None and val["loss"] < state["best"]:
+            state["best"] = val["loss"]
+            _save(out / "best.ckpt", accelerator.unwrap_model(model), optimizer, scheduler, state, config)
+        _save(out / "last.ckpt", accelerator.unwrap_model(model), optimizer, scheduler, state, config)
+        (out / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
+
+
+def embed_ptm(config: PtmConfig) -> tuple[int, int, Path]:
+    """`plmforge ptm embed`: the PLM states of every sequence of the dataset into the embedding store
+    (each process its share under accelerate launch); returns (computed, already stored, store dir)."""
+    from accelerate import PartialState
+
+    tcfg = config.training
+    if not tcfg.use_esm:
+        raise ConfigError("ptm embed precomputes the PLM states of the gated fusion: set training.use_esm=true "
+                          "and training.esm_model (and training.use_precomputed_embeddings=true to train on them)")
+    tok = PtmTokenizer.with_extra(config.model.extra_ptms())
+    _, seqs = read_sequences(config.dataset, tok, tcfg.max_length)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    plm = PlmFeatures(tcfg.esm_model, tcfg.max_length).to(state.device)
+    store = store_for(plm, tcfg.embeddings_dir)
+    before = len(store)
+    computed = fill_store(plm, store, seqs, tok, tcfg.max_tokens_per_batch, state)
+    state.wait_for_everyone()
+    store.refresh()
+    store.close()
+    return computed, before, store.dir
 
 
 def _save(path: Path, model: PtmMamba, optimizer: Any, scheduler: Any, state: dict, config: PtmConfig) -> None:
