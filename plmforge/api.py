@@ -22,7 +22,7 @@ import torch
 from plmforge import checkpoint as ckpt
 from plmforge.config import BatchingConfig, RunConfig, load_run_config
 from plmforge.data.batching import Collator, EncodedSplit
-from plmforge.data.readers import SUFFIXES, Table, find_split_files, read_file, sequences_table
+from plmforge.data.readers import Table, find_split_files, is_table_file, read_file, sequences_table
 from plmforge.data.validate import Records, table_to_records
 from plmforge.errors import ConfigError, RunDirError
 from plmforge.inference import Predictions, predict_encoded, split_metrics
@@ -145,7 +145,7 @@ def _looks_like_path(text: str) -> bool:
     """Amino-acid sequences have no dots or slashes; file names do (and sequences may be too long to be one)."""
     if len(text) < 256 and Path(text).is_file():
         return True
-    return "/" in text or "\\" in text or Path(text).suffix.lower() in SUFFIXES
+    return "/" in text or "\\" in text or is_table_file(text)
 
 
 def predict_records(run: LoadedRun, records: Records, batching: BatchingConfig | None = None,

@@ -11,10 +11,22 @@ from pathlib import Path
 LOG = logging.getLogger("plmforge")
 
 
+class _Console(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each message (it may be redirected later)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
 def setup_console(verbose: bool = False) -> None:
     if any(getattr(h, "_plmforge_console", False) for h in LOG.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Console()
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
     handler._plmforge_console = True  # type: ignore[attr-defined]
     LOG.addHandler(handler)

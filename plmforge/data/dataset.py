@@ -37,7 +37,7 @@ class PreparedData:
         }
 
 
-def _read_tables(cfg: DataConfig) -> tuple[dict[str, Table], str, CatalogueEntry | None]:
+def read_tables(cfg: DataConfig) -> tuple[dict[str, Table], str, CatalogueEntry | None]:
     if cfg.train is not None:
         tables = {}
         for split in ("train", "validation", "test"):
@@ -50,22 +50,45 @@ def _read_tables(cfg: DataConfig) -> tuple[dict[str, Table], str, CatalogueEntry
     location = entry.location if entry else cfg.dataset
     path = Path(location).expanduser()
     flip = flip_layout(path, cfg.sequence_column, cfg.label_column) if path.exists() else None
+    if path.is_file() and flip is None:
+        tables = {"train": read_file(path, cfg.sequence_column)}
+        for split in ("validation", "test"):  # a single file: data.validation / data.test add the other splits
+            spec = getattr(cfg, split)
+            if spec is not None:
+                tables[split] = read_sources(spec, cfg.sequence_column, cfg.label_column)
+        return tables, location, entry
+    given = [f"data.{s}" for s in ("validation", "test") if getattr(cfg, s) is not None]
+    if given:
+        raise ConfigError(f"{' and '.join(given)} cannot be combined with data.dataset={cfg.dataset!r}, which brings "
+                          "its own splits; give data.train=FILE with data.validation/data.test instead, or drop them")
     if flip is not None:
         tables = flip
     elif path.is_dir():
         tables = {s: read_file(p, cfg.sequence_column) for s, p in find_split_files(path).items()}
-    elif path.is_file():
-        tables = {"train": read_file(path, cfg.sequence_column)}
     elif entry is not None and entry.bundled:
         raise DataError(f"bundled example {entry.name!r} is missing at {location}",
                         hint="run from a source checkout of plmforge, or point data.dataset at your own files")
-    elif location.count("/") == 1 and not location.startswith((".", "/", "~")):
-        log.info("loading %s from the HuggingFace hub", location)
+    elif looks_like_hub_id(location):
+        log.info("no local file or directory %s: loading it from the HuggingFace hub", location)
         tables = load_hub_dataset(location)
     else:
-        raise DataError(f"data.dataset {cfg.dataset!r} is not a catalogue name, an existing path or a hub id "
-                        "(owner/name)", hint="`plmforge data list` shows the catalogue names")
+        raise DataError("no such file or directory" + ("" if "/" in location or "\\" in location else
+                                                      ", and not a catalogue name"), file=location,
+                        hint="check the path (relative paths are relative to the working directory, or to the "
+                             "config file); `plmforge data list` shows the catalogue names; a hub dataset is "
+                             "written owner/name")
     return tables, location, entry
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """owner/name with no file suffix and no local parent directory of that name: anything else that does
+    not exist is a missing file, never a hub query."""
+    from plmforge.data.readers import is_table_file
+
+    if text.count("/") != 1 or text.startswith((".", "/", "~")) or "\\" in text:
+        return False
+    owner = text.split("/")[0]
+    return not is_table_file(text) and not Path(owner).is_dir()
 
 
 def _problem(cfg: DataConfig, entry: CatalogueEntry | None) -> ProblemType:
@@ -79,8 +102,14 @@ def resolve_task(cfg: DataConfig, training: TrainingConfig, entry: CatalogueEntr
                  train: Records | None) -> TaskSpec:
     problem = _problem(cfg, entry)
     same = entry is not None and problem.name == entry.problem_type  # the catalogue's choices apply
-    num_labels = problem.resolve_num_labels(cfg.num_labels, cfg.residue_classes, entry.num_labels if entry else None,
-                                            train.labels if train is not None else None)
+    try:
+        num_labels = problem.resolve_num_labels(cfg.num_labels, cfg.residue_classes,
+                                                entry.num_labels if entry else None,
+                                                train.labels if train is not None else None)
+    except DataError as exc:
+        if exc.file is None and train is not None:
+            exc.file, exc.column = train.source, cfg.label_column
+        raise
     norm = cfg.label_normalisation or (entry.label_normalisation if entry else None) or problem.default_normalisation
     if norm != "none" and problem.default_normalisation == "none":
         raise ConfigError(f"data.label_normalisation={norm!r} only applies to regression")
@@ -135,7 +164,7 @@ def shared_sequences(splits: dict[str, Records]) -> list[str]:
 def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = True,
               fields: tuple[str, ...] = ()) -> PreparedData:
     """Every split validated; `fields` are the further per-residue columns the model family reads."""
-    tables, source, entry = _read_tables(cfg)
+    tables, source, entry = read_tables(cfg)
     problem = _problem(cfg, entry)
     splits = {name: table_to_records(t, cfg, problem.name, with_labels, fields) for name, t in tables.items()}
     task = resolve_task(cfg, training, entry, splits["train"])
@@ -148,7 +177,7 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
                                                                  training.seed, problem)
     splits = {k: _limit(splits[k], cfg.max_samples, training.seed)
               for k in ("train", "validation", "test") if k in splits}
-    notes = shared_sequences(splits)
+    notes = [n for t in tables.values() for n in t.notes] + shared_sequences(splits)
     if entry is not None and entry.unsupported_metrics:
         notes.append(f"the {entry.name} benchmark also reports {', '.join(entry.unsupported_metrics)}, which "
                      "plmforge does not compute")

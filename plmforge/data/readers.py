@@ -3,7 +3,15 @@ HuggingFace hub datasets. Every reader returns `Table`s that know how to name a 
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
+import io
+import json
+import lzma
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +42,7 @@ class Table:
     kind: str = "row"
     extra: dict[str, str] = field(default_factory=dict)
     parts: list[tuple[str, int]] | None = None  # several files: (file, rows) in order
+    notes: list[str] = field(default_factory=list)  # what was done to read it (e.g. a sniffed delimiter)
 
     def _locate(self, i: int) -> tuple[str, int]:
         """The file a row came from and its row number (0-based) within that file."""
@@ -62,35 +71,159 @@ class Table:
         return lowered.get(name.lower())
 
 
-def file_format(path: Path) -> str:
-    fmt = SUFFIXES.get(path.suffix.lower())
+COMPRESSED = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zip": "zip"}
+_DELIMITERS = {",": "comma", "\t": "tab", ";": "';'"}
+TABLE_SUFFIXES = tuple(SUFFIXES) + tuple(COMPRESSED)  # for file pickers
+
+
+def _inner_suffix(path: Path | str) -> str:
+    """The suffix under any compression suffix (data.csv.gz -> .csv; a zip member: archive.zip!x.tsv -> .tsv)."""
+    name = str(path).split("!")[-1].lower()
+    for ext in COMPRESSED:
+        if name.endswith(ext) and ext != ".zip":
+            name = name[: -len(ext)]
+    return Path(name).suffix
+
+
+def file_format(path: Path | str) -> str:
+    """The table format from the file name (after any compression suffix: data.csv.gz is CSV)."""
+    suffix = _inner_suffix(path)
+    name = Path(path).name.lower()
+    fmt = SUFFIXES.get(suffix)
     if fmt is None:
-        raise DataError(f"unsupported file type {path.suffix!r}", file=str(path),
-                        hint=f"use one of {', '.join(sorted(SUFFIXES))}")
+        raise DataError(f"unsupported file type {suffix or name!r}", file=str(path),
+                        hint=f"use one of {', '.join(sorted(SUFFIXES))} (optionally compressed: "
+                             f"{', '.join(COMPRESSED)})")
     return fmt
 
 
+def _raw_bytes(p: Path) -> tuple[bytes, str, str]:
+    """The file's bytes, decompressed; the format, and the name to use in messages."""
+    suffix = p.suffix.lower()
+    if suffix == ".zip":
+        try:
+            with zipfile.ZipFile(p) as zf:
+                members = [m for m in zf.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
+                if len(members) != 1:
+                    raise DataError(f"the zip archive holds {len(members)} files; plmforge reads a zip with exactly "
+                                    "one file" + (f" ({', '.join(m.filename for m in members[:5])})" if members else
+                                                  " (it has no file)"),
+                                    file=str(p), hint="unpack it and point at one file, or zip one file alone")
+                member = members[0]
+                return zf.read(member), file_format(member.filename), f"{p}!{member.filename}"
+        except zipfile.BadZipFile as exc:
+            raise DataError(f"cannot be read as a zip archive: {exc}", file=str(p)) from None
+    fmt = file_format(p)
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix)
+    if opener is None:
+        return p.read_bytes(), fmt, str(p)
+    try:
+        with opener(p, "rb") as fh:
+            return fh.read(), fmt, str(p)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        raise DataError(f"cannot be read as a {COMPRESSED[suffix]}-compressed file: {exc}", file=str(p),
+                        hint="check the file is complete, or decompress it and point at the result") from None
+
+
+def _text(data: bytes, name: str) -> str:
+    """UTF-8 text (a byte-order mark dropped, every line ending made \\n). Other encodings are refused,
+    naming the first bad byte, rather than guessed: a wrong guess silently changes sequences and ids."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}) is not "
+                        "valid UTF-8", file=name, hint="save the file as UTF-8 (spreadsheets: 'CSV UTF-8'); "
+                        "plmforge does not guess encodings") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _sniff_delimiter(header: str, fmt: str, name: str, notes: list[str]) -> str:
+    expected = "," if fmt == "csv" else "\t"
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    if counts[expected] or not any(counts.values()):
+        return expected
+    found = max(counts, key=counts.get)
+    notes.append(f"{name}: read as {_DELIMITERS[found]}-separated (its header has no "
+                 f"{_DELIMITERS[expected]}s although the file is named .{fmt})")
+    return found
+
+
+def _read_delimited(text: str, fmt: str, name: str) -> Table:
+    notes: list[str] = []
+    lines = text.split("\n")
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise DataError("the file is empty", file=name, hint="add a header line and rows")
+    sep = _sniff_delimiter(lines[first], fmt, name, notes)
+    header = next(csv.reader([lines[first]], delimiter=sep, skipinitialspace=True))
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"column name(s) {', '.join(map(repr, repeated))} appear more than once in the header",
+                        file=name, row=f"line {first + 1}", hint="rename or drop the repeated columns: plmforge "
+                        "will not pick one of them for you")
+    df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+    row_lines = [i + 1 for i, line in enumerate(lines) if line.strip()][1:]
+    if len(row_lines) != len(df):  # quoted fields spanning lines: row numbers stay right, lines unknown
+        row_lines = None
+    return Table(df, name, lines=row_lines, notes=notes)
+
+
+def _read_json(text: str, name: str) -> Table:
+    stripped = text.lstrip()
+    if not stripped:
+        raise DataError("the file is empty", file=name, hint="write one JSON object per line")
+    if stripped.startswith("[") and _inner_suffix(name) == ".json":  # one JSON array of objects
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=name) from None
+        rows, lines = items, None
+    else:
+        rows, lines = [], []
+        for lineno, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=name, row=f"line {lineno}",
+                                hint="JSON Lines holds one complete JSON object per line") from None
+            rows.append(item)
+            lines.append(lineno)
+    for k, item in enumerate(rows):
+        if not isinstance(item, dict):
+            where = f"line {lines[k]}" if lines else f"item {k + 1}"
+            raise DataError(f"a {type(item).__name__} where an object ({{\"aa_seq\": ..., ...}}) is expected",
+                            file=name, row=where, hint="each record is a JSON object with named fields")
+    return Table(pd.DataFrame(rows), name, lines=lines)
+
+
 def read_file(path: str | Path, sequence_column: str = "aa_seq") -> Table:
+    """One table file (CSV, TSV, JSON Lines / JSON array, Parquet, FASTA), optionally gzip/bzip2/xz
+    compressed or the only file of a zip archive."""
     p = Path(path)
     if not p.is_file():
         raise DataError("file does not exist", file=str(p), hint="check the path (relative paths in a config "
                                                                  "file are relative to that file)")
-    fmt = file_format(p)
+    data, fmt, name = _raw_bytes(p)
+    if not data.strip():
+        raise DataError("the file is empty", file=name, hint="fill it, or leave it out")
     try:
+        if fmt == "parquet":
+            return Table(pd.read_parquet(io.BytesIO(data)), name)
+        text = _text(data, name)
         if fmt == "fasta":
-            return read_fasta(p, sequence_column)
-        if fmt in ("csv", "tsv"):
-            df = pd.read_csv(p, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False,
-                             skipinitialspace=True)
-            return Table(df, str(p), lines=[i + 2 for i in range(len(df))])
+            return read_fasta_text(text, name, sequence_column)
         if fmt == "jsonl":
-            df = pd.read_json(p, lines=True, dtype=False)
-            return Table(df, str(p), lines=[i + 1 for i in range(len(df))])
-        return Table(pd.read_parquet(p), str(p))
+            return _read_json(text, name)
+        return _read_delimited(text, fmt, name)
     except DataError:
         raise
-    except (ValueError, pd.errors.ParserError, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot be read as {fmt.upper()}: {str(exc).splitlines()[0]}", file=str(p),
+    except (ValueError, pd.errors.ParserError, OSError, UnicodeDecodeError, ImportError) as exc:
+        raise DataError(f"cannot be read as {fmt.upper()}: {str(exc).splitlines()[0]}", file=name,
                         hint=f"check that the file is valid {fmt.upper()}") from None
 
 
@@ -121,45 +254,50 @@ def read_sources(spec: str, sequence_column: str, label_column: str) -> Table:
     lines = [n for t in tables for n in (t.lines or [0] * len(t.df))]
     return Table(pd.concat([t.df for t in tables], ignore_index=True), " + ".join(t.source for t in tables),
                  lines=lines if all(t.lines for t in tables) else None, kind=tables[0].kind,
-                 parts=[(t.source, len(t.df)) for t in tables])
+                 parts=[(t.source, len(t.df)) for t in tables], notes=[n for t in tables for n in t.notes])
 
 
 def read_fasta(path: Path, sequence_column: str) -> Table:
     """Records `>ID key=value ...` then sequence lines; header fields become columns."""
+    if not path.is_file():
+        raise DataError("file does not exist", file=str(path))
+    return read_fasta_text(_text(path.read_bytes(), str(path)), str(path), sequence_column)
+
+
+def read_fasta_text(text: str, name: str, sequence_column: str) -> Table:
     rows: list[dict[str, str]] = []
     lines: list[int] = []
     current: dict[str, str] | None = None
     chunks: list[str] = []
-    with path.open() as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line or line.startswith(";"):
-                continue
-            if line.startswith(">"):
-                if current is not None:
-                    current[sequence_column] = "".join(chunks)
-                    rows.append(current)
-                header = line[1:].strip()
-                if not header:
-                    raise DataError("FASTA header has no identifier", file=str(path), row=f"line {lineno}",
-                                    hint="write '>ID' optionally followed by key=value fields")
-                ident = header.split()[0]
-                current = {"id": ident}
-                current.update({k: v for k, v in _HEADER_FIELD.findall(header[len(ident):])})
-                chunks = []
-                lines.append(lineno)
-            else:
-                if current is None:
-                    raise DataError("sequence text before the first '>' header", file=str(path),
-                                    row=f"line {lineno}", hint="every record starts with a '>ID' line")
-                chunks.append(line)
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip()
+        if not line or line.startswith(";"):
+            continue
+        if line.startswith(">"):
+            if current is not None:
+                current[sequence_column] = "".join(chunks)
+                rows.append(current)
+            header = line[1:].strip()
+            if not header:
+                raise DataError("FASTA header has no identifier", file=name, row=f"line {lineno}",
+                                hint="write '>ID' optionally followed by key=value fields")
+            ident = header.split()[0]
+            current = {"id": ident}
+            current.update({k: v for k, v in _HEADER_FIELD.findall(header[len(ident):])})
+            chunks = []
+            lines.append(lineno)
+        else:
+            if current is None:
+                raise DataError("sequence text before the first '>' header", file=name,
+                                row=f"line {lineno}", hint="every record starts with a '>ID' line")
+            chunks.append(line)
     if current is not None:
         current[sequence_column] = "".join(chunks)
         rows.append(current)
     if not rows:
-        raise DataError("no FASTA records found", file=str(path), hint="records start with '>ID'")
+        raise DataError("no FASTA records found", file=name, hint="records start with '>ID'")
     df = pd.DataFrame(rows).fillna("")
-    return Table(df, str(path), lines=lines, kind="record")
+    return Table(df, name, lines=lines, kind="record")
 
 
 def flip_layout(path: Path, sequence_column: str, label_column: str) -> dict[str, Table] | None:
@@ -201,13 +339,22 @@ def flip_layout(path: Path, sequence_column: str, label_column: str) -> dict[str
     return tables
 
 
+def is_table_file(p: Path | str) -> bool:
+    """Whether the name is one of the readable table files (compressed ones included)."""
+    try:
+        file_format(p)
+    except DataError:
+        return False
+    return True
+
+
 def find_split_files(directory: Path) -> dict[str, Path]:
     """train/validation/test files in a directory, by file name (train.csv, valid.fasta, test.tsv...)."""
     found: dict[str, Path] = {}
     for p in sorted(directory.iterdir()):
-        if not p.is_file() or p.suffix.lower() not in SUFFIXES:
+        if not p.is_file() or not is_table_file(p):
             continue
-        stem = p.stem.lower()
+        stem = p.name.lower().split(".")[0]
         for split, names in SPLIT_NAMES.items():
             if stem in names:
                 if split in found:

@@ -80,7 +80,11 @@ def table_to_records(table: Table, cfg: DataConfig, problem_type: str | None, wi
     if df.empty:
         raise DataError("no records (the file has a header but no rows)", file=table.source,
                         hint="add sequences to the file, or leave it out")
-    seqs = [clean_sequence(v, table, i, seq_col) for i, v in enumerate(df[seq_col].tolist())]
+    raw = df[seq_col].tolist()
+    seqs = [clean_sequence(v, table, i, seq_col) for i, v in enumerate(raw)]
+    lower = sum(isinstance(v, str) and any(c.islower() for c in v) for v in raw)
+    if lower:
+        table.notes.append(f"{table.source}: {lower} sequence(s) written in lower-case letters were upper-cased")
     labels = None
     if lab_col is not None:
         if problem_type is None:

@@ -98,6 +98,10 @@ def resolve_model(cfg: ModelConfig) -> Resolved:
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise ConfigError(f"model.name {name!r} is not a zoo model, a model directory or a hub id "
                           "(owner/name); `plmforge models` lists the zoo")
+    owner = name.split("/")[0]
+    if Path(owner).expanduser().is_dir():  # a local directory of that name: a missing path, never a hub query
+        raise ConfigError(f"model.name {name!r}: no such model directory (there is a local directory {owner!r}, "
+                          "so this is read as a path, not a hub id); check the path")
     return _resolve_hub(name, cfg.trust_remote_code)
 
 

@@ -84,6 +84,14 @@ class ProblemType:
         if not labels:
             raise ConfigError("data.num_labels is not set and cannot be read from the data")
         top = max((max(self.classes_in(x), default=0) for x in labels), default=0)
+        distinct = len({c for x in labels for c in self.classes_in(x)})
+        if top + 1 > 10 * distinct + 100:  # checked before anything of that size is allocated
+            from plmforge.errors import DataError
+
+            raise DataError(f"class index {top} would make {top + 1} classes, but the training labels hold only "
+                            f"{distinct} distinct classes", column="label",
+                            hint="class labels are whole numbers 0..K-1: renumber them, or set data.num_labels if "
+                                 "classes are really absent from train")
         logging.getLogger("plmforge").warning(
             "data.num_labels is not set: using %d (the largest class index in train is %d); set data.num_labels "
             "if some classes are absent from train", top + 1, top)

@@ -41,7 +41,12 @@ class EarlyStopping:
     bad_epochs: int = 0
 
     def update(self, value: float, epoch: int) -> bool:
-        """Record an epoch's monitored value; True when it is the best so far."""
+        """Record an epoch's monitored value; True when it is the best so far. An undefined (NaN) value
+        never beats a number, but the first epoch is kept as best until one appears, so a best/
+        checkpoint always exists."""
+        if math.isnan(value) and self.best is None and self.best_epoch == -1:
+            self.best_epoch = epoch
+            return True
         better = not math.isnan(value) and (
             self.best is None or (value > self.best if self.direction == "max" else value < self.best))
         if better:
@@ -287,6 +292,10 @@ class Trainer:
         metrics, _ = self.evaluate(model, "validation")
         record.update({f"val_{k}": v for k, v in metrics.items()})
         value = metrics[self.task.monitor]
+        if math.isnan(value):
+            log.warning("validation %s is undefined (NaN) at epoch %d: too few validation samples (%d) or constant "
+                        "predictions; a NaN never counts as an improvement (training.monitor=loss avoids this)",
+                        self.task.monitor, epoch + 1, len(self.asm.data.splits["validation"]))
         improved = self.stopper.update(value, epoch)
         record["best_so_far"] = improved
         self.history.append(record)

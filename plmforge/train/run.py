@@ -216,6 +216,19 @@ def _summary(asm: Assembled, rd: Path, fit: FitResult, test: dict[str, Any] | No
     if test:
         for k, v in test["metrics"].items():
             rows.append((f"test {k}", "nan" if v is None else f"{v:.4f}"))
-    rows += [("checkpoints", "best/, last/"), ("metrics", "test_metrics.json/.csv, metrics_epochs.jsonl"),
-             ("plots", "plots/*.png")]
+    rows += _written(rd)
     return summary_table(rows)
+
+
+def _written(rd: Path) -> list[tuple[str, str]]:
+    """The summary's file rows: only what is really in the run directory."""
+    def present(*names: str) -> str:
+        return ", ".join(n for n in names if (rd / n.rstrip("/")).exists())
+
+    rows = [("checkpoints", present("best/", "last/")),
+            ("metrics", present("test_metrics.json", "test_metrics.csv", "metrics_epochs.jsonl", "metrics_steps.jsonl")),
+            ("predictions", present("test_predictions.csv"))]
+    plots = sorted(p.name for p in (rd / "plots").glob("*.png")) if (rd / "plots").is_dir() else []
+    if plots:
+        rows.append(("plots", f"plots/ ({', '.join(plots)})"))
+    return [(k, v) for k, v in rows if v]

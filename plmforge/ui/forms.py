@@ -20,6 +20,7 @@ from typing import Any
 
 from plmforge import config as cfgmod
 from plmforge.config import RunConfig, config_to_override_text, config_to_overrides, load_config
+from plmforge.data.readers import TABLE_SUFFIXES, is_table_file
 from plmforge.methods import METHODS
 
 # sections shown in the training form, in order, with the fields the form sets in other ways
@@ -212,7 +213,7 @@ def catalogue_choices() -> list[tuple[str, str]]:
 
 
 DATASET_SOURCES = ("catalogue", "upload", "local path", "hub id")
-DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".fasta", ".fa", ".faa")
+DATA_SUFFIXES = TABLE_SUFFIXES  # the readers' formats, also compressed
 
 
 def dataset_override(source: str, catalogue_name: str | None, uploads: list[str] | None, path: str | None,
@@ -230,14 +231,14 @@ def dataset_override(source: str, catalogue_name: str | None, uploads: list[str]
         files = [Path(u) for u in uploads or []]
         if not files:
             raise cfgmod.ConfigError("upload a dataset file (CSV, TSV, JSONL, Parquet or FASTA) first")
-        bad = [f.name for f in files if f.suffix.lower() not in DATA_SUFFIXES]
+        bad = [f.name for f in files if not is_table_file(f)]
         if bad:
             raise cfgmod.ConfigError(f"{bad[0]} is not a dataset file: upload {', '.join(DATA_SUFFIXES)} files")
         if len(files) > 1:  # a split directory: every file must say which split it is
             from plmforge.data.readers import SPLIT_NAMES
 
             names = {n for group in SPLIT_NAMES.values() for n in group}
-            stray = [f.name for f in files if f.stem.lower() not in names]
+            stray = [f.name for f in files if f.name.lower().split(".")[0] not in names]
             if stray:
                 raise cfgmod.ConfigError(
                     f"{stray[0]} is not named after a split: with several files, name them train.<ext>, "
