@@ -8,7 +8,9 @@ into `last/engine_state/` (`engine_dir=`, moved in before the checkpoint replace
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -26,10 +28,14 @@ TRAINING_STATE = "training_state.pt"
 TRAINER_STATE = "trainer_state.json"
 ADAPTER_DIR = "adapter"
 ENGINE_STATE = "engine_state"  # accelerate.save_state output under sharding engines
+CHECKSUMS = "checksums.json"  # sha256 of every file, written last; verified before loading
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every random generator's state in plain types and tensors (loadable with weights_only=True)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                    cached), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -37,7 +43,9 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, *rest = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    np.random.set_state((name, keys.astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -54,6 +62,26 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, trainer_state: dict
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    try:
+        _write(tmp, model, trainer_state, optimizer, scheduler, spec, weights, engine_dir)
+    except OSError as exc:  # e.g. a full disk: the previous checkpoint stays as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RunDirError(f"could not write the checkpoint {directory}: {exc.strerror or exc} ({exc.filename or tmp}); "
+                          f"the previous {directory.name}/ is kept. Free some space (or choose another output.dir) "
+                          f"and continue with plmforge train --resume {directory.parent}") from None
+    # swap by renames: at every instant either <dir> or <dir>.old is a complete checkpoint
+    old = directory.with_name(directory.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    _fsync_dir(directory.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write(tmp: Path, model: torch.nn.Module, trainer_state: dict[str, Any], optimizer: Any, scheduler: Any,
+           spec: Any, weights: dict[str, torch.Tensor] | None, engine_dir: Path | None) -> None:
     save_file(trainable_state_dict(model, weights), str(tmp / WEIGHTS))  # type: ignore[arg-type]
     (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2))
     if spec is not None and spec.uses_peft:
@@ -69,14 +97,48 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, trainer_state: dict
         torch.save(blob, tmp / TRAINING_STATE)
     if engine_dir is not None:
         shutil.move(str(engine_dir), str(tmp / ENGINE_STATE))
-    # swap by renames: at every instant either <dir> or <dir>.old is a complete checkpoint
-    old = directory.with_name(directory.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    sums = {}
+    for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        sums[str(f.relative_to(tmp))] = sha256(f)
+        with f.open("rb") as fh:  # on disk before the rename makes the checkpoint current
+            os.fsync(fh.fileno())
+    (tmp / CHECKSUMS).write_text(json.dumps(sums, indent=1))
+    _fsync_dir(tmp)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not every platform opens directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def verify(directory: Path, names: tuple[str, ...]) -> None:
+    """Check files against the checksums recorded when the checkpoint was written (older checkpoints
+    without checksums.json are read as they are)."""
+    record = directory / CHECKSUMS
+    if not record.is_file():
+        return
+    sums = json.loads(record.read_text())
+    for name in names:
+        if name in sums and (directory / name).is_file() and sha256(directory / name) != sums[name]:
+            raise RunDirError(f"{directory / name} does not match the checksum recorded when it was written: the "
+                              "file was changed or damaged after training wrote it; do not use it (train again, or "
+                              "restore the run directory from a copy)")
 
 
 def recover(directory: Path) -> None:
@@ -92,6 +154,7 @@ def load_weights(directory: Path, model: torch.nn.Module, engine: str | None = N
     if not path.is_file():
         raise RunDirError(f"checkpoint {directory} has no {WEIGHTS}; was the run finished or interrupted "
                           "before its first epoch ended?")
+    verify(directory, (WEIGHTS,))
     state = load_file(str(path))
     own = model.state_dict()
     unknown = [k for k in state if k not in own]
@@ -120,6 +183,29 @@ def load_training_state(directory: Path) -> tuple[dict[str, Any], dict[str, Any]
     path = directory / TRAINING_STATE
     if not path.is_file():
         raise RunDirError(f"cannot resume: {path} is missing (no epoch finished before the run stopped?)")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    verify(directory, (TRAINING_STATE, TRAINER_STATE))
+    # tensors and plain values only: a crafted file cannot run code (numpy arrays of older runs allowed)
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_NUMPY_SAFE):
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise RunDirError(f"{path} holds objects other than tensors and plain values, so it is not loaded (loading "
+                          f"it could run code): {str(exc).splitlines()[0]}. Resume only runs you trained yourself, or "
+                          "start a new run") from None
     trainer_state = json.loads((directory / TRAINER_STATE).read_text())
     return blob, trainer_state
+
+
+def _numpy_safe() -> list[Any]:
+    """What older training states hold besides tensors: numpy's random state (an array of uint32)."""
+    import numpy.core.multiarray as multiarray  # noqa: I001
+
+    items: list[Any] = [np.ndarray, np.dtype, multiarray._reconstruct]
+    if hasattr(np, "dtypes"):
+        items.append(np.dtypes.UInt32DType)
+    return items
+
+
+_NUMPY_SAFE = _numpy_safe()

@@ -389,9 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     except PlmforgeError as exc:
         print(exc.render(), file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: finished epochs are kept in the run directory (last/); continue with "
-              "plmforge train --resume RUN_DIR", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {exc}" if str(exc) else "interrupted: finished epochs are kept in the run directory "
+              "(last/); continue with plmforge train --resume RUN_DIR", file=sys.stderr)
         return 130
 
 

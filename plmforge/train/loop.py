@@ -28,36 +28,9 @@ from plmforge.models.task_model import batch_kwargs
 from plmforge.train.embedding_cache import StoreCache
 from plmforge.train.schedule import build_scheduler
 from plmforge.train.setup import Assembled
+from plmforge.train.stopping import EarlyStopping, TrainingInterrupted, graceful_stop
 
 log = logging.getLogger("plmforge")
-
-
-@dataclass
-class EarlyStopping:
-    direction: str
-    patience: int | None
-    best: float | None = None
-    best_epoch: int = -1
-    bad_epochs: int = 0
-
-    def update(self, value: float, epoch: int) -> bool:
-        """Record an epoch's monitored value; True when it is the best so far. An undefined (NaN) value
-        never beats a number, but the first epoch is kept as best until one appears, so a best/
-        checkpoint always exists."""
-        if math.isnan(value) and self.best is None and self.best_epoch == -1:
-            self.best_epoch = epoch
-            return True
-        better = not math.isnan(value) and (
-            self.best is None or (value > self.best if self.direction == "max" else value < self.best))
-        if better:
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
-        else:
-            self.bad_epochs += 1
-        return better
-
-    @property
-    def should_stop(self) -> bool:
-        return self.patience is not None and self.bad_epochs >= self.patience
 
 
 @dataclass
@@ -100,6 +73,7 @@ class Trainer:
         self._speed_hints()
         self.collate = asm.collator()
         self.stopper = EarlyStopping(self.task.direction, tcfg.patience)
+        self.partial: dict[str, Any] | None = None  # where a mid-epoch resume starts
         self.start_epoch, self.global_step = 0, 0
         self.history: list[dict[str, Any]] = []
 
@@ -230,21 +204,37 @@ class Trainer:
         self._init_trackers()
         self.events.emit("plan", steps_per_epoch=steps, total_steps=sum(steps))
         stopped = False
-        for epoch in range(self.start_epoch, tcfg.epochs):
-            # accelerate's loader keeps its own epoch counter and pushes it into the sampler on every
-            # iteration, so the epoch is set through it (a resumed run starts that counter at 0)
-            prepared_loader.set_epoch(epoch)
-            record = self._train_epoch(model, optimizer, scheduler, prepared_loader, epoch)
-            stopped = self._end_epoch(model, optimizer, scheduler, epoch, record)
-            for callback in self.callbacks:
-                callback(epoch, self)
-            if stopped:
-                log.info("early stopping: %s did not improve for %d epochs (best %.4f at epoch %d)",
-                         self.task.monitor, self.stopper.bad_epochs, self.stopper.best or float("nan"),
-                         self.stopper.best_epoch + 1)
-                break
+        with graceful_stop() as self.stop_flag:
+            for epoch in range(self.start_epoch, tcfg.epochs):
+                # accelerate's loader keeps its own epoch counter and pushes it into the sampler on every
+                # iteration, so the epoch is set through it (a resumed run starts that counter at 0)
+                prepared_loader.set_epoch(epoch)
+                record = self._train_epoch(model, optimizer, scheduler, prepared_loader, epoch)
+                stopped = self._end_epoch(model, optimizer, scheduler, epoch, record)
+                if self._stop_requested():
+                    raise TrainingInterrupted(self.run_dir, self.global_step, epoch + 1, None)
+                stopped = self._after_epoch(epoch, stopped)
+                if stopped:
+                    break
         stopped = stopped and len(self.history) < tcfg.epochs
         return FitResult(self.stopper.best_epoch, self.stopper.best, len(self.history), stopped, self.history)
+
+    def _after_epoch(self, epoch: int, stopped: bool) -> bool:
+        for callback in self.callbacks:
+            callback(epoch, self)
+        if stopped:
+            log.info("early stopping: %s did not improve for %d epochs (best %.4f at epoch %d)",
+                     self.task.monitor, self.stopper.bad_epochs, self.stopper.best or float("nan"),
+                     self.stopper.best_epoch + 1)
+        return stopped
+
+    def _stop_requested(self) -> bool:
+        """Whether Ctrl-C / SIGTERM asked to stop; every process agrees (one collective when distributed)."""
+        flag = bool(getattr(self, "stop_flag", None) and self.stop_flag.requested)
+        if self.accelerator.num_processes > 1:
+            t = torch.tensor([float(flag)], device=self.accelerator.device)
+            flag = bool(self.accelerator.reduce(t, reduction="sum").item() > 0)
+        return flag
 
     def _train_epoch(self, model: Any, optimizer: Any, scheduler: Any, loader: DataLoader,
                      epoch: int) -> dict[str, Any]:
@@ -252,8 +242,17 @@ class Trainer:
         model.train()
         inner = self.accelerator.unwrap_model(model)
         t0, loss_sum, n_batches, window, step_losses = time.time(), 0.0, 0, [], []
+        partial = self.partial if self.partial and self.partial["epoch"] == epoch else None
+        if partial is not None:  # resumed in the middle of this epoch: its first batches are done
+            loader = self.accelerator.skip_first_batches(loader, partial["batches_done"])
+            loss_sum, n_batches = partial["loss_sum"], partial["batches_done"]
+            t0 -= partial["seconds"]
+            self.partial = None
         self.events.emit("phase", phase="training", epoch=epoch + 1)
-        for batch in loader:
+        for k, batch in enumerate(loader):
+            if k == 0 and partial is not None:
+                # the loader drew from the RNG when it started: put back the state of the interrupted step
+                ckpt.set_rng_state(partial["rng"])
             with self.accelerator.accumulate(model):
                 out = self._forward(model, batch, "train")
                 extra = self.spec.extra_loss(inner) if self.spec.extra_loss is not None else None
@@ -277,6 +276,9 @@ class Trainer:
                 if self.global_step % tcfg.logging_steps == 0:
                     self._log_step(epoch, window, scheduler)
                     window = []
+                if self._stop_requested():  # Ctrl-C / SIGTERM: a resumable state at this step boundary
+                    self._save_partial(model, optimizer, scheduler, epoch, n_batches, loss_sum, time.time() - t0)
+                    raise TrainingInterrupted(self.run_dir, self.global_step, epoch + 1, n_batches)
         return {"epoch": epoch + 1, "train_loss": loss_sum / max(n_batches, 1), "seconds": round(time.time() - t0, 2)}
 
     def _log_step(self, epoch: int, window: list[float], scheduler: Any) -> None:
@@ -342,6 +344,23 @@ class Trainer:
                                  engine_dir=engine_dir)
         self.accelerator.wait_for_everyone()
 
+    def _save_partial(self, model: Any, optimizer: Any, scheduler: Any, epoch: int, batches_done: int,
+                      loss_sum: float, seconds: float) -> None:
+        """last/ in the middle of `epoch`: the finished epochs' state plus where this one stands."""
+        inner = self.accelerator.unwrap_model(model)
+        weights, engine_dir = None, None
+        if self.sharded:
+            weights = self.accelerator.get_state_dict(model)
+            engine_dir = self.run_dir / "last.engine.tmp"
+            self.accelerator.save_state(str(engine_dir))
+            self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            state = self._state(epoch - 1) | {"partial": {"epoch": epoch, "batches_done": batches_done,
+                                                          "loss_sum": loss_sum, "seconds": round(seconds, 2)}}
+            ckpt.save_checkpoint(self.run_dir / "last", inner, state, None if self.sharded else optimizer, scheduler,
+                                 spec=self.spec, weights=weights, engine_dir=engine_dir)
+        self.accelerator.wait_for_everyone()
+
     def _state(self, epoch: int) -> dict[str, Any]:
         s = self.stopper
         return {"epoch": epoch, "global_step": self.global_step, "monitor": self.task.monitor,
@@ -366,13 +385,17 @@ class Trainer:
         if self.spec.load_state is not None:
             self.spec.load_state(self.accelerator.unwrap_model(model), blob["method"])
         self.start_epoch = state["epoch"] + 1
+        self.partial = state.get("partial")  # stopped in the middle of an epoch (Ctrl-C / SIGTERM)
+        if self.partial is not None:
+            self.partial["rng"] = blob["rng"]
         self.global_step = state["global_step"]
         self.stopper.best, self.stopper.best_epoch = state["best_value"], state["best_epoch"]
         self.stopper.bad_epochs = state["bad_epochs"]
         self.history = state["history"]
         self._truncate_logs()
-        log.info("resumed from %s after epoch %d (step %d)", self.run_dir / "last", self.start_epoch,
-                 self.global_step)
+        where = f"after epoch {self.start_epoch}" if not self.partial else \
+            f"in epoch {self.start_epoch + 1}, after {self.partial['batches_done']} batches"
+        log.info("resumed from %s %s (step %d)", self.run_dir / "last", where, self.global_step)
 
     def _truncate_logs(self) -> None:
         """Drop log lines written after the checkpoint we resume from (an interrupted epoch's steps)."""

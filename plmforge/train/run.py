@@ -136,6 +136,7 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
                 events.emit("model", **{k: stats[k] for k in ("total", "trainable", "trainable_percent")})
             if main:
                 ckpt.recover(rd / "last")
+                ckpt.recover(rd / "best")
             state.wait_for_everyone()
             restart = resume and not (rd / "last").is_dir()
             finished = rd / "metrics_epochs.jsonl"
