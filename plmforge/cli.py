@@ -334,7 +334,9 @@ def _data_check(args: argparse.Namespace) -> int:
     overrides = [f"data.dataset={args.path}", *args.overrides]
     if args.problem_type:
         overrides.append(f"data.problem_type={args.problem_type}")
-    print(check_dataset(overrides).render())
+    from plmforge.models.backbone import residue_limit
+
+    print(check_dataset(overrides, lambda config: residue_limit(config.model)).render())
     return 0
 
 

@@ -6,6 +6,7 @@ and lengths); data errors stay exceptions that name the file, row and field."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,27 +59,23 @@ class DatasetSummary:
         return "\n".join(lines)
 
 
-def summarise(config: RunConfig) -> DatasetSummary:
-    """Read and validate every split exactly as training would, and describe what was found."""
+def summarise(config: RunConfig, residue_limit: int | None = None) -> DatasetSummary:
+    """Read and validate every split exactly as training would, and describe what was found;
+    `residue_limit`: the model's length limit, to count the sequences it would truncate."""
     data = load_data(config.data, config.training)
     task = data.task
     splits = {name: SplitSummary(name, len(recs), np.array([len(s) for s in recs.sequences]),
                                  task.problem.summary(recs.labels, task.num_labels) if recs.labels else None,
                                  _head(recs))
               for name, recs in data.splits.items()}
-    notes = list(data.notes) + _length_notes(config, data.splits)
+    notes = list(data.notes) + _length_notes(config, data.splits, residue_limit)
     return DatasetSummary(data.source, task, task.problem.loss_name, data.validation_carved,
                           config.data.validation_fraction, config.training.seed, splits, notes)
 
 
-def _length_notes(config: RunConfig, splits: dict) -> list[str]:
-    """How many sequences the configured model would truncate (its limit read without loading weights)."""
-    from plmforge.errors import PlmforgeError
-    from plmforge.models.backbone import resolve_model
-
-    try:
-        limit = resolve_model(config.model).max_residues
-    except PlmforgeError:  # e.g. a hub model while offline: nothing to say about lengths
+def _length_notes(config: RunConfig, splits: dict, limit: int | None) -> list[str]:
+    """How many sequences a model taking `limit` residues would truncate."""
+    if limit is None:
         return []
     if config.model.max_length is not None:
         limit = min(limit, config.model.max_length)
@@ -102,7 +99,7 @@ def _head(recs, n: int = 5) -> tuple[dict[str, str], ...]:
     return tuple(rows)
 
 
-def check_dataset(overrides: list[str]) -> DatasetSummary:
+def check_dataset(overrides: list[str], residue_limit: Callable[[RunConfig], int | None] | None = None) -> DatasetSummary:
     """`plmforge data check`: with no problem type set (and none from the catalogue), the likely one is
     inferred from the labels and said so, with how to override it."""
     config = load_config(None, overrides)
@@ -113,7 +110,7 @@ def check_dataset(overrides: list[str]) -> DatasetSummary:
         note = (f"problem type inferred: {problem} ({why}); if that is wrong, pass --problem-type "
                 f"(or data.problem_type=...)")
         config = load_config(None, [*overrides, f"data.problem_type={problem}", *extra])
-    summary = summarise(config)
+    summary = summarise(config, residue_limit(config) if residue_limit else None)
     if note:
         summary.warnings.insert(0, note)
     return summary

@@ -117,6 +117,17 @@ def _resolve_hub(name: str, trust_remote_code: bool) -> Resolved:
     return Resolved(name, name, family, family.max_residues(hub_cfg.to_dict()), None)
 
 
+def residue_limit(cfg: ModelConfig) -> int | None:
+    """The model's length limit in residues, read without loading weights (None when it cannot be
+    resolved here, e.g. a hub model while offline)."""
+    from plmforge.errors import PlmforgeError
+
+    try:
+        return resolve_model(cfg).max_residues
+    except PlmforgeError:
+        return None
+
+
 def load_tokenizer(resolved: Resolved, saved_dir: Path | None = None) -> Any:
     """The run's own tokenizer copy wins (so predictions tokenise exactly as training did)."""
     if saved_dir is not None and saved_dir.is_dir():

@@ -27,6 +27,9 @@ from plmforge.methods import METHODS
 from plmforge.models.task_model import count_parameters
 from plmforge.outputs import metrics_blob, summary_table, write_frames, write_metrics
 from plmforge.train.loop import FitResult, Trainer
+from plmforge.train.memory import estimate as estimate_memory
+from plmforge.train.memory import measured_peak_mb
+from plmforge.train.memory import report as report_memory
 from plmforge.train.setup import Assembled, assemble
 
 log = logging.getLogger("plmforge")
@@ -118,6 +121,9 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
         if state.num_processes > 1:
             log.info("distributed run: %d processes (%s)", state.num_processes, state.distributed_type.value)
         asm = assemble(config, tokenizer_dir=rd / "tokenizer" if resume else None)
+        memory = estimate_memory(asm.model, asm.backbone.model.config, [int(n) for n in asm.encoded["train"].lengths],
+                                 asm.config, METHODS[asm.config.method.name].frozen_backbone, state.device)
+        report_memory(memory)
     if state.is_main_process and not resume and rd.exists() and config.output.overwrite:
         shutil.rmtree(rd)
     state.wait_for_everyone()
@@ -131,6 +137,8 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
         with file_logging(rd / "train.log", early.records) if main else nullcontext():
             if main and not resume:
                 _write_run_files(asm, rd)
+            if main:
+                memory.write(rd)
             if main:
                 stats = json.loads((rd / "model_stats.json").read_text())
                 events.emit("model", **{k: stats[k] for k in ("total", "trainable", "trainable_percent")})
@@ -154,6 +162,9 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
             trainer = Trainer(asm, rd, callbacks, events=events)
             fit = trainer.fit(resume=resume and not restart)
             test = _finish(asm, trainer, rd, fit)
+            if main:  # the measured peak next to the estimate made before training
+                memory.measured_peak_mb = measured_peak_mb(state.device)
+                memory.write(rd)
             trainer.close()
             trainer.accelerator.end_training()  # closes trackers (and the process group, if any)
             summary = _summary(asm, rd, fit, test, time.time() - t0)

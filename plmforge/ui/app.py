@@ -255,9 +255,11 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
         # ---- dataset preview -----------------------------------------------------------------------
         def do_preview_dataset(data: dict):
             from plmforge.data.inspect import summarise
+            from plmforge.models.backbone import residue_limit
 
             try:
-                summary = summarise(app.request(data, for_preview=True).config)
+                config = app.request(data, for_preview=True).config
+                summary = summarise(config, residue_limit(config.model))
             except Exception as exc:  # noqa: BLE001  (every problem is shown next to the field)
                 return [error_box(exc), "", pd.DataFrame(columns=views.ROW_COLUMNS),
                         None, None, *[gr.skip()] * len(task_outputs)]

@@ -1,0 +1,160 @@
+"""A peak-memory estimate made before training (parameters, gradients, optimizer state, activations of the
+largest batch, runtime overhead), compared with what the machine has, with concrete suggestions when it
+will not fit; written to the run directory as memory_estimate.json, where the end of training adds the
+measured peak (process max RSS on CPU, the allocator's peak on a GPU) next to it.
+
+Activations per token and encoder layer are counted as 24 hidden-size and 4 intermediate-size values
+(what autograd keeps for a transformer layer — queries, keys, values, attention output, layer norms,
+residuals, dropout masks, the feed-forward before and after its activation — plus the allocator's slack),
+4 bytes each in fp32 and 2.5 on average under bf16/fp16 autocast (some saved tensors stay fp32); attention
+weights add 4 tensors of heads x L x L per sequence and layer when they are materialised (eager attention,
+or SDPA with attention dropout, which has no fused CPU kernel). Gradient checkpointing keeps each
+recomputed layer's input plus two layers' worth (the recomputed layer and its backward). A frozen
+backbone runs in eval mode without autograd: about 0.6 of one layer's hidden activations. These
+constants were fitted to measured peaks of AntiBERTy runs on CPU (see the README and
+benchmarks/results.md, "Memory estimate"); benchmarks/memory.py checks the estimate against measured peaks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger("plmforge")
+MB = 2 ** 20
+CPU_OVERHEAD_MB = 450  # the Python + PyTorch + transformers runtime, libraries and the tokenised data
+
+
+@dataclass
+class MemoryEstimate:
+    device: str
+    parameters_mb: float
+    gradients_mb: float
+    optimizer_mb: float
+    activations_mb: float
+    overhead_mb: float
+    total_mb: float
+    available_mb: float | None
+    batch: dict[str, Any]
+    suggestions: list[str] = field(default_factory=list)
+    measured_peak_mb: float | None = None
+
+    @property
+    def fits(self) -> bool:
+        return self.available_mb is None or self.total_mb <= 0.9 * self.available_mb
+
+    def write(self, run_dir: Path) -> None:
+        (run_dir / "memory_estimate.json").write_text(json.dumps(asdict(self), indent=1))
+
+
+def _dims(config: Any) -> tuple[int, int, int, int]:
+    """hidden size, intermediate size, layers, heads from a transformers config (BERT/ESM or T5 names)."""
+    hidden = int(getattr(config, "hidden_size", None) or getattr(config, "d_model", 0) or 0)
+    inter = int(getattr(config, "intermediate_size", None) or getattr(config, "d_ff", None) or 4 * hidden)
+    layers = int(getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None) or 1)
+    heads = int(getattr(config, "num_attention_heads", None) or getattr(config, "num_heads", None) or 1)
+    return hidden, inter, layers, heads
+
+
+def largest_batch(lengths: list[int], batching: Any) -> tuple[int, int]:
+    """(sequences, padded length) of the largest training batch the batching can form."""
+    longest = max(lengths) if lengths else 1
+    if batching.mode == "tokens":
+        return max(1, batching.max_tokens // longest), longest
+    return min(batching.batch_size, max(len(lengths), 1)), longest
+
+
+def estimate(model: torch.nn.Module, backbone_config: Any, lengths: list[int], cfg: Any,
+             frozen_backbone: bool, device: torch.device) -> MemoryEstimate:
+    """`lengths`: the training sequences' token counts (special tokens included); `cfg`: the RunConfig."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    params += sum(b.numel() * b.element_size() for b in model.buffers())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    grads, adam = trainable * 4, trainable * 8  # fp32 gradients; AdamW's two moments
+    n_seq, length = largest_batch(lengths, cfg.batching)
+    tokens = n_seq * length
+    hidden, inter, layers, heads = _dims(backbone_config)
+    width = 2.5 if cfg.training.mixed_precision in ("bf16", "fp16") else 4.0
+    dropout = cfg.model.attention_dropout
+    if dropout is None:
+        dropout = float(getattr(backbone_config, "attention_probs_dropout_prob", 0.0) or 0.0)
+    eager = cfg.model.attention == "eager"
+    # a frozen backbone runs in eval mode: no dropout, so SDPA stays fused unless eager was asked for
+    materialised = eager or (not frozen_backbone and dropout > 0 and device.type == "cpu")
+    attention = 4 * n_seq * heads * length * length * width if materialised else 0
+    hidden_part = tokens * (24 * hidden + 4 * inter) * width
+    per_layer = hidden_part + attention
+    if frozen_backbone:
+        activations = 0.6 * hidden_part + (n_seq * heads * length * length * width if eager else 0)
+    elif cfg.model.gradient_checkpointing:
+        recomputed = max(1, layers // max(1, cfg.model.checkpoint_every))
+        activations = recomputed * tokens * hidden * width + (layers - recomputed + 2) * per_layer
+    else:
+        activations = layers * per_layer
+    overhead = (300 if device.type == "cuda" else CPU_OVERHEAD_MB) * MB
+    total = params + grads + adam + activations + overhead
+    est = MemoryEstimate(device.type, round(params / MB, 1), round(grads / MB, 1), round(adam / MB, 1),
+                         round(activations / MB, 1), round(overhead / MB, 1), round(total / MB, 1),
+                         available_mb(device), {"sequences": n_seq, "padded_length": length, "tokens": tokens,
+                                                "attention_materialised": materialised})
+    if not est.fits:
+        est.suggestions = _suggest(cfg, est, frozen_backbone, materialised, length)
+    return est
+
+
+def _suggest(cfg: Any, est: MemoryEstimate, frozen: bool, materialised: bool, length: int) -> list[str]:
+    out = []
+    if cfg.batching.mode == "size":
+        budget = max(256, int(est.batch["tokens"] * 0.5 * est.available_mb / max(est.total_mb, 1)))
+        out.append(f"batching.mode=tokens batching.max_tokens={budget} (length-bucketed batches of about that many "
+                   "tokens instead of a fixed number of sequences)")
+    if not frozen and not cfg.model.gradient_checkpointing:
+        out.append("model.gradient_checkpointing=true (keeps layer inputs only; about 30 % slower)")
+    if materialised and cfg.model.attention_dropout != 0:
+        out.append("model.attention_dropout=0 (lets scaled-dot-product attention use its fused kernel)")
+    if cfg.training.mixed_precision == "no":
+        out.append("training.mixed_precision=bf16 (halves activation memory)")
+    if length > 512:
+        out.append(f"model.max_length=512 (the longest training sequence has {length} tokens)")
+    return out
+
+
+def available_mb(device: torch.device) -> float | None:
+    """Memory this process could use: free GPU memory plus what it holds, or MemAvailable plus this
+    process's resident set on Linux (None where it cannot be read)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return round((free + torch.cuda.memory_allocated(device)) / MB, 1)
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        avail = int(info["MemAvailable"].split()[0]) * 1024
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, KeyError, ValueError):
+        return None
+    return round((avail + rss) / MB, 1)
+
+
+def measured_peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / MB, 1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (MB if sys.platform == "darwin" else 1024), 1)
+
+
+def report(est: MemoryEstimate) -> None:
+    parts = (f"parameters {est.parameters_mb:,.0f} + gradients {est.gradients_mb:,.0f} + optimizer "
+             f"{est.optimizer_mb:,.0f} + activations {est.activations_mb:,.0f} + runtime {est.overhead_mb:,.0f}")
+    have = f"{est.available_mb:,.0f} MB available" if est.available_mb is not None else "available memory unknown"
+    if est.fits:
+        log.info("memory estimate: %s MB peak (%s MB); %s", f"{est.total_mb:,.0f}", parts, have)
+        return
+    log.warning("memory estimate: about %s MB at peak (%s MB) but only %s on this %s; the run may be killed "
+                "by the operating system. To use less: %s", f"{est.total_mb:,.0f}", parts, have, est.device,
+                "; or ".join(est.suggestions) or "a smaller model")
