@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from plmforge.train.memory import process_peak_mb
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -41,7 +42,7 @@ def measure(overrides: list[str]) -> dict:
     train_seconds = sum(h["seconds"] for h in result.fit.history)
     stats = json.loads((result.run_dir / "model_stats.json").read_text())
     cuda = torch.cuda.is_available()
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else process_peak_mb()
     return {"batches": seen["batches"], "real_tokens": seen["real"], "padded_tokens": seen["padded"],
             "padding_fraction": round(1 - seen["real"] / seen["padded"], 4), "train_seconds": round(train_seconds, 1),
             "real_tokens_per_second": round(seen["real"] / train_seconds, 1), "peak_memory_mb": round(peak, 1),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,12 +26,14 @@ from pathlib import Path
 
 from common import HERE, REPO, environment, write_section
 
+from plmforge.train.memory import process_peak_mb
+
 EC = REPO.parent / "shared" / "data" / "ec" / "split10.csv"
 WORK = Path(tempfile.gettempdir()) / "plmforge-speed-bench"
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return process_peak_mb()
 
 
 def dataset(n: int, seed: int = 0) -> Path:

@@ -209,3 +209,44 @@ def _numpy_safe() -> list[Any]:
 
 
 _NUMPY_SAFE = _numpy_safe()
+
+
+# ---- single-file checkpoints (PTM-Mamba's best.ckpt / last.ckpt) ----------------------------------------
+
+def save_file_checked(obj: dict[str, Any], path: Path) -> None:
+    """torch.save `obj` to `path` atomically, with its sha256 in `path.sha256`. During the swap the record
+    accepts the old and the new file, so a kill at any instant leaves a file that matches it."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    record = path.with_name(path.name + ".sha256")
+    old = json.loads(record.read_text())[-1:] if record.is_file() and path.is_file() else []
+    new = sha256(tmp)
+    _write_record(record, old + [new])
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    _write_record(record, [new])
+
+
+def _write_record(record: Path, sums: list[str]) -> None:
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps(sums))
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, record)
+
+
+def load_file_checked(path: Path) -> dict[str, Any]:
+    """A file written by save_file_checked: checksum verified (files without a record are read as they
+    are), then read with weights_only=True, so no pickled code runs."""
+    record = path.with_name(path.name + ".sha256")
+    if record.is_file() and sha256(path) not in json.loads(record.read_text()):
+        raise RunDirError(f"{path} does not match the checksum recorded when it was written: the file was changed "
+                          "or damaged after training wrote it; do not use it (train again, or restore the run "
+                          "directory from a copy)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError or others for unsafe/damaged files
+        raise RunDirError(f"{path} cannot be read safely ({type(exc).__name__}: {str(exc).splitlines()[0]}); it "
+                          "holds something other than a checkpoint plmforge wrote") from None

@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("overrides", nargs="*", metavar="data.key=value")
     check.add_argument("--problem-type", choices=_choices()["problem_type"], metavar="PROBLEM_TYPE",
                        help="one of " + ", ".join(_choices()["problem_type"]))
+    check.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                       help="read local files in chunks of rows (memory bounded, with a progress bar); the default "
+                            "streams datasets of 64 MB or more")
     check.set_defaults(func=_data_check)
     data.add_parser("list", help="list the pre-defined datasets").set_defaults(func=_data_list)
     cache = sub.add_parser("cache", help="the persistent embedding store").add_subparsers(dest="cache_command",
@@ -336,7 +339,8 @@ def _data_check(args: argparse.Namespace) -> int:
         overrides.append(f"data.problem_type={args.problem_type}")
     from plmforge.models.backbone import residue_limit
 
-    print(check_dataset(overrides, lambda config: residue_limit(config.model)).render())
+    print(check_dataset(overrides, lambda config: residue_limit(config.model), stream=args.stream,
+                        progress=True).render())
     return 0
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 import torch
 from conftest import shared
 
-from plmforge.errors import DataError
+from plmforge.checkpoint import load_file_checked, save_file_checked, sha256
+from plmforge.errors import DataError, RunDirError
 from plmforge.ptm.mamba import PtmMamba, reverse_within, selective_scan, selective_scan_reference
 from plmforge.ptm.tokens import PtmTokenizer, sites_to_ptm_seq
 from plmforge.ptm.train import load_ptm_config, mask_tokens, train_ptm
@@ -208,6 +210,59 @@ def test_a_trained_model_gives_per_token_embeddings(tmp_path):
     np.testing.assert_allclose(embs[-1], alone, atol=1e-5)  # the same alone as in a padded batch
     with pytest.raises(Exception, match="does not exist"):
         load_ptm_model(tmp_path / "nothing")
+    # checkpoints carry checksums: a changed file is refused, a crafted pickle with a forged record never runs
+    assert json.loads((run / "best.ckpt.sha256").read_text()) == [sha256(run / "best.ckpt")]
+    blob = (run / "best.ckpt").read_bytes()
+    (run / "best.ckpt").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
+    with pytest.raises(RunDirError, match="does not match the checksum"):
+        load_ptm_model(run)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    import pickle
+
+    (run / "best.ckpt").write_bytes(pickle.dumps({"model": Evil()}))
+    (run / "best.ckpt.sha256").write_text(json.dumps([sha256(run / "best.ckpt")]))
+    with pytest.raises(RunDirError, match="cannot be read safely"):
+        load_ptm_model(run)
+    assert not marker.exists()
+
+
+def test_a_single_file_checkpoint_matches_its_record_whatever_instant_a_kill_hits(tmp_path, monkeypatch):
+    """save_file_checked: the record lists old and new during the swap, so a stop before or after the
+    rename leaves a loadable file."""
+    path = tmp_path / "last.ckpt"
+    save_file_checked({"step": 1}, path)
+    real = os.replace
+
+    def stop_before_the_checkpoint_rename(src, dst):
+        if str(dst) == str(path):
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", stop_before_the_checkpoint_rename)
+    with pytest.raises(KeyboardInterrupt):
+        save_file_checked({"step": 2}, path)
+    assert load_file_checked(path)["step"] == 1  # the old file, accepted by the two-entry record
+    assert len(json.loads((tmp_path / "last.ckpt.sha256").read_text())) == 2
+    calls = []
+
+    def stop_after_the_checkpoint_rename(src, dst):
+        real(src, dst)
+        calls.append(dst)
+        if str(dst) == str(path):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", stop_after_the_checkpoint_rename)
+    with pytest.raises(KeyboardInterrupt):
+        save_file_checked({"step": 3}, path)
+    assert load_file_checked(path)["step"] == 3  # the new file, also accepted
+    monkeypatch.setattr(os, "replace", real)
+    save_file_checked({"step": 4}, path)
+    assert json.loads((tmp_path / "last.ckpt.sha256").read_text()) == [sha256(path)]
 
 
 def test_plm_features_never_show_hidden_positions(tiny_models):

@@ -103,7 +103,10 @@ def wait_status(page, words: tuple[str, ...], timeout: float = 240.0) -> str:
         if any(f"Status: {w}" in text for w in words):
             return text
         time.sleep(0.5)
-    raise AssertionError(f"status never became {words}: {status_text(page)}")
+    console = page.locator("#console textarea").first
+    log = console.input_value() if console.count() else ""
+    raise AssertionError(f"status never became {words}: {status_text(page)}\noptions: "
+                         f"{page.locator('#options_msg').inner_text()}\nconsole:\n{log}")
 
 
 def test_upload_preview_command_train_and_download(ui, tiny_models, amp_small, tmp_path):

@@ -10,7 +10,15 @@ import numpy as np
 
 from plmforge.config import DataConfig, TrainingConfig
 from plmforge.data.catalogue import CatalogueEntry, lookup
-from plmforge.data.readers import Table, find_split_files, flip_layout, load_hub_dataset, read_file, read_sources
+from plmforge.data.readers import (
+    Table,
+    find_split_files,
+    flip_layout,
+    load_hub_dataset,
+    read_file,
+    read_sources,
+    spec_parts,
+)
 from plmforge.data.validate import Records, table_to_records
 from plmforge.errors import ConfigError, DataError
 from plmforge.metrics import direction_of
@@ -57,10 +65,7 @@ def read_tables(cfg: DataConfig) -> tuple[dict[str, Table], str, CatalogueEntry 
             if spec is not None:
                 tables[split] = read_sources(spec, cfg.sequence_column, cfg.label_column)
         return tables, location, entry
-    given = [f"data.{s}" for s in ("validation", "test") if getattr(cfg, s) is not None]
-    if given:
-        raise ConfigError(f"{' and '.join(given)} cannot be combined with data.dataset={cfg.dataset!r}, which brings "
-                          "its own splits; give data.train=FILE with data.validation/data.test instead, or drop them")
+    _no_extra_splits(cfg)
     if flip is not None:
         tables = flip
     elif path.is_dir():
@@ -78,6 +83,29 @@ def read_tables(cfg: DataConfig) -> tuple[dict[str, Table], str, CatalogueEntry 
                              "config file); `plmforge data list` shows the catalogue names; a hub dataset is "
                              "written owner/name")
     return tables, location, entry
+
+
+def _no_extra_splits(cfg: DataConfig) -> None:
+    given = [f"data.{s}" for s in ("validation", "test") if getattr(cfg, s) is not None]
+    if given:
+        raise ConfigError(f"{' and '.join(given)} cannot be combined with data.dataset={cfg.dataset!r}, which brings "
+                          "its own splits; give data.train=FILE with data.validation/data.test instead, or drop them")
+
+
+def split_files(cfg: DataConfig) -> dict[str, list[tuple[str, str | None]]] | None:
+    """The files of each split and the label a file gives its records (`file::label`), when every split is
+    local files that can be read in chunks; None for hub datasets and FLIP layouts (read whole)."""
+    if cfg.train is not None:
+        return {s: spec_parts(getattr(cfg, s)) for s in ("train", "validation", "test") if getattr(cfg, s)}
+    entry = lookup(cfg.dataset or "")
+    path = Path(entry.location if entry else cfg.dataset or "").expanduser()
+    if not path.exists() or flip_layout(path, cfg.sequence_column, cfg.label_column) is not None:
+        return None
+    if path.is_dir():
+        _no_extra_splits(cfg)
+        return {s: [(str(p), None)] for s, p in find_split_files(path).items()}
+    return {"train": [(str(path), None)],
+            **{s: spec_parts(getattr(cfg, s)) for s in ("validation", "test") if getattr(cfg, s)}}
 
 
 def looks_like_hub_id(text: str) -> bool:
@@ -99,16 +127,17 @@ def _problem(cfg: DataConfig, entry: CatalogueEntry | None) -> ProblemType:
 
 
 def resolve_task(cfg: DataConfig, training: TrainingConfig, entry: CatalogueEntry | None,
-                 train: Records | None) -> TaskSpec:
+                 train: Records | None, train_classes: set[int] | None = None, source: str | None = None) -> TaskSpec:
+    """`train_classes` and `source` stand in for `train` when the training file was read in chunks."""
     problem = _problem(cfg, entry)
     same = entry is not None and problem.name == entry.problem_type  # the catalogue's choices apply
     try:
         num_labels = problem.resolve_num_labels(cfg.num_labels, cfg.residue_classes,
                                                 entry.num_labels if entry else None,
-                                                train.labels if train is not None else None)
+                                                train.labels if train is not None else None, train_classes)
     except DataError as exc:
-        if exc.file is None and train is not None:
-            exc.file, exc.column = train.source, cfg.label_column
+        if exc.file is None and (train is not None or source):
+            exc.file, exc.column = train.source if train is not None else source, cfg.label_column
         raise
     norm = cfg.label_normalisation or (entry.label_normalisation if entry else None) or problem.default_normalisation
     if norm != "none" and problem.default_normalisation == "none":

@@ -5,6 +5,8 @@ and lengths); data errors stay exceptions that name the file, row and field."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,11 +15,14 @@ import numpy as np
 
 from plmforge.config import DataConfig, RunConfig, load_config
 from plmforge.data.catalogue import catalogue, lookup
-from plmforge.data.dataset import load_data, read_tables
-from plmforge.data.readers import Table
-from plmforge.data.validate import require_column
+from plmforge.data.dataset import load_data, read_tables, resolve_task, split_files
+from plmforge.data.readers import Table, give_label
+from plmforge.data.stream import CHUNK_ROWS, iter_chunks
+from plmforge.data.validate import Records, require_column, table_to_records
 from plmforge.errors import DataError
-from plmforge.tasks import PROBLEM_TYPES, LabelSummary, TaskSpec
+from plmforge.tasks import PROBLEM_TYPES, LabelSummary, ProblemType, TaskSpec
+
+STREAM_ABOVE = 64 * 2**20  # bytes on disk: larger datasets are checked in chunks of rows
 
 
 @dataclass(frozen=True)
@@ -45,46 +50,182 @@ class DatasetSummary:
     seed: int
     splits: dict[str, SplitSummary]
     warnings: list[str] = field(default_factory=list)
+    streamed: bool = False  # read in chunks: a validation split to carve is still inside train
 
     def render(self) -> str:
         task = self.task
         lines = [f"dataset: {self.source}", f"problem type: {task.problem_type}  (labels: {task.num_labels}; "
                  f"loss: {self.loss})", f"metrics: {', '.join(task.metrics)}; monitor {task.monitor} ({task.direction})"]
+        if self.streamed:
+            lines.append(f"read in chunks of {CHUNK_ROWS:,} rows (a large dataset); memory stays bounded")
         if self.validation_carved:
             lines.append(f"validation: carved from train ({self.validation_fraction:.0%}, seed {self.seed}); "
-                         "training records it in split_mapping.json")
+                         "training records it in split_mapping.json"
+                         + ("; the train line below still includes it" if self.streamed else ""))
         lines += [s.line() for s in self.splits.values()]
         lines += [f"warning: {n}" for n in self.warnings]
         lines.append("OK: every row is valid")
         return "\n".join(lines)
 
 
-def summarise(config: RunConfig, residue_limit: int | None = None) -> DatasetSummary:
+def summarise(config: RunConfig, residue_limit: int | None = None, stream: bool | None = None,
+              progress: bool = False) -> DatasetSummary:
     """Read and validate every split exactly as training would, and describe what was found;
-    `residue_limit`: the model's length limit, to count the sequences it would truncate."""
+    `residue_limit`: the model's length limit, to count the sequences it would truncate. Local files
+    of STREAM_ABOVE bytes or more (or any, with `stream=True`) are read in chunks of rows, so memory
+    does not grow with the sequences; `progress` shows a bar per file."""
+    files = split_files(config.data)
+    if stream is None:
+        stream = files is not None and sum(_size(p) for parts in files.values() for p, _ in parts) >= STREAM_ABOVE
+    if stream and files is not None:
+        return _summarise_streamed(config, files, residue_limit, progress)
     data = load_data(config.data, config.training)
     task = data.task
     splits = {name: SplitSummary(name, len(recs), np.array([len(s) for s in recs.sequences]),
                                  task.problem.summary(recs.labels, task.num_labels) if recs.labels else None,
                                  _head(recs))
               for name, recs in data.splits.items()}
-    notes = list(data.notes) + _length_notes(config, data.splits, residue_limit)
+    lengths = {name: s.lengths for name, s in splits.items()}
+    notes = list(data.notes) + _length_notes(config, lengths, residue_limit)
+    if stream:
+        notes.append("read whole: hub datasets and FLIP layouts cannot be read in chunks")
     return DatasetSummary(data.source, task, task.problem.loss_name, data.validation_carved,
                           config.data.validation_fraction, config.training.seed, splits, notes)
 
 
-def _length_notes(config: RunConfig, splits: dict, limit: int | None) -> list[str]:
+def _size(path: str) -> int:
+    return os.path.getsize(path) if os.path.isfile(path) else 0
+
+
+def _length_notes(config: RunConfig, lengths: dict[str, np.ndarray], limit: int | None) -> list[str]:
     """How many sequences a model taking `limit` residues would truncate."""
     if limit is None:
         return []
     if config.model.max_length is not None:
         limit = min(limit, config.model.max_length)
     notes = []
-    for name, recs in splits.items():
-        longer = sum(len(s) > limit for s in recs.sequences)
+    for name, values in lengths.items():
+        longer = int((values > limit).sum())
         if longer:
-            notes.append(f"{name}: {longer} of {len(recs)} sequences are longer than {limit} residues "
+            notes.append(f"{name}: {longer} of {len(values)} sequences are longer than {limit} residues "
                          f"({config.model.name}) and will be truncated to it")
+    return notes
+
+
+@dataclass
+class _SplitDigest:
+    """What a split read in chunks leaves behind: per row a length and a 64-bit hash of the sequence
+    (12 bytes), class indices seen with the row of their first appearance, label summaries per chunk."""
+
+    lengths: list[np.ndarray] = field(default_factory=list)
+    hashes: list[np.ndarray] = field(default_factory=list)
+    first_row_of_class: dict[int, str] = field(default_factory=dict)
+    labels: list[LabelSummary] = field(default_factory=list)
+    head: tuple[dict[str, str], ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, recs: Records, problem: ProblemType, num_labels: int | None, column: str) -> None:
+        if not self.head:
+            self.head = _head(recs)
+        self.lengths.append(np.fromiter((len(s) for s in recs.sequences), dtype=np.int32, count=len(recs)))
+        self.hashes.append(np.frombuffer(b"".join(hashlib.blake2b(s.encode(), digest_size=8).digest()
+                                                  for s in recs.sequences), dtype=np.uint64))
+        if recs.labels is None:
+            return
+        if num_labels is not None:
+            problem.check_label_range(recs.labels, num_labels, recs.rows, column)
+        found: set[int] = set()
+        for i, label in enumerate(recs.labels):
+            for c in problem.classes_in(label):
+                if c not in self.first_row_of_class:
+                    self.first_row_of_class[c] = recs.rows[i]
+                found.add(c)
+        top = max(found, default=0)
+        if top > 1_000_000 and top + 1 > 10 * len(self.first_row_of_class) + 100:  # before a bincount that large
+            try:
+                problem.infer_num_labels(set(self.first_row_of_class))  # raises, saying why
+            except DataError as exc:
+                exc.file, exc.column = self.first_row_of_class[top], column
+                raise
+        self.labels.append(problem.summary(recs.labels, max(num_labels or 0, top + 1)))
+
+    def summary(self, name: str, problem: ProblemType, num_labels: int) -> SplitSummary:
+        lengths = np.concatenate(self.lengths)
+        labels = problem.merge_summaries(self.labels, num_labels) if self.labels else None
+        return SplitSummary(name, len(lengths), lengths, labels, self.head)
+
+
+def _summarise_streamed(config: RunConfig, files: dict[str, list[tuple[str, str | None]]],
+                        residue_limit: int | None, progress: bool) -> DatasetSummary:
+    from tqdm.auto import tqdm
+
+    cfg = config.data
+    entry = lookup(cfg.dataset or "") if cfg.train is None else None
+    problem = PROBLEM_TYPES[cfg.problem_type or (entry.problem_type if entry else "")] \
+        if cfg.problem_type or entry else None
+    if problem is None:
+        raise DataError("data.problem_type is not set", hint="choose one of " + ", ".join(PROBLEM_TYPES))
+    known = cfg.num_labels or (len(cfg.residue_classes) if cfg.residue_classes else None) or \
+        (entry.num_labels if entry else None) or (1 if problem.kind.num_outputs(2) == 1 else None)
+    digests: dict[str, _SplitDigest] = {}
+    task = None
+    for split in ("train", "validation", "test"):
+        if split not in files:
+            continue
+        digest = digests[split] = _SplitDigest()
+        for path, label in files[split]:
+            with tqdm(total=_size(path), desc=f"checking {os.path.basename(path)}", unit="B", unit_scale=True,
+                      disable=not progress, mininterval=0.5) as bar:
+                for chunk in iter_chunks(path, cfg.sequence_column, progress=lambda done, _, b=bar: b.update(done - b.n)):
+                    if label is not None:
+                        give_label(chunk, cfg.label_column, label, path)
+                    recs = table_to_records(chunk, cfg, problem.name)
+                    digest.add(recs, problem, task.num_labels if task else known, cfg.label_column)
+                    digest.notes += chunk.notes
+        if not digest.lengths:
+            raise DataError("no records (the file has a header but no rows)", file=files[split][0][0],
+                            hint="add sequences to the file, or leave it out")
+        if split == "train":
+            task = resolve_task(cfg, config.training, entry, None, set(digest.first_row_of_class),
+                                files["train"][0][0])
+    assert task is not None
+    splits = {name: d.summary(name, problem, task.num_labels) for name, d in digests.items()}
+    notes = _chunk_notes([n for d in digests.values() for n in d.notes]) + _shared(digests)
+    notes += _length_notes(config, {name: s.lengths for name, s in splits.items()}, residue_limit)
+    if cfg.max_samples is not None:
+        notes.append(f"data.max_samples={cfg.max_samples}: training keeps a random {cfg.max_samples} of each split")
+    source = cfg.train or (entry.location if entry else cfg.dataset) or ""
+    return DatasetSummary(source, task, problem.loss_name, "validation" not in files, cfg.validation_fraction,
+                          config.training.seed, splits, notes, streamed=True)
+
+
+_LOWER = re.compile(r"^(.*): (\d+) (sequence\(s\) written in lower-case letters were upper-cased)$")
+
+
+def _chunk_notes(notes: list[str]) -> list[str]:
+    """The notes of every chunk, each said once; per-chunk counts of upper-cased sequences added up."""
+    out: list[str] = []
+    lowered: dict[str, int] = {}
+    for note in notes:
+        m = _LOWER.match(note)
+        if m:
+            lowered[m.group(1)] = lowered.get(m.group(1), 0) + int(m.group(2))
+        elif note not in out:
+            out.append(note)
+    return out + [f"{src}: {n} sequence(s) written in lower-case letters were upper-cased" for src, n in lowered.items()]
+
+
+def _shared(digests: dict[str, _SplitDigest]) -> list[str]:
+    """Identical sequences in two splits, found by their hashes."""
+    hashes = {name: np.unique(np.concatenate(d.hashes)) for name, d in digests.items()}
+    names = list(hashes)
+    notes = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            common = len(np.intersect1d(hashes[a], hashes[b], assume_unique=True))
+            if common:
+                notes.append(f"{common} identical sequence(s) appear in both {a} and {b}; metrics on {b} may be "
+                             "optimistic")
     return notes
 
 
@@ -99,21 +240,33 @@ def _head(recs, n: int = 5) -> tuple[dict[str, str], ...]:
     return tuple(rows)
 
 
-def check_dataset(overrides: list[str], residue_limit: Callable[[RunConfig], int | None] | None = None) -> DatasetSummary:
+def check_dataset(overrides: list[str], residue_limit: Callable[[RunConfig], int | None] | None = None,
+                  stream: bool | None = None, progress: bool = False) -> DatasetSummary:
     """`plmforge data check`: with no problem type set (and none from the catalogue), the likely one is
-    inferred from the labels and said so, with how to override it."""
+    inferred from the labels (of the first chunk, for a file read in chunks) and said so, with how to
+    override it."""
     config = load_config(None, overrides)
     note = None
     if config.data.problem_type is None and lookup(config.data.dataset or "") is None:
-        tables, _, _ = read_tables(config.data)
-        problem, why, extra = infer_problem_type(tables["train"], config.data)
+        problem, why, extra = infer_problem_type(_first_train_table(config.data, stream), config.data)
         note = (f"problem type inferred: {problem} ({why}); if that is wrong, pass --problem-type "
                 f"(or data.problem_type=...)")
         config = load_config(None, [*overrides, f"data.problem_type={problem}", *extra])
-    summary = summarise(config, residue_limit(config) if residue_limit else None)
+    summary = summarise(config, residue_limit(config) if residue_limit else None, stream, progress)
     if note:
         summary.warnings.insert(0, note)
     return summary
+
+
+def _first_train_table(cfg: DataConfig, stream: bool | None) -> Table:
+    files = split_files(cfg)
+    if files is None or stream is False or (stream is None and _size(files["train"][0][0]) < STREAM_ABOVE):
+        return read_tables(cfg)[0]["train"]
+    path, label = files["train"][0]
+    table = next(iter_chunks(path, cfg.sequence_column))
+    if label is not None:
+        give_label(table, cfg.label_column, label, path)
+    return table
 
 
 _INT = re.compile(r"[+-]?\d+")

@@ -12,6 +12,7 @@ import lzma
 import re
 import zipfile
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class Table:
     extra: dict[str, str] = field(default_factory=dict)
     parts: list[tuple[str, int]] | None = None  # several files: (file, rows) in order
     notes: list[str] = field(default_factory=list)  # what was done to read it (e.g. a sniffed delimiter)
+    first_row: int = 0  # rows of the same file before this table (a chunk of a streamed file)
 
     def _locate(self, i: int) -> tuple[str, int]:
         """The file a row came from and its row number (0-based) within that file."""
@@ -58,7 +60,7 @@ class Table:
         return self._locate(i)[0]
 
     def where(self, i: int) -> str:
-        local = self._locate(i)[1]
+        local = self._locate(i)[1] + self.first_row
         if self.lines is not None:
             return f"{local + 1} (line {self.lines[i]})"
         return str(local + 1)
@@ -133,11 +135,14 @@ def _text(data: bytes, name: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}) is not "
-                        "valid UTF-8", file=name, hint="save the file as UTF-8 (spreadsheets: 'CSV UTF-8'); "
-                        "plmforge does not guess encodings") from None
+        raise not_utf8(data[exc.start], exc.start, data.count(b"\n", 0, exc.start) + 1, name) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def not_utf8(byte: int, offset: int, line: int, name: str) -> DataError:
+    return DataError(f"not UTF-8 text: byte 0x{byte:02x} at offset {offset} (line {line}) is not valid UTF-8",
+                     file=name, hint="save the file as UTF-8 (spreadsheets: 'CSV UTF-8'); plmforge does not guess "
+                                     "encodings")
 
 
 def _sniff_delimiter(header: str, fmt: str, name: str, notes: list[str]) -> str:
@@ -151,19 +156,25 @@ def _sniff_delimiter(header: str, fmt: str, name: str, notes: list[str]) -> str:
     return found
 
 
+def read_header(line: str, lineno: int, fmt: str, name: str, notes: list[str]) -> tuple[str, list[str]]:
+    """The delimiter (sniffed when the named one is absent) and the column names of a header line."""
+    sep = _sniff_delimiter(line, fmt, name, notes)
+    header = next(csv.reader([line], delimiter=sep, skipinitialspace=True))
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"column name(s) {', '.join(map(repr, repeated))} appear more than once in the header",
+                        file=name, row=f"line {lineno}", hint="rename or drop the repeated columns: plmforge "
+                        "will not pick one of them for you")
+    return sep, header
+
+
 def _read_delimited(text: str, fmt: str, name: str) -> Table:
     notes: list[str] = []
     lines = text.split("\n")
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
         raise DataError("the file is empty", file=name, hint="add a header line and rows")
-    sep = _sniff_delimiter(lines[first], fmt, name, notes)
-    header = next(csv.reader([lines[first]], delimiter=sep, skipinitialspace=True))
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        raise DataError(f"column name(s) {', '.join(map(repr, repeated))} appear more than once in the header",
-                        file=name, row=f"line {first + 1}", hint="rename or drop the repeated columns: plmforge "
-                        "will not pick one of them for you")
+    sep, _ = read_header(lines[first], first + 1, fmt, name, notes)
     df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
     row_lines = [i + 1 for i, line in enumerate(lines) if line.strip()][1:]
     if len(row_lines) != len(df):  # quoted fields spanning lines: row numbers stay right, lines unknown
@@ -182,23 +193,30 @@ def _read_json(text: str, name: str) -> Table:
             raise DataError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=name) from None
         rows, lines = items, None
     else:
-        rows, lines = [], []
-        for lineno, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=name, row=f"line {lineno}",
-                                hint="JSON Lines holds one complete JSON object per line") from None
-            rows.append(item)
-            lines.append(lineno)
+        lines = [n for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+        rows = [json_line(line, n, name) for n, line in zip(lines, (x for x in text.split("\n") if x.strip()),
+                                                            strict=True)]
     for k, item in enumerate(rows):
         if not isinstance(item, dict):
-            where = f"line {lines[k]}" if lines else f"item {k + 1}"
-            raise DataError(f"a {type(item).__name__} where an object ({{\"aa_seq\": ..., ...}}) is expected",
-                            file=name, row=where, hint="each record is a JSON object with named fields")
+            raise _not_an_object(item, name, f"item {k + 1}")
     return Table(pd.DataFrame(rows), name, lines=lines)
+
+
+def json_line(line: str, lineno: int, name: str) -> dict:
+    """One JSON Lines record (an object), or a DataError naming the line."""
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=name, row=f"line {lineno}",
+                        hint="JSON Lines holds one complete JSON object per line") from None
+    if not isinstance(item, dict):
+        raise _not_an_object(item, name, f"line {lineno}")
+    return item
+
+
+def _not_an_object(item: object, name: str, where: str) -> DataError:
+    return DataError(f"a {type(item).__name__} where an object ({{\"aa_seq\": ..., ...}}) is expected",
+                     file=name, row=where, hint="each record is a JSON object with named fields")
 
 
 def read_file(path: str | Path, sequence_column: str = "aa_seq") -> Table:
@@ -237,24 +255,33 @@ def sequences_table(sequences: list[str] | dict[str, str], sequence_column: str,
 def read_sources(spec: str, sequence_column: str, label_column: str) -> Table:
     """One file, or several joined into one split: `pos.fasta::1,neg.fasta::0` gives every record of a
     file the label after `::` (for site windows whose positives and negatives come as separate files)."""
-    parts = [p.strip() for p in spec.split(",") if p.strip()] if "::" in spec else [spec]
-    if len(parts) == 1 and "::" not in parts[0]:
-        return read_file(parts[0], sequence_column)
+    parts = spec_parts(spec)
+    if len(parts) == 1 and parts[0][1] is None:
+        return read_file(parts[0][0], sequence_column)
     tables = []
-    for part in parts:
-        path, sep, label = part.rpartition("::") if "::" in part else (part, "", "")
+    for path, label in parts:
         table = read_file(path, sequence_column)
-        if sep:
-            existing = table.column(label_column)
-            if existing is not None:
-                raise DataError(f"has its own label column {existing!r} and is also given the label {label!r}",
-                                file=path, hint="drop '::label' for this file, or the column from the file")
-            table.df[label_column] = label
+        if label is not None:
+            give_label(table, label_column, label, path)
         tables.append(table)
     lines = [n for t in tables for n in (t.lines or [0] * len(t.df))]
     return Table(pd.concat([t.df for t in tables], ignore_index=True), " + ".join(t.source for t in tables),
                  lines=lines if all(t.lines for t in tables) else None, kind=tables[0].kind,
                  parts=[(t.source, len(t.df)) for t in tables], notes=[n for t in tables for n in t.notes])
+
+
+def spec_parts(spec: str) -> list[tuple[str, str | None]]:
+    """The files of a split spec and the label each file gives its records (None: the file's own column)."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()] if "::" in spec else [spec]
+    return [(part.rpartition("::")[0], part.rpartition("::")[2]) if "::" in part else (part, None) for part in parts]
+
+
+def give_label(table: Table, label_column: str, label: str, path: str) -> None:
+    existing = table.column(label_column)
+    if existing is not None:
+        raise DataError(f"has its own label column {existing!r} and is also given the label {label!r}",
+                        file=path, hint="drop '::label' for this file, or the column from the file")
+    table.df[label_column] = label
 
 
 def read_fasta(path: Path, sequence_column: str) -> Table:
@@ -265,18 +292,27 @@ def read_fasta(path: Path, sequence_column: str) -> Table:
 
 
 def read_fasta_text(text: str, name: str, sequence_column: str) -> Table:
-    rows: list[dict[str, str]] = []
-    lines: list[int] = []
+    found = list(fasta_records(enumerate(text.split("\n"), start=1), name, sequence_column))
+    if not found:
+        raise DataError("no FASTA records found", file=name, hint="records start with '>ID'")
+    df = pd.DataFrame([row for _, row in found]).fillna("")
+    return Table(df, name, lines=[n for n, _ in found], kind="record")
+
+
+def fasta_records(lines: Iterable[tuple[int, str]], name: str,
+                  sequence_column: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(header line, record) for each `>ID key=value ...` record of numbered text lines."""
     current: dict[str, str] | None = None
+    start = 0
     chunks: list[str] = []
-    for lineno, raw in enumerate(text.split("\n"), start=1):
+    for lineno, raw in lines:
         line = raw.strip()
         if not line or line.startswith(";"):
             continue
         if line.startswith(">"):
             if current is not None:
                 current[sequence_column] = "".join(chunks)
-                rows.append(current)
+                yield start, current
             header = line[1:].strip()
             if not header:
                 raise DataError("FASTA header has no identifier", file=name, row=f"line {lineno}",
@@ -284,8 +320,7 @@ def read_fasta_text(text: str, name: str, sequence_column: str) -> Table:
             ident = header.split()[0]
             current = {"id": ident}
             current.update({k: v for k, v in _HEADER_FIELD.findall(header[len(ident):])})
-            chunks = []
-            lines.append(lineno)
+            chunks, start = [], lineno
         else:
             if current is None:
                 raise DataError("sequence text before the first '>' header", file=name,
@@ -293,11 +328,7 @@ def read_fasta_text(text: str, name: str, sequence_column: str) -> Table:
             chunks.append(line)
     if current is not None:
         current[sequence_column] = "".join(chunks)
-        rows.append(current)
-    if not rows:
-        raise DataError("no FASTA records found", file=name, hint="records start with '>ID'")
-    df = pd.DataFrame(rows).fillna("")
-    return Table(df, name, lines=lines, kind="record")
+        yield start, current
 
 
 def flip_layout(path: Path, sequence_column: str, label_column: str) -> dict[str, Table] | None:

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 import yaml
 
+from plmforge.checkpoint import load_file_checked, save_file_checked
 from plmforge.checks import fraction, positive
 from plmforge.config import apply_overrides, read_config_file, section_kwargs
 from plmforge.errors import ConfigError, DataError, RunDirError, did_you_mean
@@ -248,7 +248,7 @@ def train_ptm(config: PtmConfig) -> PtmResult:
     model, optimizer = accelerator.prepare(model, optimizer)
     state = {"step": 0, "best": math.inf, "metrics": []}
     if resume is not None:
-        blob = torch.load(resume, map_location="cpu", weights_only=True)
+        blob = load_file_checked(resume)
         accelerator.unwrap_model(model).load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
         scheduler.load_state_dict(blob["scheduler"])
@@ -279,7 +279,7 @@ def train_ptm(config: PtmConfig) -> PtmResult:
     if parts["test"] and accelerator.is_main_process:
         best = out / "best.ckpt" if (out / "best.ckpt").is_file() else out / "last.ckpt"
         final = new_model(config, tok, plm)
-        final.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
+        final.load_state_dict(load_file_checked(best)["model"])
         test = evaluate(final.to(accelerator.device), parts["test"], tcfg, tok, tcfg.seed + 1, plm)
         state["metrics"].append({"split": "test", "step": state["step"], "checkpoint": best.name, **test})
         (out / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
@@ -377,11 +377,9 @@ def embed_ptm(config: PtmConfig) -> tuple[int, int, Path]:
 
 
 def _save(path: Path, model: PtmMamba, optimizer: Any, scheduler: Any, state: dict, config: PtmConfig) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "step": state["step"], "best": state["best"], "metrics": state["metrics"],
-                "config": config.to_dict()}, tmp)
-    os.replace(tmp, path)
+    save_file_checked({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "step": state["step"], "best": state["best"],
+                       "metrics": state["metrics"], "config": config.to_dict()}, path)
 
 
 # ---- using a trained model ----------------------------------------------------------------------------
@@ -393,7 +391,7 @@ def load_ptm_model(checkpoint: str | Path) -> tuple[PtmMamba, PtmTokenizer]:
         path = path / "best.ckpt" if (path / "best.ckpt").is_file() else path / "last.ckpt"
     if not path.is_file():
         raise RunDirError(f"{path} does not exist: give a PTM-Mamba run directory or its best.ckpt/last.ckpt")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_file_checked(path)
     m = PtmModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in blob["config"]["model"].items()})
     t = blob["config"]["training"]
     tok = PtmTokenizer.with_extra(m.extra_ptms())

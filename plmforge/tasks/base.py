@@ -70,22 +70,30 @@ class ProblemType:
         check_metrics(names, self.kind.name, self.name)
 
     def resolve_num_labels(self, configured: int | None, classes: tuple[str, ...] | None,
-                           catalogue: int | None, train_labels: list | None) -> int:
+                           catalogue: int | None, train_labels: list | None,
+                           train_classes: set[int] | None = None) -> int:
+        """`train_classes`: the classes in train when the labels themselves are not at hand (a file read
+        in chunks)."""
         if self.kind.num_outputs(2) == 1:
             return 1  # one value per item
-        n = configured or (len(classes) if classes else None) or catalogue or self._inferred(train_labels)
+        n = configured or (len(classes) if classes else None) or catalogue or \
+            (self._inferred(train_labels) if train_classes is None else self.infer_num_labels(train_classes))
         if n < self.kind.min_labels:
             raise ConfigError(f"data.num_labels must be >= {self.kind.min_labels} for {self.name}, got {n}")
         return n
 
     def _inferred(self, labels: list | None) -> int:
-        import logging
-
         if not labels:
             raise ConfigError("data.num_labels is not set and cannot be read from the data")
-        top = max((max(self.classes_in(x), default=0) for x in labels), default=0)
-        distinct = len({c for x in labels for c in self.classes_in(x)})
-        if top + 1 > 10 * distinct + 100:  # checked before anything of that size is allocated
+        return self.infer_num_labels({c for x in labels for c in self.classes_in(x)})
+
+    def infer_num_labels(self, classes: set[int]) -> int:
+        """Classes 0..top from the class indices found in train; an index far beyond the number of
+        distinct classes is refused (checked before anything of that size is allocated)."""
+        import logging
+
+        top, distinct = max(classes, default=0), len(classes)
+        if top + 1 > 10 * distinct + 100:
             from plmforge.errors import DataError
 
             raise DataError(f"class index {top} would make {top + 1} classes, but the training labels hold only "
@@ -131,6 +139,10 @@ class ProblemType:
 
     def summary(self, labels: list, num_labels: int) -> LabelSummary:
         raise NotImplementedError
+
+    def merge_summaries(self, parts: list[LabelSummary], num_labels: int) -> LabelSummary:
+        """One summary of a split read in parts."""
+        return self.kind.merge(parts, num_labels)
 
     # ---- training targets and batches -------------------------------------------------------------
     def targets(self, labels: list, special: list[np.ndarray], num_labels: int,

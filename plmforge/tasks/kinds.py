@@ -95,6 +95,21 @@ class LabelKind:
     def summary(self, targets: np.ndarray, num_labels: int, masked: int = 0) -> LabelSummary:
         raise NotImplementedError
 
+    def from_counts(self, counts: np.ndarray, units: int, masked: int) -> LabelSummary:
+        """The summary of `units` labelled items with `counts` per class (class kinds)."""
+        raise NotImplementedError
+
+    def merge(self, parts: list[LabelSummary], num_labels: int) -> LabelSummary:
+        """One summary of several parts of a split (a file read in chunks)."""
+        masked = sum(p.masked for p in parts)
+        if any(p.values is not None for p in parts):
+            return self.summary(np.concatenate([p.values for p in parts if p.values is not None]), num_labels, masked)
+        counts = np.zeros(num_labels, dtype=np.int64)
+        for p in parts:
+            for c, n in (p.counts or {}).items():
+                counts[c] += n
+        return self.from_counts(counts, sum(p.units for p in parts), masked)
+
     def metric_extras(self, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         return {}
 
@@ -156,9 +171,11 @@ class Classes(LabelKind):
         return "".join(classes[c] if classes else str(c) for c in predictions)
 
     def summary(self, targets: np.ndarray, num_labels: int, masked: int = 0) -> LabelSummary:
-        counts = np.bincount(targets, minlength=num_labels)
+        return self.from_counts(np.bincount(targets, minlength=num_labels), len(targets), masked)
+
+    def from_counts(self, counts: np.ndarray, units: int, masked: int) -> LabelSummary:
         text = ", ".join(f"{c}: {n}" for c, n in enumerate(counts))
-        return LabelSummary(text, len(targets), masked, counts={c: int(n) for c, n in enumerate(counts)})
+        return LabelSummary(text, units, masked, counts={c: int(n) for c, n in enumerate(counts)})
 
     def metric_extras(self, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         return {"confusion_matrix": confusion_matrix(labels, scores).tolist()}
@@ -231,9 +248,10 @@ class MultiLabel(LabelKind):
         return [",".join(str(j) for j in np.flatnonzero(row >= 0.5)) for row in scores]
 
     def summary(self, targets: np.ndarray, num_labels: int, masked: int = 0) -> LabelSummary:
-        per = targets.sum(axis=1)
-        counts = targets.sum(axis=0).astype(int)
-        return LabelSummary(f"{per.mean():.2f} classes per item on average", len(targets), masked,
+        return self.from_counts(targets.sum(axis=0).astype(int), len(targets), masked)
+
+    def from_counts(self, counts: np.ndarray, units: int, masked: int) -> LabelSummary:
+        return LabelSummary(f"{counts.sum() / max(units, 1):.2f} classes per item on average", units, masked,
                             counts={c: int(n) for c, n in enumerate(counts)})
 
     def averaging(self, num_labels: int) -> str:

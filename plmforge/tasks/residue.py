@@ -165,8 +165,18 @@ class ResidueProblem(ProblemType):
         masked = len(targets) - len(kept)
         if not len(kept):
             return LabelSummary(f"no labelled residues ({masked} masked)", 0, masked)
-        inner = self.kind.summary(self.kind.metric_labels(kept), num_labels)
-        return LabelSummary(f"{len(kept)} residues ({masked} masked); {inner.text}", len(kept), masked,
+        return self._residues(self.kind.summary(self.kind.metric_labels(kept), num_labels), masked)
+
+    def merge_summaries(self, parts: list[LabelSummary], num_labels: int) -> LabelSummary:
+        masked = sum(p.masked for p in parts)
+        kept = [p for p in parts if p.units]
+        if not kept:
+            return LabelSummary(f"no labelled residues ({masked} masked)", 0, masked)
+        return self._residues(self.kind.merge(kept, num_labels), masked)
+
+    @staticmethod
+    def _residues(inner: LabelSummary, masked: int) -> LabelSummary:
+        return LabelSummary(f"{inner.units} residues ({masked} masked); {inner.text}", inner.units, masked,
                             inner.counts, inner.values)
 
     # ---- training targets and batches -------------------------------------------------------------

@@ -144,6 +144,18 @@ def available_mb(device: torch.device) -> float | None:
 def measured_peak_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return round(torch.cuda.max_memory_allocated(device) / MB, 1)
+    return process_peak_mb()
+
+
+def process_peak_mb() -> float:
+    """This process's peak resident set. Linux: VmHWM, which starts afresh at exec (ru_maxrss does not: a
+    process started from a large one, e.g. the UI's training or a test's subprocess, inherits its peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (MB if sys.platform == "darwin" else 1024), 1)
 
