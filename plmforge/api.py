@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from plmforge import checkpoint as ckpt
+from plmforge.compare import compare
 from plmforge.config import BatchingConfig, RunConfig, load_run_config
 from plmforge.data.batching import Collator, EncodedSplit
 from plmforge.data.readers import Table, find_split_files, is_table_file, read_file, sequences_table
@@ -181,4 +182,6 @@ def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int |
     preds = result.predictions
     metrics = split_metrics(loaded.task, preds)
     blob = metrics_blob(metrics, loaded.task, "eval", len(records), preds.labels, preds.scores, {"data": str(path)})
+    blob.update(compare(loaded.task, None, preds.labels, preds.scores, loaded.config.output.bootstrap,
+                        loaded.config.training.seed, baselines=False))  # intervals (baselines need the run's splits)
     return EvaluationResult(str(path), metrics, blob, result, loaded.task)

@@ -216,7 +216,14 @@ def _evaluate(args: argparse.Namespace) -> int:
                       precision=args.precision)
     out = Path(args.output) if args.output else Path(args.run_dir) / f"eval_{Path(report.data).stem}"
     report.write(out)
-    print(json.dumps({k: round(v, 4) for k, v in report.metrics.items()}, indent=2))
+    from plmforge.outputs import with_interval
+
+    intervals = report.blob.get("intervals") or {}
+    for k, v in report.metrics.items():
+        print(f"{k:<22} {with_interval(v, intervals.get(k))}")
+    if intervals:
+        print(f"(95% bootstrap intervals over the {len(report.prediction.table)} proteins, "
+              f"{report.blob['bootstrap']['resamples']} resamples)")
     print(f"metrics and predictions written to {out}")
     return 0
 

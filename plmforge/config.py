@@ -231,6 +231,11 @@ class OutputConfig:
     overwrite: bool = False
     save_predictions: bool = True
     plots: bool = True
+    baselines: bool = True  # majority and composition (and one-hot / window) models on the same splits
+    bootstrap: int = 1000  # resamples for the 95% intervals of test metrics; 0 = none
+
+    def __post_init__(self) -> None:
+        positive("output.bootstrap", self.bootstrap, allow_zero=True)
 
 
 @dataclass(frozen=True)

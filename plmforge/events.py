@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 EVENTS_FILE = "events.jsonl"
-PHASES = ("setup", "embedding", "training", "validation", "testing", "finished", "failed", "aborted")
+PHASES = ("setup", "embedding", "training", "validation", "testing", "baselines", "finished", "failed", "aborted")
 
 Listener = Callable[[dict[str, Any]], None]
 

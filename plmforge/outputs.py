@@ -32,15 +32,34 @@ def metrics_blob(metrics: dict[str, float], task: TaskSpec, split: str, n: int, 
 
 
 def write_metrics(blob: dict[str, Any], out_dir: Path, prefix: str) -> list[Path]:
-    """`<prefix>_metrics.json` and `<prefix>_metrics.csv`."""
+    """`<prefix>_metrics.json` and `<prefix>_metrics.csv` (with the 95% interval columns when the blob has
+    intervals), and `<prefix>_baselines.csv` when it has baselines."""
     json_path, csv_path = out_dir / f"{prefix}_metrics.json", out_dir / f"{prefix}_metrics.csv"
     json_path.write_text(json.dumps(blob, indent=2))
-    with csv_path.open("w", newline="") as fh:
+    _metric_rows(csv_path, [("", blob["metrics"], blob.get("intervals"))], bool(blob.get("intervals")))
+    written = [json_path, csv_path]
+    if blob.get("baselines"):
+        rows = [(name, b["metrics"], b.get("intervals")) for name, b in blob["baselines"].items()]
+        written.append(_metric_rows(out_dir / f"{prefix}_baselines.csv", rows, bool(blob.get("intervals"))))
+    return written
+
+
+def _number(v: Any) -> str:
+    return "" if v is None else f"{v:.6g}"
+
+
+def _metric_rows(path: Path, models: list[tuple[str, dict, dict | None]], with_intervals: bool) -> Path:
+    with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["metric", "value"])
-        for k, v in blob["metrics"].items():
-            w.writerow([k, "" if v is None else f"{v:.6g}"])
-    return [json_path, csv_path]
+        named = any(name for name, _, _ in models)
+        w.writerow((["model"] if named else []) + ["metric", "value"] + (["ci95_low", "ci95_high"] if with_intervals
+                                                                          else []))
+        for name, metrics, intervals in models:
+            for k, v in metrics.items():
+                ci = (intervals or {}).get(k) or {}
+                w.writerow(([name] if named else []) + [k, _number(v)] +
+                           ([_number(ci.get("low")), _number(ci.get("high"))] if with_intervals else []))
+    return path
 
 
 def read_metrics(out_dir: Path, prefix: str = "test") -> dict[str, Any] | None:
@@ -63,6 +82,14 @@ def write_frames(path: Path, frames: dict[str, pd.DataFrame]) -> list[Path]:
         frame.to_csv(target, index=False)
         written.append(target)
     return written
+
+
+def with_interval(value: float | None, interval: dict | None) -> str:
+    """0.8123 [0.7701, 0.8512]"""
+    text = "nan" if value is None else f"{value:.4f}"
+    if interval and interval.get("low") is not None:
+        text += f" [{interval['low']:.4f}, {interval['high']:.4f}]"
+    return text
 
 
 def summary_table(rows: list[tuple[str, str]]) -> str:

@@ -23,6 +23,36 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def baselines(blob: dict, metric: str, out: Path) -> None:
+    """The PLM's test metrics next to the baselines', with 95% interval whiskers."""
+    plt = _plt()
+    models = {"PLM": (blob["metrics"], blob.get("intervals") or {})}
+    models.update({name: (b["metrics"], b.get("intervals") or {}) for name, b in blob["baselines"].items()})
+    names = [m for m in blob["metrics"] if m != "loss" and any(v[0].get(m) is not None for v in models.values())]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) * len(models) / 2 + 2), 4.2))
+    width = 0.8 / len(models)
+    colours = ["#3182bd", "#bdbdbd", "#fd8d3c", "#74c476", "#9e9ac8"]
+    for k, (model, (metrics, cis)) in enumerate(models.items()):
+        x = np.arange(len(names)) + (k - (len(models) - 1) / 2) * width
+        vals = np.array([np.nan if metrics.get(m) is None else metrics[m] for m in names], dtype=float)
+        lo = np.array([(cis.get(m) or {}).get("low") if (cis.get(m) or {}).get("low") is not None else v
+                       for m, v in zip(names, vals, strict=True)], dtype=float)
+        hi = np.array([(cis.get(m) or {}).get("high") if (cis.get(m) or {}).get("high") is not None else v
+                       for m, v in zip(names, vals, strict=True)], dtype=float)
+        err = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
+        ax.bar(x, vals, width, yerr=err, capsize=3, color=colours[k % len(colours)], label=model,
+               edgecolor="black" if model == "PLM" else None, linewidth=0.6)
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels([f"{m}\n(judged)" if m == metric else m for m in names], fontsize=8)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_title("Test metrics: PLM vs baselines (95% bootstrap intervals)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def loss_curves(run_dir: Path, out: Path) -> None:
     plt = _plt()
     steps, epochs = read_jsonl(run_dir / "metrics_steps.jsonl"), read_jsonl(run_dir / "metrics_epochs.jsonl")

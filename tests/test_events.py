@@ -68,7 +68,8 @@ def test_a_training_run_writes_every_phase(tmp_path, tiny_models, amp_small):
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "end" and events[-1]["status"] == "finished"
     phases = [e["phase"] for e in events if e["event"] == "phase"]
-    assert phases == ["setup", "embedding", "training", "validation", "training", "validation", "testing"]
+    assert phases == ["setup", "embedding", "training", "validation", "training", "validation", "testing",
+                      "baselines"]
     plan = next(e for e in events if e["event"] == "plan")
     steps = [e["step"] for e in events if e["event"] == "step"]
     assert steps == list(range(1, plan["total_steps"] + 1)) and plan["total_steps"] == sum(plan["steps_per_epoch"])

@@ -63,11 +63,13 @@ def test_python_api_predict_and_evaluate(token_run, amp_small, tmp_path):
     report = plmforge.evaluate(token_run.run_dir, amp_small / "test.csv")
     assert report.metrics == pytest.approx(token_run.test_metrics["metrics"], abs=1e-6)
     assert report.blob["confusion_matrix"] == token_run.test_metrics["confusion_matrix"]
+    assert report.blob["intervals"] == token_run.test_metrics["intervals"]  # same proteins, same resamples
     written = report.write(tmp_path / "eval")
     assert {p.name for p in written} == {"eval_metrics.json", "eval_metrics.csv", "predictions.csv",
                                          "confusion_matrix.png", "roc.png", "precision_recall.png"}
     assert all(p.is_file() for p in written)
     assert json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())["n_samples"] == len(report.prediction.table)
+    assert "ci95_low" in (tmp_path / "eval" / "eval_metrics.csv").read_text()
 
 
 def test_a_missing_file_is_not_read_as_a_sequence(token_run):

@@ -19,13 +19,14 @@ from accelerate import PartialState
 
 from plmforge import checkpoint as ckpt
 from plmforge import plots
+from plmforge.compare import compare, judged_metric
 from plmforge.config import RunConfig, config_to_overrides, load_run_config, save_config
 from plmforge.errors import ConfigError, RunDirError
 from plmforge.events import EVENTS_FILE, ConsoleProgress, EventLog
 from plmforge.logs import buffered, file_logging
 from plmforge.methods import METHODS
 from plmforge.models.task_model import count_parameters
-from plmforge.outputs import metrics_blob, summary_table, write_frames, write_metrics
+from plmforge.outputs import metrics_blob, summary_table, with_interval, write_frames, write_metrics
 from plmforge.train.loop import FitResult, Trainer
 from plmforge.train.memory import estimate as estimate_memory
 from plmforge.train.memory import measured_peak_mb
@@ -207,6 +208,11 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
     task = asm.data.task
     blob = metrics_blob(metrics, task, "test", len(preds), preds.labels, preds.scores,
                         {"best_epoch": fit.best_epoch + 1, "monitor": task.monitor})
+    out = asm.config.output
+    if out.bootstrap or out.baselines:
+        trainer.events.emit("phase", phase="baselines")
+        blob.update(compare(task, asm.data.splits, preds.labels, preds.scores, out.bootstrap,
+                            asm.config.training.seed, out.baselines))
     write_metrics(blob, rd, "test")
     trainer.events.emit("test", metrics=blob["metrics"])
     if asm.config.output.save_predictions:
@@ -215,6 +221,8 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
                                                                       preds.labels, asm.config.data.residue_classes))
     if asm.config.output.plots:
         task.problem.plots(preds.labels, preds.scores, plot_dir)
+        if blob.get("baselines"):
+            plots.baselines(blob, judged_metric(task), plot_dir / "baselines.png")
     return blob
 
 
@@ -226,8 +234,16 @@ def _summary(asm: Assembled, rd: Path, fit: FitResult, test: dict[str, Any] | No
              else "n/a"),
             ("time", f"{seconds:.1f} s")]
     if test:
+        intervals = test.get("intervals") or {}
         for k, v in test["metrics"].items():
-            rows.append((f"test {k}", "nan" if v is None else f"{v:.4f}"))
+            rows.append((f"test {k}", with_interval(v, intervals.get(k))))
+        if intervals:
+            rows.append(("intervals", f"95% bootstrap over test proteins ({test['bootstrap']['resamples']} resamples)"))
+        metric = judged_metric(task)
+        for name, b in (test.get("baselines") or {}).items():
+            rows.append((f"baseline {name}", f"{metric} {with_interval(b['metrics'].get(metric), (b.get('intervals') or {}).get(metric))}"))
+        if test.get("verdict"):
+            rows.append(("PLM vs baselines", test["verdict"]["text"]))
     rows += _written(rd)
     return summary_table(rows)
 
@@ -238,7 +254,8 @@ def _written(rd: Path) -> list[tuple[str, str]]:
         return ", ".join(n for n in names if (rd / n.rstrip("/")).exists())
 
     rows = [("checkpoints", present("best/", "last/")),
-            ("metrics", present("test_metrics.json", "test_metrics.csv", "metrics_epochs.jsonl", "metrics_steps.jsonl")),
+            ("metrics", present("test_metrics.json", "test_metrics.csv", "test_baselines.csv", "metrics_epochs.jsonl",
+                                "metrics_steps.jsonl")),
             ("predictions", present("test_predictions.csv"))]
     plots = sorted(p.name for p in (rd / "plots").glob("*.png")) if (rd / "plots").is_dir() else []
     if plots:
