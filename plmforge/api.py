@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from plmforge import checkpoint as ckpt
+from plmforge import threshold
 from plmforge.compare import compare
 from plmforge.config import BatchingConfig, RunConfig, load_run_config
 from plmforge.data.batching import Collator, EncodedSplit
@@ -157,6 +158,7 @@ def predict_records(run: LoadedRun, records: Records, batching: BatchingConfig |
                             run.collator(), precision=precision)
     frames = run.task.problem.frames(records.ids, records.sequences, preds.scores, preds.labels,
                                      run.config.data.residue_classes)
+    frames[""] = threshold.apply_to_frame(frames[""], threshold.read(run.run_dir))
     return PredictionResult(records, preds, frames)
 
 
@@ -184,4 +186,8 @@ def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int |
     blob = metrics_blob(metrics, loaded.task, "eval", len(records), preds.labels, preds.scores, {"data": str(path)})
     blob.update(compare(loaded.task, None, preds.labels, preds.scores, loaded.config.output.bootstrap,
                         loaded.config.training.seed, baselines=False))  # intervals (baselines need the run's splits)
+    tuned = threshold.read(loaded.run_dir)
+    if tuned is not None and preds.labels is not None:
+        blob["threshold"] = {"threshold": tuned, "metrics": threshold.metrics_at(
+            loaded.task.problem, loaded.task.metrics, preds.labels, preds.scores, tuned)}
     return EvaluationResult(str(path), metrics, blob, result, loaded.task)

@@ -4,7 +4,6 @@ that prints results. Choices and help come from the registries (methods, heads, 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

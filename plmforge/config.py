@@ -25,6 +25,7 @@ NORMALISATIONS = ("none", "standard", "min_max")
 BATCHING_MODES = ("size", "tokens")
 SCHEDULERS = ("linear", "cosine", "step", "constant")
 MIXED_PRECISION = ("no", "fp16", "bf16")
+THRESHOLD_METRICS = ("mcc", "f1", "none")
 DIRECTIONS = ("max", "min")
 ATTENTION = ("sdpa", "eager")
 TRACKERS = ("wandb", "tensorboard")
@@ -183,9 +184,13 @@ class TrainingConfig:
     report_to: tuple[str, ...] = ()
     wandb_project: str = "plmforge"
     wandb_mode: str = "offline"
+    class_weights: str | None = None  # 'balanced', or one number per class: "1,4.5"
+    focal_gamma: float | None = None  # focal loss (1 - p_t)^gamma; None = the plain loss
+    tune_threshold: str = "none"  # binary tasks: 'mcc' or 'f1' = the decision threshold maximising it on validation
     CHOICES: ClassVar[dict[str, Any]] = {
         "monitor": ("loss", *METRICS), "direction": DIRECTIONS, "metrics": METRICS, "scheduler": SCHEDULERS,
-        "mixed_precision": MIXED_PRECISION, "report_to": TRACKERS, "wandb_mode": WANDB_MODES}
+        "mixed_precision": MIXED_PRECISION, "report_to": TRACKERS, "wandb_mode": WANDB_MODES,
+        "tune_threshold": THRESHOLD_METRICS}
 
     def __post_init__(self) -> None:
         positive("training.learning_rate", self.learning_rate)
@@ -216,6 +221,20 @@ class TrainingConfig:
         if self.mixed_precision not in MIXED_PRECISION:
             raise choice_error("training.mixed_precision", self.mixed_precision, MIXED_PRECISION)
         positive("training.logging_steps", self.logging_steps)
+        if isinstance(self.class_weights, (list, tuple)):  # a YAML list
+            object.__setattr__(self, "class_weights", ",".join(str(v) for v in self.class_weights))
+        if self.class_weights is not None and str(self.class_weights) != "balanced":
+            try:
+                weights = [float(v) for v in str(self.class_weights).split(",") if v.strip()]
+            except ValueError:
+                weights = []
+            if not weights or any(not w > 0 for w in weights):
+                raise ConfigError(f"training.class_weights must be 'balanced' or positive numbers separated by commas "
+                                  f"(one per class), got {self.class_weights!r}")
+        if self.focal_gamma is not None:
+            positive("training.focal_gamma", self.focal_gamma, allow_zero=True)
+        if self.tune_threshold not in THRESHOLD_METRICS:
+            raise choice_error("training.tune_threshold", self.tune_threshold, THRESHOLD_METRICS)
         for tracker in self.report_to:
             if tracker not in TRACKERS:
                 raise choice_error("training.report_to", tracker, TRACKERS)

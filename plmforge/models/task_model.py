@@ -32,6 +32,7 @@ class TaskModel(nn.Module):
         self.problem = problem
         self.num_outputs = num_outputs
         self.backbone_frozen = False  # set by methods that train no backbone weight
+        self.objective: Any = None  # a training loss other than the problem type's (class weights, focal)
 
     @property
     def _no_split_modules(self) -> list[str]:
@@ -70,7 +71,7 @@ class TaskModel(nn.Module):
             if self.adapter is not None:
                 raise ValueError("pooled vectors cannot feed a model with an adapter on residue states")
             logits = self.head.from_pooled(pooled.to(next(self.head.parameters()).dtype))
-            return TaskOutput(logits=logits, loss=None if labels is None else self.problem.loss(logits, labels))
+            return TaskOutput(logits=logits, loss=None if labels is None else self._loss(logits, labels))
         if hidden is None:
             if inputs is None or attention_mask is None:
                 raise ValueError("TaskModel needs the named inputs and attention_mask, or precomputed hidden states")
@@ -81,8 +82,11 @@ class TaskModel(nn.Module):
             hidden = self.adapter(hidden.to(next(self.adapter.parameters()).dtype),
                                   {k: inputs[k] for k in self.adapter_inputs}, residue_mask)
         logits = self.head(hidden.to(next(self.head.parameters()).dtype), residue_mask)
-        loss = None if labels is None else self.problem.loss(logits, labels)
+        loss = None if labels is None else self._loss(logits, labels)
         return TaskOutput(logits=logits, loss=loss)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (self.objective or self.problem.loss)(logits, labels)
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities for classification, the raw (normalised) value for regression."""

@@ -18,7 +18,7 @@ import torch
 from accelerate import PartialState
 
 from plmforge import checkpoint as ckpt
-from plmforge import plots
+from plmforge import plots, threshold
 from plmforge.compare import compare, judged_metric
 from plmforge.config import RunConfig, config_to_overrides, load_run_config, save_config
 from plmforge.errors import ConfigError, RunDirError
@@ -203,9 +203,13 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
         return None
     trainer.events.emit("phase", phase="testing")
     metrics, preds = trainer.evaluate(asm.model, "test")  # every process takes part
+    task = asm.data.task
+    tuned = None
+    if threshold.applies(task) and asm.config.training.tune_threshold != "none":
+        _, val = trainer.evaluate(asm.model, "validation")
+        tuned = _tune_threshold(task, asm.config.training.tune_threshold, val, preds)
     if not main:
         return None
-    task = asm.data.task
     blob = metrics_blob(metrics, task, "test", len(preds), preds.labels, preds.scores,
                         {"best_epoch": fit.best_epoch + 1, "monitor": task.monitor})
     out = asm.config.output
@@ -213,17 +217,30 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
         trainer.events.emit("phase", phase="baselines")
         blob.update(compare(task, asm.data.splits, preds.labels, preds.scores, out.bootstrap,
                             asm.config.training.seed, out.baselines))
+    if tuned is not None:
+        blob["threshold"] = tuned
+        threshold.write(rd, tuned)
     write_metrics(blob, rd, "test")
     trainer.events.emit("test", metrics=blob["metrics"])
     if asm.config.output.save_predictions:
         recs = asm.data.splits["test"]
-        write_frames(rd / "test_predictions.csv", task.problem.frames(recs.ids, recs.sequences, preds.scores,
-                                                                      preds.labels, asm.config.data.residue_classes))
+        frames = task.problem.frames(recs.ids, recs.sequences, preds.scores, preds.labels,
+                                     asm.config.data.residue_classes)
+        frames[""] = threshold.apply_to_frame(frames[""], tuned["threshold"] if tuned else None)
+        write_frames(rd / "test_predictions.csv", frames)
     if asm.config.output.plots:
         task.problem.plots(preds.labels, preds.scores, plot_dir)
         if blob.get("baselines"):
             plots.baselines(blob, judged_metric(task), plot_dir / "baselines.png")
     return blob
+
+
+def _tune_threshold(task: Any, metric: str, val: Any, test: Any) -> dict[str, Any]:
+    """The validation-tuned decision threshold and the test metrics at it."""
+    t, score = threshold.tune(val.labels, val.scores[:, 1], metric)
+    at = threshold.metrics_at(task.problem, task.metrics, test.labels, test.scores, t)
+    log.info("decision threshold %.4g tuned on validation %s (%.4f); predictions use it", t, metric, score)
+    return {"metric": metric, "threshold": t, "validation_score": score, "metrics": at}
 
 
 def _summary(asm: Assembled, rd: Path, fit: FitResult, test: dict[str, Any] | None, seconds: float) -> str:
@@ -244,6 +261,11 @@ def _summary(asm: Assembled, rd: Path, fit: FitResult, test: dict[str, Any] | No
             rows.append((f"baseline {name}", f"{metric} {with_interval(b['metrics'].get(metric), (b.get('intervals') or {}).get(metric))}"))
         if test.get("verdict"):
             rows.append(("PLM vs baselines", test["verdict"]["text"]))
+        if test.get("threshold"):
+            th = test["threshold"]
+            at = ", ".join(f"{k} {v:.4f}" for k, v in th["metrics"].items() if v is not None)
+            rows.append(("decision threshold", f"{th['threshold']:.4g} (tuned on validation {th['metric']} "
+                                               f"{th['validation_score']:.4f}); test at it: {at}"))
     rows += _written(rd)
     return summary_table(rows)
 

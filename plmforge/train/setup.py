@@ -9,15 +9,18 @@ from pathlib import Path
 
 import torch
 
+from plmforge import threshold
 from plmforge.config import RunConfig
 from plmforge.data.batching import Collator, EncodedSplit
 from plmforge.data.dataset import PreparedData, load_data
+from plmforge.errors import ConfigError
 from plmforge.heads import resolve_pooling
 from plmforge.models.backbone import Backbone, resolve_model
 from plmforge.models.build import build_model, load_run_backbone, method_inputs
 from plmforge.models.encoding import encode_records
 from plmforge.models.task_model import TaskModel
 from plmforge.tasks import LabelScaler, TaskSpec
+from plmforge.tasks.objective import make_objective
 
 log = logging.getLogger("plmforge")
 
@@ -52,4 +55,9 @@ def assemble(config: RunConfig, tokenizer_dir: Path | None = None) -> Assembled:
                for name, records in data.splits.items()}
     torch.manual_seed(config.training.seed)  # head initialisation is part of the seeded run
     model = build_model(config, backbone, data.task)
+    model.objective = make_objective(config.training, data.task, data.splits["train"].labels)
+    if config.training.tune_threshold != "none" and not threshold.applies(data.task):
+        raise ConfigError(f"training.tune_threshold={config.training.tune_threshold} applies to binary sequence "
+                          f"classification; this task is {data.task.problem_type} with {data.task.num_labels} "
+                          "labels: drop the option")
     return Assembled(config, data, backbone, model, encoded, scaler)
