@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -33,6 +35,8 @@ from plmforge.models.build import build_model, load_run_backbone
 from plmforge.models.encoding import encode_records
 from plmforge.outputs import metrics_blob, write_frames, write_metrics
 from plmforge.tasks import LabelScaler, TaskSpec
+
+log = logging.getLogger("plmforge")
 
 
 @dataclass
@@ -169,6 +173,43 @@ def predict(run: str | Path | LoadedRun, sequences: str | Path | list[str] | dic
     loaded = _run(run)
     records = loaded.records(_input_table(loaded, sequences), with_labels=False)
     return predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision)
+
+
+def predict_ensemble(runs: list[str | Path | LoadedRun], sequences: str | Path | list[str] | dict[str, str], *,
+                     batch_size: int | None = None, max_tokens: int | None = None,
+                     precision: str = "fp32") -> PredictionResult:
+    """Predict with several runs of the same task and average their probabilities (classes) or values
+    (regression); residue tasks average per residue over the residues every run predicted. Each run reads
+    the input with its own tokenizer and batching. The members' decision thresholds are not used: the
+    ensemble decides at 0.5 (argmax)."""
+    loaded = [_run(r) for r in runs]
+    if len(loaded) < 2:
+        raise ConfigError("an ensemble needs at least two runs")
+    first = loaded[0]
+    for other in loaded[1:]:
+        mine = (other.task.problem_type, other.task.num_labels, other.config.data.residue_classes)
+        theirs = (first.task.problem_type, first.task.num_labels, first.config.data.residue_classes)
+        if mine != theirs:
+            raise ConfigError(f"runs {first.run_dir} and {other.run_dir} predict different things "
+                              f"({theirs[0]}, {theirs[1]} labels vs {mine[0]}, {mine[1]} labels): an ensemble "
+                              "averages runs of one task")
+    results = [predict(r, sequences, batch_size=batch_size, max_tokens=max_tokens, precision=precision)
+               for r in loaded]
+    records = results[0].records
+    scores = _mean_scores([res.predictions.scores for res in results])
+    preds = Predictions(scores, None, None)
+    frames = first.task.problem.frames(records.ids, records.sequences, scores, None, first.config.data.residue_classes)
+    log.info("ensemble of %d runs (mean of their %s): %s", len(loaded),
+             "values" if first.task.problem.kind.name == "values" else "probabilities",
+             ", ".join(str(r.run_dir) for r in loaded))
+    return PredictionResult(records, preds, frames)
+
+
+def _mean_scores(members: list) -> Any:
+    if isinstance(members[0], list):  # residue tasks: per protein, over the residues all members predicted
+        return [np.mean([m[i][:min(len(x[i]) for x in members)] for m in members], axis=0)
+                for i in range(len(members[0]))]
+    return np.mean(np.stack([np.asarray(m) for m in members]), axis=0)
 
 
 def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int | None = None,

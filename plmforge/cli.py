@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="directory for the metrics files (default RUN_DIR/eval_<name>)")
     _inference_args(p)
     p.set_defaults(func=_evaluate)
-    p = sub.add_parser("predict", help="predict with a trained run")
-    p.add_argument("run_dir")
+    p = sub.add_parser("predict", help="predict with a trained run (several runs of one task: their mean)")
+    p.add_argument("run_dir", nargs="+", help="a run directory; more than one predict as an ensemble (the mean of "
+                                             "their probabilities or values)")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--input", help="CSV, TSV, JSONL, Parquet or FASTA file of sequences")
     group.add_argument("--sequence", help="one amino-acid sequence")
@@ -194,15 +195,19 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from plmforge.api import load_run, predict
+    from plmforge.api import load_run, predict, predict_ensemble
 
-    run = load_run(args.run_dir)
-    result = predict(run, [args.sequence] if args.sequence is not None else Path(args.input),
-                     batch_size=args.batch_size, max_tokens=args.max_tokens, precision=args.precision)
+    runs = [load_run(r) for r in args.run_dir]
+    what = [args.sequence] if args.sequence is not None else Path(args.input)
+    kwargs = dict(batch_size=args.batch_size, max_tokens=args.max_tokens, precision=args.precision)
+    result = predict(runs[0], what, **kwargs) if len(runs) == 1 else predict_ensemble(runs, what, **kwargs)
+    if len(runs) > 1:
+        print(f"ensemble of {len(runs)} runs (mean of their predictions): " + ", ".join(args.run_dir))
     if args.sequence is not None and args.output is None:
         print(result.frames[list(result.frames)[-1]].to_string(index=False))  # the per-sequence view
         return 0
-    out = Path(args.output) if args.output else run.run_dir / "predictions.csv"
+    default = "predictions.csv" if len(runs) == 1 else "ensemble_predictions.csv"
+    out = Path(args.output) if args.output else runs[0].run_dir / default
     written = result.write(out)
     print(f"wrote predictions for {len(result.records)} sequences to {', '.join(map(str, written))}")
     return 0
