@@ -123,6 +123,12 @@ def test_a_binary_run_tunes_its_threshold_and_predictions_use_it(tmp_path, tiny_
     again = pd.read_csv(out)
     assert again["prediction"].tolist() == preds["prediction"].tolist()
     assert again["prediction_at_0.5"].tolist() == preds["prediction_at_0.5"].tolist()
+    # `plmforge evaluate` reports the metrics at the run's threshold next to those at 0.5
+    from plmforge.api import evaluate
+
+    report = evaluate(rd, amp_small / "test.csv")
+    assert report.blob["threshold"]["threshold"] == t
+    assert report.blob["threshold"]["metrics"] == pytest.approx(section["metrics"])
 
 
 def test_without_threshold_tuning_predictions_stay_at_one_half(tmp_path, tiny_models, amp_small, capsys):
