@@ -2,6 +2,7 @@
 
 The Python entry points (loaded on first use, so `import plmforge` stays light):
 - `plmforge.load_config(path, overrides)` -> RunConfig, and `plmforge.train.run.train(config)` -> RunResult;
+- `plmforge.cross_validate(config)` (config with cv.folds=K) -> CVResult: K fold runs, mean +- sd, ensemble;
 - `plmforge.predict(run_dir, sequences)` -> PredictionResult (`.table`, `.frames`, `.write(path)`);
 - `plmforge.evaluate(run_dir, data)` -> EvaluationResult (`.metrics`, `.blob`, `.write(dir)`);
 - `plmforge.load_run(run_dir)` -> LoadedRun, to predict many times without reloading;
@@ -16,7 +17,7 @@ from typing import Any
 
 _EXPORTS = {"load_config": "plmforge.config", "predict": "plmforge.api", "embed": "plmforge.embed",
             "evaluate": "plmforge.api", "load_run": "plmforge.api", "structure_tokens": "plmforge.structure.build",
-            "add_structure_columns": "plmforge.structure.dataset"}
+            "add_structure_columns": "plmforge.structure.dataset", "cross_validate": "plmforge.cv"}
 
 __all__ = list(_EXPORTS)
 

@@ -63,8 +63,25 @@ class LoadedRun:
         return encode_records(self.backbone, records, self.task, self.scaler, "input")
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
+def _run_path(run_dir: str | Path) -> Path:
+    """A local run directory, or a run pushed to the Hub (`owner/name`, downloaded once to the HF cache)."""
+    from plmforge.data.dataset import looks_like_hub_id
+
     rd = Path(run_dir)
+    if rd.exists() or not looks_like_hub_id(str(run_dir)):
+        return rd
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(run_dir)))
+    except Exception as exc:  # offline, unknown repository, no access
+        raise RunDirError(f"{run_dir} is not a local run directory, and downloading it from the HuggingFace Hub "
+                          f"failed: {type(exc).__name__}: {exc}") from None
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
+    """A finished run (a local directory, or `owner/name` of a run pushed with `plmforge push`)."""
+    rd = _run_path(run_dir)
     for needed in ("config.yaml", "task.json", "tokenizer", checkpoint):
         if not (rd / needed).exists():
             raise RunDirError(f"{rd} is not a finished plmforge run: {needed} is missing")
@@ -162,7 +179,8 @@ def predict_records(run: LoadedRun, records: Records, batching: BatchingConfig |
                             run.collator(), precision=precision)
     frames = run.task.problem.frames(records.ids, records.sequences, preds.scores, preds.labels,
                                      run.config.data.residue_classes)
-    frames[""] = threshold.apply_to_frame(frames[""], threshold.read(run.run_dir))
+    frames = threshold.apply_to_frames(frames, threshold.read(run.run_dir), run.task.problem,
+                                       run.config.data.residue_classes)
     return PredictionResult(records, preds, frames)
 
 
@@ -196,7 +214,7 @@ def predict_ensemble(runs: list[str | Path | LoadedRun], sequences: str | Path |
     results = [predict(r, sequences, batch_size=batch_size, max_tokens=max_tokens, precision=precision)
                for r in loaded]
     records = results[0].records
-    scores = _mean_scores([res.predictions.scores for res in results])
+    scores = mean_scores([res.predictions.scores for res in results])
     preds = Predictions(scores, None, None)
     frames = first.task.problem.frames(records.ids, records.sequences, scores, None, first.config.data.residue_classes)
     log.info("ensemble of %d runs (mean of their %s): %s", len(loaded),
@@ -205,7 +223,7 @@ def predict_ensemble(runs: list[str | Path | LoadedRun], sequences: str | Path |
     return PredictionResult(records, preds, frames)
 
 
-def _mean_scores(members: list) -> Any:
+def mean_scores(members: list) -> Any:
     if isinstance(members[0], list):  # residue tasks: per protein, over the residues all members predicted
         return [np.mean([m[i][:min(len(x[i]) for x in members)] for m in members], axis=0)
                 for i in range(len(members[0]))]

@@ -16,11 +16,13 @@ FLAG_KEYS = {
     "test_file": "data.test", "problem_type": "data.problem_type", "num_labels": "data.num_labels",
     "model": "model.name", "method": "method.name", "pooling": "head.pooling", "epochs": "training.epochs",
     "lr": "training.learning_rate", "batch_size": "batching.batch_size", "max_tokens": "batching.max_tokens",
-    "seed": "training.seed", "output": "output.dir",
+    "seed": "training.seed", "output": "output.dir", "cv": "cv.folds",
 }
 
 WHAT = {"dataset": "a catalogue name (`plmforge data list`), a file, a directory or a hub id",
-        "model": "a zoo name (`plmforge models`), a hub id or a local model directory"}
+        "model": "a zoo name (`plmforge models`), a hub id or a local model directory",
+        "cv": "K-fold cross-validation: K runs, each validating on one fold; mean +- sd over folds and the fold "
+              "models' ensemble on the test split"}
 
 
 def _choices() -> dict[str, list[str]]:
@@ -45,6 +47,51 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from RUN_DIR/last")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.set_defaults(func=_train)
+
+
+def _sweep_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="hyperparameter search with Optuna (TPE, median pruning): every trial a run",
+                       description="Run --trials runs of a base config with values proposed by Optuna's TPE sampler "
+                       "from a space file, judged by the best validation value of the monitored metric. The space "
+                       "file maps config keys to {low: A, high: B} (whole numbers when both are; log: true; step: S) "
+                       "or to a list of choices. Writes trial_NNN/ runs, sweep_trials.csv, plots/sweep.png and "
+                       "best_config.yaml.")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="on top of the base config")
+    p.add_argument("--config", "-c", help="the base YAML config")
+    p.add_argument("--space", help="YAML file: what to try for each config key")
+    p.add_argument("--trials", type=int, default=20, help="number of trials (default 20)")
+    p.add_argument("--out", help="sweep directory (default: the base config's output.dir)")
+    p.add_argument("--no-prune", action="store_true", help="run every trial to its end (no median pruning)")
+    p.add_argument("--resume", metavar="SWEEP_DIR", help="continue a sweep up to --trials trials")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory")
+    p.set_defaults(func=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from plmforge.config import load_config
+    from plmforge.sweep import read_space, sweep
+
+    if args.resume:
+        sweep(None, None, args.trials, args.resume, resume=True, progress=False)
+        return 0
+    if not args.space:
+        raise ConfigError("plmforge sweep needs --space FILE (config keys -> ranges or lists)")
+    overrides = list(args.overrides) + (["output.overwrite=true"] if args.overwrite else [])
+    base = load_config(args.config, overrides)
+    sweep(base, read_space(args.space), args.trials, args.out, prune=not args.no_prune, progress=False)
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from plmforge.share import push
+
+    result = push(args.run_dir, args.repo, private=args.private, dry_run=args.dry_run, out=args.out)
+    if args.dry_run:
+        print(f"dry run: {len(result.files)} files written to {result.folder} (nothing uploaded); the model card is "
+              f"{result.folder / 'README.md'}")
+    else:
+        print(f"pushed {len(result.files)} files to {result.url}")
+    return 0
 
 
 def _inference_args(p: argparse.ArgumentParser) -> None:
@@ -118,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", required=True, metavar="OUT_DIR", help="directory to write")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_export)
+    _sweep_parser(sub)
+    p = sub.add_parser("push", help="upload a finished run to the HuggingFace Hub, with a generated model card",
+                       description="Uploads the trained weights (adapter, head or model), task, tokenizer, threshold, "
+                       "test metrics, baselines, plots, the command and a model card (README.md). The backbone is "
+                       "named, not uploaded. Needs a token with write access (`hf auth login` or HF_TOKEN).")
+    p.add_argument("run_dir")
+    p.add_argument("--repo", required=True, help="owner/name of the model repository (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--dry-run", action="store_true", help="write the folder that would be uploaded; upload nothing")
+    p.add_argument("--out", help="with --dry-run: the folder to write (default RUN_DIR/hub_upload)")
+    p.set_defaults(func=_push)
     _embed_parser(sub)
     _structure_parser(sub)
     research_parsers(sub)
@@ -174,8 +232,12 @@ def _train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)  # before the slow imports below
     from plmforge.config import load_config, save_config  # noqa: I001
     from plmforge.train.run import preview_command, train
+    from plmforge.cv import cross_validate, is_cv_run
     if args.resume:
-        train(run_dir=args.resume, resume=True)
+        if is_cv_run(args.resume):
+            cross_validate(run_dir=args.resume, resume=True)
+        else:
+            train(run_dir=args.resume, resume=True)
         return 0
     overrides = [f"{key}={getattr(args, flag)}" for flag, key in FLAG_KEYS.items() if getattr(args, flag)]
     overrides += list(args.overrides)
@@ -190,7 +252,10 @@ def _train(args: argparse.Namespace) -> int:
             print((Path(tmp) / "c.yaml").read_text())
         print("# equivalent command:\n" + preview_command(config))
         return 0
-    train(config)
+    if config.cv.folds and config.cv.fold is None:
+        cross_validate(config)
+    else:
+        train(config)
     return 0
 
 

@@ -54,6 +54,7 @@ class DataConfig:
     residue_classes: tuple[str, ...] | None = None  # residue tasks: label symbols in class order, e.g. N,P
     label_format: str = "values"  # residue tasks: 'values' (one per residue) or 'positions' (1-based, =1)
     mask_column: str | None = None  # residue tasks: 0/1 per residue, 0 = ignore
+    group_column: str | None = None  # e.g. a sequence-cluster id: a group never straddles train and validation
     CHOICES: ClassVar[dict[str, Any]] = {"problem_type": PROBLEM_TYPES, "label_normalisation": NORMALISATIONS,
                                          "label_format": LABEL_FORMATS}
 
@@ -258,6 +259,26 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class CVConfig:
+    """Cross-validation: K sub-runs, each validating on one fold of the training data (pooled with the
+    validation file when there is one); the test split stays held out."""
+
+    folds: int = 0  # 0 = no cross-validation
+    fold: int | None = None  # set in a fold's own run: the fold (1..folds) it validates on
+    ensemble: bool = True  # the fold models' mean prediction on the test split
+
+    def __post_init__(self) -> None:
+        positive("cv.folds", self.folds, allow_zero=True)
+        if self.folds == 1:
+            raise ConfigError("cv.folds=1 is not cross-validation: use 0 (off) or at least 2 folds")
+        if self.fold is not None:
+            if self.folds < 2:
+                raise ConfigError(f"cv.fold={self.fold} needs cv.folds (the number of folds) to be set")
+            if not 1 <= self.fold <= self.folds:
+                raise ConfigError(f"cv.fold must be between 1 and cv.folds={self.folds}, got {self.fold}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     data: DataConfig
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -266,6 +287,7 @@ class RunConfig:
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: (section.to_dict() if isinstance(section, MethodConfig) else dataclasses.asdict(section))
@@ -288,6 +310,7 @@ _SECTION_TYPES = {
     "batching": BatchingConfig,
     "training": TrainingConfig,
     "output": OutputConfig,
+    "cv": CVConfig,
 }
 PATH_KEYS = {("data", "dataset"), ("data", "train"), ("data", "validation"), ("data", "test"),
              ("model", "name"), ("output", "dir")}

@@ -168,3 +168,100 @@ def scatter(y_true: np.ndarray, y_pred: np.ndarray, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def cv_folds(folds: list[dict], mean: dict, sd: dict, out: Path, ensemble: dict | None = None) -> None:
+    """Per metric: every fold's value (dots) and the mean with +- one standard deviation, validation and
+    test side by side; the fold models' ensemble on test (a diamond with its 95% interval) when there is one."""
+    plt = _plt()
+    parts = [p for p in ("validation", "test") if any(k != "loss" for k in mean[p])]
+    names = sorted({k for p in parts for k in mean[p] if k != "loss"})
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) * len(parts) + 2), 4.2))
+    width = 0.8 / max(len(parts), 1)
+    colours = {"validation": "#3182bd", "test": "#fd8d3c"}
+    for k, part in enumerate(parts):
+        x0 = np.arange(len(names)) + (k - (len(parts) - 1) / 2) * width
+        for j, name in enumerate(names):
+            values = [f[part].get(name) for f in folds if f[part].get(name) is not None]
+            if not values or mean[part].get(name) is None:
+                continue
+            ax.scatter(np.full(len(values), x0[j]) + np.linspace(-0.1, 0.1, len(values)) * width, values, s=14,
+                       color=colours[part], alpha=0.7, zorder=3)
+            ax.errorbar(x0[j], mean[part][name], yerr=sd[part].get(name) or 0, fmt="_", markersize=16, capsize=5,
+                        color="black", zorder=4)
+        ax.scatter([], [], color=colours[part], label=f"{part} (folds)")
+        if part == "test" and ensemble:
+            cis = ensemble.get("intervals") or {}
+            for j, name in enumerate(names):
+                v = ensemble["metrics"].get(name)
+                if v is None:
+                    continue
+                ci = cis.get(name) or {}
+                lo, hi = ci.get("low", v), ci.get("high", v)
+                ax.errorbar(x0[j] + 0.3 * width, v, yerr=[[max(v - (lo if lo is not None else v), 0)],
+                                                          [max((hi if hi is not None else v) - v, 0)]],
+                            fmt="D", markersize=5, capsize=3, color="#31a354", zorder=5)
+            ax.errorbar([], [], yerr=[], fmt="D", color="#31a354", label="test ensemble (95% CI)")
+    ax.errorbar([], [], yerr=[], fmt="_", color="black", label="mean +- sd")
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels(names, fontsize=8)
+    ax.set_title(f"Cross-validation: {len(folds)} folds")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def sweep(rows: list[dict], params: list[tuple[str, list | None, bool]], monitor: str, direction: str,
+          out: Path) -> None:
+    """Left: every trial's validation value (pruned trials at their last report) and the best so far.
+    Right: the value against each swept parameter (`params`: key, choices of a categorical one, log scale)."""
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(params) + 1, figsize=(4.2 * (len(params) + 1), 3.8), squeeze=False)
+    ax = axes[0][0]
+    styles = {"complete": dict(color="#3182bd", marker="o"), "pruned": dict(color="#969696", marker="x"),
+              "fail": dict(color="#de2d26", marker="v")}
+    for state, style in styles.items():
+        pts = [(r["trial"], r["value"]) for r in rows if r["state"] == state and r["value"] is not None]
+        if pts:
+            ax.scatter(*zip(*pts, strict=True), label=state, s=28, **style)
+    best, line = None, []
+    for r in rows:
+        if r["state"] == "complete" and r["value"] is not None:
+            better = best is None or (r["value"] > best if direction == "max" else r["value"] < best)
+            best = r["value"] if better else best
+        line.append(best if best is not None else np.nan)
+    ax.step([r["trial"] for r in rows], line, where="post", color="black", lw=1, label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"validation {monitor} (best epoch)")
+    ax.set_title("Sweep")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    for k, (name, choices, log_scale) in enumerate(params, start=1):
+        ax = axes[0][k]
+        cats = [str(c) for c in choices] if choices is not None else None
+        for state, style in styles.items():
+            pts = [(r[name], r["value"]) for r in rows if r["state"] == state and r["value"] is not None
+                   and r.get(name) is not None]
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                ax.scatter([cats.index(str(x)) for x in xs] if cats else xs, ys, s=28, **style)
+        if cats:
+            ax.set_xticks(range(len(cats)))
+            ax.set_xticklabels(cats, fontsize=8, rotation=20)
+            ax.set_xlim(-0.5, len(cats) - 0.5)
+        elif log_scale:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        elif all(isinstance(r.get(name), int) for r in rows if r.get(name) is not None):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(name)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

@@ -1,10 +1,10 @@
-"""The decision threshold of a binary (sequence-level) classifier, tuned on the validation split.
+"""The decision threshold of a binary classifier (of proteins or of residues), tuned on the validation split.
 
 With unbalanced classes, "class 1 when its probability is at least 0.5" is rarely the best rule. A
 run picks the threshold t that maximises `training.tune_threshold` (MCC or F1) on validation (class 1 when
 p1 >= t; t is one of the validation probabilities, ties going to the value nearest 0.5), reports test
 metrics at 0.5 and at t, writes t to threshold.json, and predictions use it (the 0.5 prediction stays in
-a column of its own). Off by default (`training.tune_threshold=none`): on a balanced set a threshold
+a column of its own). Residue tasks tune over every unmasked validation residue. Off by default (`training.tune_threshold=none`): on a balanced set a threshold
 fitted to a small validation split can do worse on test than 0.5."""
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ DEPENDENT = ("accuracy", "precision", "recall", "f1", "mcc", "specificity", "sen
 
 
 def applies(task: Any) -> bool:
-    return not task.problem.per_residue and task.problem.kind.name == "classes" and task.num_labels == 2
+    return task.problem.kind.name == "classes" and task.num_labels == 2
+
+
+def tune_split(problem: Any, labels: Any, scores: Any, metric: str) -> tuple[float, float]:
+    """`tune` over a split's predictions: proteins, or every unmasked residue of a residue task."""
+    y, p = problem.flat(labels, scores)
+    return tune(y, p[:, 1], metric)
 
 
 def tune(labels: np.ndarray, p1: np.ndarray, metric: str) -> tuple[float, float]:
@@ -50,8 +56,11 @@ def tune(labels: np.ndarray, p1: np.ndarray, metric: str) -> tuple[float, float]
     return float(candidates[pick]), float(best)
 
 
-def hard(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Scores as one-hot decisions at `threshold` (for the metrics that depend on it)."""
+def hard(scores: Any, threshold: float) -> Any:
+    """Scores as one-hot decisions at `threshold` (for the metrics that depend on it); residue tasks'
+    lists of per-protein arrays stay lists."""
+    if isinstance(scores, list):
+        return [hard(s, threshold) for s in scores]
     positive = (scores[:, 1] >= threshold).astype(float)
     return np.stack([1 - positive, positive], axis=1)
 
@@ -69,6 +78,22 @@ def write(run_dir: Path, section: dict[str, Any]) -> None:
 def read(run_dir: Path) -> float | None:
     path = run_dir / THRESHOLD_FILE
     return float(json.loads(path.read_text())["threshold"]) if path.is_file() else None
+
+
+def apply_to_frames(frames: dict[str, pd.DataFrame], threshold: float | None, problem: Any,
+                    classes: tuple[str, ...] | None) -> dict[str, pd.DataFrame]:
+    """A prediction's tables decided at `threshold`: the main table, and a residue task's per-sequence
+    strings rebuilt from the thresholded residues."""
+    if threshold is None:
+        return frames
+    out = dict(frames)
+    out[""] = apply_to_frame(frames[""], threshold)
+    if "_sequences" in frames and len(out[""]):
+        decided = out[""].groupby("id", sort=False)["prediction"].apply(list)
+        seqs = frames["_sequences"].copy()
+        seqs["predicted"] = [problem.kind.compact(decided[i], classes) for i in seqs["id"]]
+        out["_sequences"] = seqs
+    return out
 
 
 def apply_to_frame(frame: pd.DataFrame, threshold: float | None) -> pd.DataFrame:

@@ -42,9 +42,9 @@ def test_an_ensemble_is_the_mean_of_its_members(tmp_path, tiny_models, amp_small
 
 
 def test_residue_scores_are_averaged_over_the_residues_every_member_predicted():
-    from plmforge.api import _mean_scores
+    from plmforge.api import mean_scores
 
     a = [np.array([[0.2, 0.8], [0.4, 0.6], [0.9, 0.1]])]
     b = [np.array([[0.6, 0.4], [0.0, 1.0]])]  # a shorter length limit: the third residue was cut
-    got = _mean_scores([a, b])
+    got = mean_scores([a, b])
     np.testing.assert_allclose(got[0], [[0.4, 0.6], [0.2, 0.8]])

@@ -135,8 +135,49 @@ def test_without_threshold_tuning_predictions_stay_at_one_half(tmp_path, tiny_mo
     rd = _train(tmp_path, tiny_models, amp_small)  # the default: no tuning
     assert main(["train", f"data.dataset={amp_small}", f"model.name={tiny_models['esm']}", "training.epochs=1",
                  "data.problem_type=regression", "training.tune_threshold=f1", f"output.dir={tmp_path / 'r'}"]) != 0
-    assert "applies to binary sequence classification" in capsys.readouterr().err
+    assert "applies to binary classification" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     assert not (rd / "threshold.json").exists()
     assert "prediction_at_0.5" not in pd.read_csv(rd / "test_predictions.csv").columns
     assert "threshold" not in json.loads((rd / "test_metrics.json").read_text())
+
+
+@pytest.mark.shared_data
+def test_residue_tasks_tune_the_threshold_over_validation_residues(tmp_path, tiny_models):
+    from conftest import shared
+    from sklearn.metrics import matthews_corrcoef
+
+    from plmforge.api import predict
+
+    d = tmp_path / "para"
+    d.mkdir()
+    for split, name, n in (("train", "train", 30), ("val", "validation", 10), ("test", "test", 10)):
+        pd.read_parquet(shared("paratope", f"sabdab_{split}.parquet")).head(n).to_parquet(d / f"{name}.parquet")
+    rd = tmp_path / "run"
+    assert main(["train", f"data.dataset={d}", f"model.name={tiny_models['bert']}", "training.epochs=1",
+                 "data.problem_type=residue_single_label_classification", "data.sequence_column=sequence",
+                 "data.label_column=paratope_labels", "data.residue_classes=N,P", "data.id_column=pdb",
+                 "training.tune_threshold=mcc", "output.bootstrap=0", "output.baselines=false",
+                 f"output.dir={rd}"]) == 0
+    section = json.loads((rd / "threshold.json").read_text())
+    t = section["threshold"]
+    # exhaustive search over the validation residues' probabilities, with sklearn's MCC
+    val = predict(rd, d / "validation.parquet").table
+    truth = np.concatenate([np.array([c == "P" for c in s], dtype=int)
+                            for s in pd.read_parquet(d / "validation.parquet")["paratope_labels"]])
+    p1 = val["prob_1"].to_numpy()
+    assert len(p1) == len(truth)
+    best = max(matthews_corrcoef(truth, (p1 >= c).astype(int)) for c in np.unique(p1))
+    assert section["validation_score"] == pytest.approx(best, abs=1e-9)
+    assert matthews_corrcoef(truth, (p1 >= t).astype(int)) == pytest.approx(best, abs=1e-9)
+    # test predictions decided at t, residue by residue and in the per-sequence strings
+    long = pd.read_csv(rd / "test_predictions.csv")
+    assert (long["prediction"] == (long["prob_1"] >= t).astype(int)).all()
+    assert (long["prediction_at_0.5"] == long[["prob_0", "prob_1"]].to_numpy().argmax(1)).all()
+    labelled = long.dropna(subset=["label"])
+    assert section["metrics"]["mcc"] == pytest.approx(
+        matthews_corrcoef(labelled["label"].astype(int), labelled["prediction"]), abs=1e-9)
+    strings = pd.read_csv(rd / "test_predictions_sequences.csv")
+    for ident, text in zip(strings["id"], strings["predicted"], strict=True):
+        rows = long[long["id"] == ident]
+        assert text == "".join("NP"[v] for v in rows["prediction"])

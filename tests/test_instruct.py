@@ -362,14 +362,14 @@ def pretrain_decoder(src: Path, dst: Path, texts: list[str], steps: int = 300) -
 @pytest.mark.pretrained
 def test_paratope_fragment_tasks_end_to_end_with_antiberty(tiny_llama, tmp_path):
     """The real pretrained AntiBERTy encodes real antibody chains; a tiny decoder learns the four fragment
-    tasks made from their paratope labels (100 chains to train, 20 to test). The numbers prove the
+    tasks made from their paratope labels (70 chains to train, 14 to test). The numbers prove the
     pipeline, not the model: the published system uses ESM-2 and an 8B decoder on GPUs."""
     from plmforge.instruct.data import format_spans
 
     d = tmp_path / "data"
     d.mkdir()
-    train = paratope_records("train", 100)
-    for split, recs in (("train", train), ("test", paratope_records("test", 20))):
+    train = paratope_records("train", 70)
+    for split, recs in (("train", train), ("test", paratope_records("test", 14))):
         (d / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     texts = [r.get("answer") or format_spans([tuple(g) for g in r["position_grd"]]) for r in train]
     decoder = pretrain_decoder(tiny_llama, tmp_path / "decoder", texts)
@@ -378,7 +378,7 @@ def test_paratope_fragment_tasks_end_to_end_with_antiberty(tiny_llama, tmp_path)
         "model.perceiver_latents=2", "model.perceiver_layers=2", "model.perceiver_heads=4",
         "model.max_sequence_length=120", f"data.train={d / 'train.jsonl'}", f"data.test={d / 'test.jsonl'}",
         "lora.rank=16", "lora.alpha=32", "lora.target_modules=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-        f"training.output_dir={tmp_path / 'run'}", "training.num_train_epochs=6",
+        f"training.output_dir={tmp_path / 'run'}", "training.num_train_epochs=5",
         "training.per_device_train_batch_size=8", "training.learning_rate=0.003", "training.save_strategy=no",
         "training.eval_strategy=no", "training.logging_steps=10", "training.max_new_tokens=40"]))
     m = result.test_metrics

@@ -189,7 +189,7 @@ def test_3di_tokens_help_antiberty_predict_secondary_structure(tmp_path):
     the residue head alone (freeze) vs the SES-Adapter fed the chains' 3Di tokens."""
     data = structure_dataset(tmp_path / "data", 510, 8, 6)
     common = [f"data.dataset={data}", "model.name=antiberty", "data.problem_type=residue_single_label_classification",
-              "data.label_column=ss3", "data.residue_classes=H,E,L", "training.epochs=15",
+              "data.label_column=ss3", "data.residue_classes=H,E,L", "training.epochs=9",
               "training.learning_rate=0.001", "training.patience=null", f"method.cache_dir={tmp_path / 'store'}"]
     plain = train(load_config(None, [*common, "method.name=freeze", f"output.dir={tmp_path / 'freeze'}"]))
     ses = train(load_config(None, [*common, "method.name=ses_adapter", "method.structure_columns=foldseek_seq",

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from plmforge.config import DataConfig, TrainingConfig
+from plmforge.config import CVConfig, DataConfig, TrainingConfig
 from plmforge.data.catalogue import CatalogueEntry, lookup
+from plmforge.data.folds import assign_folds, group_split
 from plmforge.data.readers import (
     Table,
     find_split_files,
@@ -19,7 +20,7 @@ from plmforge.data.readers import (
     read_sources,
     spec_parts,
 )
-from plmforge.data.validate import Records, table_to_records
+from plmforge.data.validate import Records, concat_records, table_to_records
 from plmforge.errors import ConfigError, DataError
 from plmforge.metrics import direction_of
 from plmforge.tasks import PROBLEM_TYPES, ProblemType, TaskSpec
@@ -34,12 +35,14 @@ class PreparedData:
     validation_carved: bool
     source: str
     notes: list[str] = field(default_factory=list)
+    cv: dict | None = None  # a cross-validation fold's run: {'folds': K, 'fold': i, 'group_column': ...}
 
     def split_mapping(self, seed: int) -> dict:
         return {
             "source": self.source,
             "seed": seed,
             "validation_carved_from_train": self.validation_carved,
+            **({"cross_validation": self.cv} if self.cv else {}),
             "counts": {k: len(v) for k, v in self.splits.items()},
             "samples": {name: recs.ids for name, recs in self.splits.items()},
         }
@@ -153,7 +156,10 @@ def resolve_task(cfg: DataConfig, training: TrainingConfig, entry: CatalogueEntr
     return TaskSpec(problem.name, num_labels, norm, tuple(metrics), monitor, direction)
 
 
-def carve_validation(train: Records, fraction: float, seed: int, problem: ProblemType) -> tuple[Records, Records]:
+def carve_validation(train: Records, fraction: float, seed: int, problem: ProblemType,
+                     group_column: str | None = None) -> tuple[Records, Records]:
+    """Hold out a validation split (stratified by class when every class can be kept on both sides;
+    whole groups on one side when the records have groups)."""
     from sklearn.model_selection import train_test_split
 
     idx = list(range(len(train)))
@@ -166,8 +172,43 @@ def carve_validation(train: Records, fraction: float, seed: int, problem: Proble
     if len(idx) < 4:
         raise DataError(f"only {len(idx)} training samples: too few to carve a validation split",
                         file=train.source, hint="provide a validation file")
-    tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
+    if train.groups is not None:
+        tr, va = group_split(len(idx), fraction, seed, stratify, train.groups, source=train.source,
+                             group_column=group_column)
+        log.info("validation carved by group (%s): %d groups, %d of %d samples (%.1f%%; whole groups, so not "
+                 "exactly data.validation_fraction)", group_column, len({train.groups[i] for i in va}), len(va),
+                 len(idx), 100 * len(va) / len(idx))
+    else:
+        tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
     return train.subset(sorted(tr)), train.subset(sorted(va))
+
+
+def cv_split(pool: Records, cv: CVConfig, seed: int, problem: ProblemType,
+             group_column: str | None) -> tuple[Records, Records]:
+    """Fold `cv.fold` of `cv.folds` as validation, the other folds as training (seeded: every fold's run
+    computes the same assignment)."""
+    assert cv.fold is not None
+    fold = assign_folds(len(pool), cv.folds, seed, problem.cv_strata(pool.labels, cv.folds), pool.groups,
+                        source=pool.source, group_column=group_column)
+    return (pool.subset(np.flatnonzero(fold != cv.fold - 1).tolist()),
+            pool.subset(np.flatnonzero(fold == cv.fold - 1).tolist()))
+
+
+def _check_groups(splits: dict[str, Records], group_column: str | None) -> list[str]:
+    """The training data must have the group column; notes for groups shared with the test split."""
+    if not group_column:
+        return []
+    if splits["train"].groups is None:
+        raise DataError(f"no group column {group_column!r} in the training data", file=splits["train"].source,
+                        hint="add the column (e.g. a sequence-cluster id per row), or unset data.group_column")
+    notes = []
+    for name in ("validation", "test"):
+        if name in splits and splits[name].groups is not None:
+            common = set(splits["train"].groups or ()) & set(splits[name].groups)
+            if common:
+                notes.append(f"{len(common)} group(s) of {group_column!r} appear in both train and {name} "
+                             f"(e.g. {sorted(common)[0]}): metrics on {name} may be optimistic")
+    return notes
 
 
 def _limit(records: Records, n: int | None, seed: int) -> Records:
@@ -191,8 +232,9 @@ def shared_sequences(splits: dict[str, Records]) -> list[str]:
 
 
 def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = True,
-              fields: tuple[str, ...] = ()) -> PreparedData:
-    """Every split validated; `fields` are the further per-residue columns the model family reads."""
+              fields: tuple[str, ...] = (), cv: CVConfig | None = None) -> PreparedData:
+    """Every split validated; `fields` are the further per-residue columns the model family reads.
+    With `cv.fold` set, training and validation data are pooled and that fold becomes the validation."""
     tables, source, entry = read_tables(cfg)
     problem = _problem(cfg, entry)
     splits = {name: table_to_records(t, cfg, problem.name, with_labels, fields) for name, t in tables.items()}
@@ -200,13 +242,24 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
     for recs in splits.values():
         if recs.labels is not None:
             problem.check_label_range(recs.labels, task.num_labels, recs.rows, cfg.label_column)
+    group_notes = _check_groups(splits, cfg.group_column)
+    fold_info = None
+    if cv is not None and cv.fold is not None:
+        pool = splits["train"] if "validation" not in splits else concat_records(splits["train"],
+                                                                                  splits.pop("validation"))
+        splits["train"], splits["validation"] = cv_split(pool, cv, training.seed, problem, cfg.group_column)
+        fold_info = {"folds": cv.folds, "fold": cv.fold, "group_column": cfg.group_column,
+                     "pooled": len(pool)}
+        log.info("cross-validation fold %d of %d: %d training, %d validation samples%s", cv.fold, cv.folds,
+                 len(splits["train"]), len(splits["validation"]),
+                 f" (groups of {cfg.group_column} kept apart)" if cfg.group_column else "")
     carved = "validation" not in splits
     if carved:
         splits["train"], splits["validation"] = carve_validation(splits["train"], cfg.validation_fraction,
-                                                                 training.seed, problem)
+                                                                 training.seed, problem, cfg.group_column)
     splits = {k: _limit(splits[k], cfg.max_samples, training.seed)
               for k in ("train", "validation", "test") if k in splits}
-    notes = [n for t in tables.values() for n in t.notes] + shared_sequences(splits)
+    notes = [n for t in tables.values() for n in t.notes] + shared_sequences(splits) + group_notes
     if entry is not None and entry.unsupported_metrics:
         notes.append(f"the {entry.name} benchmark also reports {', '.join(entry.unsupported_metrics)}, which "
                      "plmforge does not compute")
@@ -216,4 +269,4 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
         log.info("no validation split given: %d of %d training samples held out as validation (seed %d); "
                  "see split_mapping.json", len(splits["validation"]),
                  len(splits["validation"]) + len(splits["train"]), training.seed)
-    return PreparedData(splits, task, carved, source, notes)
+    return PreparedData(splits, task, carved, source, notes, fold_info)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from plmforge.config import DataConfig
 from plmforge.data.readers import Table
 from plmforge.errors import DataError
-from plmforge.tasks import PROBLEM_TYPES
+from plmforge.tasks import PROBLEM_TYPES, is_missing
 
 STANDARD = "ACDEFGHIKLMNPQRSTVWY"
 RARE = "BZUOX"  # Asx, Glx, selenocysteine, pyrrolysine, unknown: mapped per model family (models/zoo.py)
@@ -29,6 +29,7 @@ class Records:
     rows: list[str]  # human-readable row locations for messages
     source: str
     fields: dict[str, list[str]] = field(default_factory=dict)
+    groups: list[str] | None = None  # data.group_column: samples of one group stay on one side of a split
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -41,7 +42,20 @@ class Records:
         return Records([self.ids[i] for i in idx], [self.sequences[i] for i in idx],
                        None if self.labels is None else [self.labels[i] for i in idx],
                        [self.rows[i] for i in idx], self.source,
-                       {k: [v[i] for i in idx] for k, v in self.fields.items()})
+                       {k: [v[i] for i in idx] for k, v in self.fields.items()},
+                       None if self.groups is None else [self.groups[i] for i in idx])
+
+
+def concat_records(a: Records, b: Records) -> Records:
+    """Two splits as one (cross-validation pools training and validation data)."""
+    if (a.labels is None) != (b.labels is None) or (a.groups is None) != (b.groups is None) \
+            or set(a.fields) != set(b.fields):
+        raise DataError("the training and validation data do not have the same columns (labels, groups or "
+                        "per-residue inputs)", file=f"{a.source} + {b.source}",
+                        hint="give both files the same columns")
+    return Records(a.ids + b.ids, a.sequences + b.sequences, None if a.labels is None else a.labels + b.labels,
+                   a.rows + b.rows, f"{a.source} + {b.source}", {k: a.fields[k] + b.fields[k] for k in a.fields},
+                   None if a.groups is None else a.groups + b.groups)
 
 
 def require_column(table: Table, name: str, what: str) -> str:
@@ -98,7 +112,22 @@ def table_to_records(table: Table, cfg: DataConfig, problem_type: str | None, wi
         [f"{table.source_of(i)}#{table.where(i).split()[0]}" for i in range(len(df))]
     rows = [f"{table.source_of(i)}, {table.kind} {table.where(i)}" for i in range(len(df))]
     extra = {name: _residue_field(table, name, seqs) for name in fields}
-    return Records(ids, seqs, labels, rows, table.source, extra)
+    return Records(ids, seqs, labels, rows, table.source, extra, _groups(table, cfg.group_column))
+
+
+def _groups(table: Table, name: str | None) -> list[str] | None:
+    """The group of each row (data.group_column), or None when the option is unset or the table lacks the
+    column (a test file needs none; the training data is checked for it where the groups are used)."""
+    col = table.column(name) if name else None
+    if col is None:
+        return None
+    out = []
+    for i, value in enumerate(table.df[col].tolist()):
+        if is_missing(value) or not str(value).strip():
+            raise DataError("missing group", file=table.source_of(i), row=table.where(i), column=col,
+                            hint="give every row a group (e.g. its sequence cluster), or unset data.group_column")
+        out.append(str(value).strip())
+    return out
 
 
 def _where(table: Table):  # type: ignore[no-untyped-def]

@@ -128,6 +128,10 @@ class ProblemType:
         """Labels to stratify a carved validation split by, or None."""
         return None
 
+    def cv_strata(self, labels: list | None, folds: int) -> np.ndarray | None:
+        """What cross-validation folds are stratified by (one value per sample), or None."""
+        return None
+
     def scaler_values(self, labels: list) -> np.ndarray:
         """The training values normalisation statistics are fitted on."""
         raise NotImplementedError

@@ -37,6 +37,22 @@ class SequenceProblem(ProblemType):
         present = counts[counts > 0]
         return np.asarray(labels) if present.min() >= 2 else None
 
+    def cv_strata(self, labels: list | None, folds: int) -> np.ndarray | None:
+        """Classes: the class; real values: quantile bins (about two folds' worth of samples per bin,
+        at most 10 bins), so every fold spans the range of values."""
+        if labels is None:
+            return None
+        if self.kind.stratifiable:
+            return np.asarray(labels)
+        if self.kind.name == "values":
+            values = self.kind.stack(labels, 1).reshape(len(labels), -1)[:, 0]
+            bins = int(min(10, max(1, len(values) // (2 * folds))))
+            if bins < 2:
+                return None
+            edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+            return np.searchsorted(edges, values, side="right")
+        return None
+
     def scaler_values(self, labels: list) -> np.ndarray:
         return self.kind.stack(labels, 1)
 

@@ -40,6 +40,7 @@ class FitResult:
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str | None = None  # why a callback ended training early (e.g. a sweep pruned the trial)
 
 
 class Trainer:
@@ -76,6 +77,7 @@ class Trainer:
         self.partial: dict[str, Any] | None = None  # where a mid-epoch resume starts
         self.start_epoch, self.global_step = 0, 0
         self.history: list[dict[str, Any]] = []
+        self.stop_reason: str | None = None
 
     def _store_cache(self) -> StoreCache | None:
         """Frozen backbones read and write the persistent embedding store: pooled vectors when the head
@@ -217,11 +219,19 @@ class Trainer:
                 if stopped:
                     break
         stopped = stopped and len(self.history) < tcfg.epochs
-        return FitResult(self.stopper.best_epoch, self.stopper.best, len(self.history), stopped, self.history)
+        return FitResult(self.stopper.best_epoch, self.stopper.best, len(self.history), stopped, self.history,
+                         self.stop_reason)
+
+    def request_stop(self, reason: str) -> None:
+        """For callbacks: end training after this epoch, as an early stop (best weights, test metrics)."""
+        self.stop_reason = reason
 
     def _after_epoch(self, epoch: int, stopped: bool) -> bool:
         for callback in self.callbacks:
             callback(epoch, self)
+        if self.stop_reason is not None:
+            log.info("training stops after epoch %d: %s", epoch + 1, self.stop_reason)
+            return True
         if stopped:
             log.info("early stopping: %s did not improve for %d epochs (best %.4f at epoch %d)",
                      self.task.monitor, self.stopper.bad_epochs, self.stopper.best or float("nan"),

@@ -111,6 +111,10 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
         _check_run_dir(rd, False, True)
         config = load_run_config(rd)
     assert config is not None
+    if config.cv.folds and config.cv.fold is None:
+        raise ConfigError(f"cv.folds={config.cv.folds} asks for cross-validation: run it with plmforge.cv."
+                          "cross_validate(config) (the CLI does: plmforge train ... --cv K), or set cv.fold to train "
+                          "one fold")
     rd = Path(config.output.dir)
     _check_run_dir(rd, config.output.overwrite, resume)
     check_hardware(config)
@@ -226,7 +230,8 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
         recs = asm.data.splits["test"]
         frames = task.problem.frames(recs.ids, recs.sequences, preds.scores, preds.labels,
                                      asm.config.data.residue_classes)
-        frames[""] = threshold.apply_to_frame(frames[""], tuned["threshold"] if tuned else None)
+        frames = threshold.apply_to_frames(frames, tuned["threshold"] if tuned else None, task.problem,
+                                           asm.config.data.residue_classes)
         write_frames(rd / "test_predictions.csv", frames)
     if asm.config.output.plots:
         task.problem.plots(preds.labels, preds.scores, plot_dir)
@@ -237,7 +242,7 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
 
 def _tune_threshold(task: Any, metric: str, val: Any, test: Any) -> dict[str, Any]:
     """The validation-tuned decision threshold and the test metrics at it."""
-    t, score = threshold.tune(val.labels, val.scores[:, 1], metric)
+    t, score = threshold.tune_split(task.problem, val.labels, val.scores, metric)
     at = threshold.metrics_at(task.problem, task.metrics, test.labels, test.scores, t)
     log.info("decision threshold %.4g tuned on validation %s (%.4f); predictions use it", t, metric, score)
     return {"metric": metric, "threshold": t, "validation_score": score, "metrics": at}
@@ -246,7 +251,7 @@ def _tune_threshold(task: Any, metric: str, val: Any, test: Any) -> dict[str, An
 def _summary(asm: Assembled, rd: Path, fit: FitResult, test: dict[str, Any] | None, seconds: float) -> str:
     task = asm.data.task
     rows = [("run directory", str(rd)), ("model / method", f"{asm.config.model.name} / {asm.config.method.name}"),
-            ("epochs run", f"{fit.epochs_run}{' (early stop)' if fit.stopped_early else ''}"),
+            ("epochs run", f"{fit.epochs_run}{f' ({fit.stop_reason})' if fit.stop_reason else ' (early stop)' if fit.stopped_early else ''}"),
             ("best epoch", f"{fit.best_epoch + 1} ({task.monitor} {fit.best_value:.4f})" if fit.best_value is not None
              else "n/a"),
             ("time", f"{seconds:.1f} s")]

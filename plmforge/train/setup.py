@@ -44,10 +44,16 @@ def resolve_head(config: RunConfig, task: TaskSpec) -> RunConfig:
     return config.replace(head=dataclasses.replace(config.head, pooling=pooling))
 
 
-def assemble(config: RunConfig, tokenizer_dir: Path | None = None) -> Assembled:
+def prepare_data(config: RunConfig) -> PreparedData:
+    """The run's validated splits, with the per-residue input columns its model family and method read
+    (a cross-validation fold's run: that fold as validation)."""
     family = resolve_model(config.model).family
     fields = family.record_fields + tuple(i.source for i in method_inputs(config))
-    data = load_data(config.data, config.training, fields=fields)
+    return load_data(config.data, config.training, fields=fields, cv=config.cv)
+
+
+def assemble(config: RunConfig, tokenizer_dir: Path | None = None) -> Assembled:
+    data = prepare_data(config)
     config = resolve_head(config, data.task)
     backbone = load_run_backbone(config, tokenizer_dir)
     scaler = data.task.problem.fit_scaler(data.task.normalisation, data.splits["train"].labels or [])
@@ -57,7 +63,7 @@ def assemble(config: RunConfig, tokenizer_dir: Path | None = None) -> Assembled:
     model = build_model(config, backbone, data.task)
     model.objective = make_objective(config.training, data.task, data.splits["train"].labels)
     if config.training.tune_threshold != "none" and not threshold.applies(data.task):
-        raise ConfigError(f"training.tune_threshold={config.training.tune_threshold} applies to binary sequence "
-                          f"classification; this task is {data.task.problem_type} with {data.task.num_labels} "
+        raise ConfigError(f"training.tune_threshold={config.training.tune_threshold} applies to binary "
+                          f"classification (of proteins or residues); this task is {data.task.problem_type} with {data.task.num_labels} "
                           "labels: drop the option")
     return Assembled(config, data, backbone, model, encoded, scaler)
