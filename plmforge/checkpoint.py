@@ -97,13 +97,36 @@ def _write(tmp: Path, model: torch.nn.Module, trainer_state: dict[str, Any], opt
         torch.save(blob, tmp / TRAINING_STATE)
     if engine_dir is not None:
         shutil.move(str(engine_dir), str(tmp / ENGINE_STATE))
+    seal(tmp)
+
+
+def seal(directory: Path) -> None:
+    """Record the sha256 of every file of a written checkpoint directory (each fsynced first), as its last
+    file: a directory without the record was never finished."""
     sums = {}
-    for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
-        sums[str(f.relative_to(tmp))] = sha256(f)
-        with f.open("rb") as fh:  # on disk before the rename makes the checkpoint current
+    for f in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != CHECKSUMS):
+        sums[str(f.relative_to(directory))] = sha256(f)
+        with f.open("rb") as fh:  # on disk before the record (or a rename) makes the checkpoint current
             os.fsync(fh.fileno())
-    (tmp / CHECKSUMS).write_text(json.dumps(sums, indent=1))
-    _fsync_dir(tmp)
+    (directory / CHECKSUMS).write_text(json.dumps(sums, indent=1))
+    _fsync_dir(directory)
+
+
+def is_sealed(directory: Path) -> bool:
+    return (directory / CHECKSUMS).is_file()
+
+
+def verify_all(directory: Path) -> None:
+    """Every file the record lists is there and unchanged (a directory without a record is left alone)."""
+    record = directory / CHECKSUMS
+    if not record.is_file():
+        return
+    names = tuple(json.loads(record.read_text()))
+    missing = [n for n in names if not (directory / n).is_file()]
+    if missing:
+        raise RunDirError(f"{directory} lacks {', '.join(missing[:3])}, recorded when the checkpoint was written: "
+                          "it was damaged or partly deleted; resume from another checkpoint")
+    verify(directory, names)
 
 
 def sha256(path: Path) -> str:

@@ -42,6 +42,23 @@ elif mode == "weights":  # killed right after the n-th weights file is written i
         if hit():
             os.kill(os.getpid(), signal.SIGKILL)
     ck.save_file = patched
+elif mode in ("io", "count"):  # killed right after the n-th write-like call of any kind (a random instant)
+    import json as _json, torch as _torch
+    calls = {"save_file": (ck, "save_file"), "torch_save": (_torch, "save"), "rename": (pathlib.Path, "rename"),
+             "write_text": (pathlib.Path, "write_text"), "fsync": (os, "fsync"), "dumps": (_json, "dumps")}
+    def wrap(owner, name):
+        real = getattr(owner, name)
+        def patched(*a, **k):
+            out = real(*a, **k)
+            if hit() and mode == "io":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return out
+        setattr(owner, name, patched)
+    for owner, name in calls.values():
+        wrap(owner, name)
+    if mode == "count":
+        import atexit
+        atexit.register(lambda: pathlib.Path(os.environ["PLMFORGE_TEST_COUNT"]).write_text(str(count[0])))
 elif mode in ("step", "sigint", "sigterm"):  # a signal at optimizer step n
     log_step = loop.Trainer._log_step
     sig = {"step": signal.SIGKILL, "sigint": signal.SIGINT, "sigterm": signal.SIGTERM}[mode]
@@ -62,10 +79,13 @@ def _args(data: Path, model: Path, out: Path) -> list[str]:
 
 
 def _run(tmp: Path, mode: str, n: int, args: list[str]) -> subprocess.CompletedProcess:
+    import os
+
     script = tmp / "run.py"
     script.write_text(SCRIPT)
+    env = {**os.environ, "PLMFORGE_TEST_COUNT": str(tmp / "count.txt")}
     return subprocess.run([sys.executable, str(script), mode, str(n), *args], capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, env=env)
 
 
 def _epochs(rd: Path) -> list[dict]:
@@ -90,9 +110,32 @@ def _same_run(a: Path, b: Path) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, amp_small, tiny_models) -> Path:
     tmp = tmp_path_factory.mktemp("whole")
-    run = _run(tmp, "none", 0, _args(amp_small, tiny_models["esm"], tmp / "run"))
+    run = _run(tmp, "count", 0, _args(amp_small, tiny_models["esm"], tmp / "run"))  # counts its write-like calls
     assert run.returncode == 0, run.stderr[-3000:]
     return tmp / "run"
+
+
+def test_kill_9_at_random_instants_then_resume_equals_the_uninterrupted_run(tmp_path, amp_small, tiny_models,
+                                                                           uninterrupted):
+    """Two instants drawn at random (seeded, printed) from every write-like call of the uninterrupted run:
+    file writes, renames, fsyncs, tensor saves, JSON serialisation — setup, epochs and checkpoints alike."""
+    import random
+
+    total = int((uninterrupted.parent / "count.txt").read_text())
+    assert total > 100
+    seed = 20261127
+    picks = sorted(random.Random(seed).sample(range(1, total + 1), 2))
+    print(f"seed {seed}: kill -9 after write-like call {picks} of {total}")
+    for n in picks:
+        rd = tmp_path / f"run_{n}"
+        killed = _run(tmp_path, "io", n, _args(amp_small, tiny_models["esm"], rd))
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        args = ["train", "--resume", str(rd)]
+        if not (rd / "model_stats.json").is_file():  # killed while the run directory was being set up
+            args = _args(amp_small, tiny_models["esm"], rd) + ["--overwrite"]
+        resumed = _run(tmp_path, "none", 0, args)
+        assert resumed.returncode == 0, (n, resumed.stderr[-3000:])
+        _same_run(uninterrupted, rd)
 
 
 @pytest.mark.parametrize("mode,n", [("step", 8), ("weights", 3), ("rename", 3), ("rename", 5)],

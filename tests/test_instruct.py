@@ -17,7 +17,7 @@ from conftest import shared
 from safetensors.torch import load_file
 
 from plmforge.cli import main
-from plmforge.errors import ConfigError, DataError
+from plmforge.errors import ConfigError, DataError, RunDirError
 from plmforge.instruct.config import load_instruct_config
 from plmforge.instruct.data import (
     FRAGMENT_TOKEN,
@@ -178,11 +178,18 @@ def test_training_reduces_the_loss_and_resume_restores_everything(tiny_models, t
     assert any("lora_" in k for k in saved) and not any(k.startswith("encoder.") for k in saved)
     assert (whole.run_dir / "checkpoint-4" / "adapter" / "adapter_config.json").is_file()  # peft layout
     assert (whole.run_dir / "checkpoint-4" / "optimizer.pt").is_file()
-    # a second run resumes from the first one's step-4 checkpoint and ends where the first one ended
+    # every file of a checkpoint is recorded with its sha256, the record written last
+    record = json.loads((whole.run_dir / "checkpoint-4" / "checksums.json").read_text())
+    assert {WEIGHTS, "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"} <= set(record)
+    # a second run resumes from the first one's step-4 checkpoint and ends where the first one ended; its
+    # step-8 checkpoint lacks the record (as when a kill falls inside the Trainer's write), so is passed over
     cut = tmp_path / "cut"
     cut.mkdir()
-    shutil.copytree(whole.run_dir / "checkpoint-4", cut / "checkpoint-4")
-    shutil.copytree(whole.run_dir / "tokenizer", cut / "tokenizer")
+    for part in ("checkpoint-4", "checkpoint-8", "tokenizer"):
+        shutil.copytree(whole.run_dir / part, cut / part)
+    (cut / "checkpoint-8" / "checksums.json").unlink()
+    (cut / "checkpoint-8" / "optimizer.pt").write_bytes(b"cut short")
+    shutil.copytree(cut, tmp_path / "damaged")
     resumed = train_instruct(_config(tiny_models, tiny_llama, fragments, cut, *extra,
                                      "training.resume_from_checkpoint=last"))
     a, b = load_file(str(whole.run_dir / "final" / WEIGHTS)), load_file(str(resumed.run_dir / "final" / WEIGHTS))
@@ -191,6 +198,37 @@ def test_training_reduces_the_loss_and_resume_restores_everything(tiny_models, t
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
     # the restored trainer state carries steps 1-4; steps 5-8 are new and equal the uninterrupted ones
     assert [h["loss"] for h in resumed.log_history if "loss" in h] == pytest.approx(losses, abs=1e-5)
+    # Ctrl-C in the middle of step 3: the Trainer finishes the step, saves a sealed checkpoint-3 and stops;
+    # resuming from it ends with the uninterrupted run's weights
+    import os
+    import signal
+
+    from transformers import TrainerCallback
+
+    class CtrlC(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            if state.global_step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt, match="stopped at step 3"):
+        train_instruct(_config(tiny_models, tiny_llama, fragments, stopped, *extra), callbacks=[CtrlC()])
+    assert (stopped / "checkpoint-3" / "checksums.json").is_file() and not (stopped / "final").exists()
+    again = train_instruct(_config(tiny_models, tiny_llama, fragments, stopped, *extra,
+                                   "training.resume_from_checkpoint=last"))
+    assert [h["loss"] for h in again.log_history if "loss" in h] == pytest.approx(losses, abs=1e-5)
+    c = load_file(str(stopped / "final" / WEIGHTS))
+    for k in a:
+        torch.testing.assert_close(a[k], c[k], atol=1e-6, rtol=0)
+    # a checkpoint file changed after it was written is refused before anything of it is loaded
+    damaged = tmp_path / "damaged"
+    shutil.rmtree(damaged / "checkpoint-8")
+    blob = bytearray((damaged / "checkpoint-4" / "optimizer.pt").read_bytes())
+    blob[-20] ^= 0xFF
+    (damaged / "checkpoint-4" / "optimizer.pt").write_bytes(bytes(blob))
+    with pytest.raises(RunDirError, match="optimizer.pt does not match the checksum"):
+        train_instruct(_config(tiny_models, tiny_llama, fragments, damaged, *extra,
+                               "training.resume_from_checkpoint=last"))
     assert whole.test_metrics is not None and "grounding_group/span_iou" in whole.test_metrics
     assert json.loads((whole.run_dir / "test_metrics.json").read_text()) == whole.test_metrics
     n_test = len(load_examples(fragments / "test.csv", "referring_desc", 100))

@@ -132,7 +132,7 @@ def _cfg(data: Path, out: Path, *extra: str):
 
 
 @pytest.mark.shared_data
-def test_training_learns_resumes_exactly_and_writes_the_run(tmp_path):
+def test_training_learns_resumes_exactly_and_writes_the_run(tmp_path, monkeypatch):
     data = dephospho_table(tmp_path)
     whole = train_ptm(_cfg(data, tmp_path / "whole", "training.num_train_epochs=3"))
     rd = whole.run_dir
@@ -145,16 +145,38 @@ def test_training_learns_resumes_exactly_and_writes_the_run(tmp_path):
     assert np.mean([m["loss"] for m in train[-5:]]) < np.mean([m["loss"] for m in train[:5]])
     assert val and all(m["masked_tokens"] > 25 * 33 * 0.1 for m in val)  # the whole validation set, every time
     assert whole.test is not None and whole.test["ptm_accuracy"] == whole.test["ptm_accuracy"]  # not NaN
-    # a 1-epoch run, resumed from its last.ckpt for epochs 2 and 3, ends with the uninterrupted run's weights
-    early = train_ptm(_cfg(data, tmp_path / "early", "training.num_train_epochs=1"))
-    resumed = train_ptm(_cfg(data, tmp_path / "resumed", "training.num_train_epochs=3",
-                             f"training.resume_from_checkpoint={early.run_dir / 'last.ckpt'}"))
+    # Ctrl-C during a step in the middle of epoch 2: the step ends, last.ckpt is saved at it, and a resume
+    # from it ends with the uninterrupted run's weights and validation losses
+    import os
+    import signal
+
+    import plmforge.ptm.train as ptm_train
+
+    stop_at = len(train) // 3 + 2  # inside the second epoch, not at a validation step (every 5 steps)
+    stop_at += stop_at % 5 == 0
+    calls = []
+    step = ptm_train._train_step
+
+    def ctrl_c(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == stop_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(ptm_train, "_train_step", ctrl_c)
+    with pytest.raises(KeyboardInterrupt, match=f"stopped at step {stop_at}"):
+        train_ptm(_cfg(data, tmp_path / "stopped", "training.num_train_epochs=3"))
+    monkeypatch.setattr(ptm_train, "_train_step", step)
+    cut = tmp_path / "stopped" / "last.ckpt"
+    assert torch.load(cut, weights_only=True)["step"] == stop_at
+    resumed = train_ptm(_cfg(data, tmp_path / "stopped", "training.num_train_epochs=3",
+                             f"training.resume_from_checkpoint={cut}"))
     a = torch.load(rd / "last.ckpt", weights_only=True)
     b = torch.load(resumed.run_dir / "last.ckpt", weights_only=True)
     assert a["step"] == b["step"] == len(train)
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], atol=1e-5, rtol=1e-5)
-    later = {m["step"]: m["loss"] for m in whole.metrics if m["split"] == "val" and m["step"] > early.metrics[-2]["step"]}
+    later = {m["step"]: m["loss"] for m in whole.metrics if m["split"] == "val" and m["step"] > stop_at}
     again = {m["step"]: m["loss"] for m in resumed.metrics if m["split"] == "val" and m["step"] in later}
     assert later and again == pytest.approx(later, rel=1e-5)
 

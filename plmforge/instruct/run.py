@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import yaml
 
+from plmforge.checkpoint import is_sealed, seal, verify_all
 from plmforge.errors import ConfigError, RunDirError
 from plmforge.instruct.config import InstructConfig, instruct_config_from_dict, training_arguments
 from plmforge.instruct.data import (
@@ -30,6 +31,7 @@ from plmforge.instruct.data import (
     load_examples,
 )
 from plmforge.instruct.model import FragmentPerceiver, ModalityAdapter, ProteinTextModel
+from plmforge.train.stopping import graceful_stop
 
 log = logging.getLogger("plmforge")
 WEIGHTS = "trainable.safetensors"
@@ -54,6 +56,7 @@ def build(config: InstructConfig, tokenizer_dir: Path | None = None) -> Built:
     from plmforge.models.backbone import load_backbone
     from plmforge.models.families import quiet_transformers
 
+    torch.manual_seed(config.training.seed)  # the new weights (placeholder rows, LoRA, adapters) are seeded
     m = config.model
     dtype = DTYPES[m.dtype]
     if dtype == torch.float16 and not torch.cuda.is_available():
@@ -156,7 +159,17 @@ def _trainer_class():  # type: ignore[no-untyped-def]
                                                save_embedding_layers=False)
             torch.save(self.args, out / "training_args.bin")
 
+        def _save_checkpoint(self, model, trial):  # type: ignore[no-untyped-def]
+            """The Trainer's checkpoint, then its checksum record (written last: see `_resume_point`)."""
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+                seal(Path(self._get_output_dir(trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):  # type: ignore[no-untyped-def]
+            # before the Trainer reads anything of it (optimizer, scheduler, RNG states come after this)
+            verify_all(Path(resume_from_checkpoint))
             load_trainable(model or self.model, Path(resume_from_checkpoint))
 
     return InstructTrainer
@@ -196,7 +209,25 @@ class InstructResult:
     test_metrics: dict[str, float] | None
 
 
-def train_instruct(config: InstructConfig) -> InstructResult:
+def _stop_callback(flag: Any):  # type: ignore[no-untyped-def]
+    """Ctrl-C / SIGTERM (see `graceful_stop`): the Trainer saves a checkpoint at the end of the current step
+    (sealed like every other) and stops; `resume_from_checkpoint=last` continues from that very step."""
+    from transformers import TrainerCallback
+
+    class StopAtStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            if flag.requested:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopAtStep()
+
+
+def train_instruct(config: InstructConfig, callbacks: list[Any] | None = None) -> InstructResult:
+    """Train (one or two stages), then score the test split. `callbacks`: extra transformers
+    TrainerCallbacks. The first Ctrl-C or SIGTERM stops at the end of the current step with a checkpoint
+    saved there (a second one stops at once)."""
     tcfg = config.training
     out = Path(tcfg.output_dir)
     resume = tcfg.resume_from_checkpoint
@@ -216,28 +247,16 @@ def train_instruct(config: InstructConfig) -> InstructResult:
         if d.validation else None
     stages = tcfg.stage.split("+")
     history: list[dict[str, Any]] = []
-    trainer_cls = _trainer_class()
-    for stage in stages:
-        _set_stage(built.model, stage)
-        two = len(stages) > 1
-        stage_dir = out / "align" if stage == "align" and two else out
-        if stage == "align" and two and resume and (stage_dir / "final" / WEIGHTS).is_file():
-            load_trainable(built.model, stage_dir / "final")  # stage 1 finished before the stop
-            log.info("stage align: finished earlier, its adapter read from %s", stage_dir / "final")
-            continue
-        args = training_arguments(tcfg, stage_dir, has_eval=eval_set is not None,
-                                  stage_epochs=tcfg.align_epochs if stage == "align" else None,
-                                  max_steps=-1 if stage == "align" and two else tcfg.max_steps)
-        trainer = trainer_cls(model=built.model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                              data_collator=collator(built))
-        trainer.stage, trainer.temperature = stage, tcfg.align_temperature
-        ckpt = _resume_point(stage_dir, resume, required=not (stage == "instruct" and two))
-        log.info("stage %s: %d trainable parameters", stage,
-                 sum(p.numel() for p in built.model.parameters() if p.requires_grad))
-        trainer.train(resume_from_checkpoint=ckpt)
-        history += [{"stage": stage, **h} for h in trainer.state.log_history]
-        if stage == "align" and two:
-            trainer._save(str(stage_dir / "final"))  # the second stage starts from this adapter
+    trainer = None
+    with graceful_stop() as flag:
+        for stage in stages:
+            trainer = _train_stage(config, built, stage, stages, train_set, eval_set, flag, callbacks or [],
+                                   history) or trainer
+            if flag.requested:
+                step = trainer.state.global_step if trainer else 0
+                raise KeyboardInterrupt(f"stopped at step {step} of stage {stage}; the state is saved in its "
+                                        "checkpoint: continue with training.resume_from_checkpoint=last")
+    assert trainer is not None
     trainer._save(str(out / "final"))
     (out / "log_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     metrics = None
@@ -252,6 +271,34 @@ def train_instruct(config: InstructConfig) -> InstructResult:
     return InstructResult(out, history, metrics)
 
 
+def _train_stage(config: InstructConfig, built: Built, stage: str, stages: list[str], train_set: Any,
+                 eval_set: Any, flag: Any, callbacks: list[Any], history: list[dict[str, Any]]) -> Any:
+    """One stage's Trainer run (a finished align stage of a resumed run is read, not run again)."""
+    tcfg = config.training
+    out, resume = Path(tcfg.output_dir), tcfg.resume_from_checkpoint
+    _set_stage(built.model, stage)
+    two = len(stages) > 1
+    stage_dir = out / "align" if stage == "align" and two else out
+    if stage == "align" and two and resume and (stage_dir / "final" / WEIGHTS).is_file():
+        load_trainable(built.model, stage_dir / "final")  # stage 1 finished before the stop
+        log.info("stage align: finished earlier, its adapter read from %s", stage_dir / "final")
+        return None
+    args = training_arguments(tcfg, stage_dir, has_eval=eval_set is not None,
+                              stage_epochs=tcfg.align_epochs if stage == "align" else None,
+                              max_steps=-1 if stage == "align" and two else tcfg.max_steps)
+    trainer = _trainer_class()(model=built.model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                               data_collator=collator(built), callbacks=[_stop_callback(flag), *callbacks])
+    trainer.stage, trainer.temperature = stage, tcfg.align_temperature
+    ckpt = _resume_point(stage_dir, resume, required=not (stage == "instruct" and two))
+    log.info("stage %s: %d trainable parameters", stage,
+             sum(p.numel() for p in built.model.parameters() if p.requires_grad))
+    trainer.train(resume_from_checkpoint=ckpt)
+    history += [{"stage": stage, **h} for h in trainer.state.log_history]
+    if stage == "align" and two and not flag.requested:
+        trainer._save(str(stage_dir / "final"))  # the second stage starts from this adapter
+    return trainer
+
+
 def _resume_point(stage_dir: Path, resume: str | None, required: bool = True) -> str | None:
     """The checkpoint this stage resumes from: `last` = its newest checkpoint-N (none yet is an error only
     when `required`: the instruct stage of a run stopped during alignment starts afresh); a directory is
@@ -260,6 +307,11 @@ def _resume_point(stage_dir: Path, resume: str | None, required: bool = True) ->
         return None
     if resume == "last":
         points = sorted(stage_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        sealed = [p for p in points if is_sealed(p)]
+        if sealed and sealed[-1] != points[-1]:  # a stop while the Trainer was writing the newest one
+            log.warning("%s has no checksum record: the run stopped while writing it; resuming from %s",
+                        points[-1], sealed[-1].name)
+            points = sealed
         if not points:
             if required:
                 raise RunDirError(f"training.resume_from_checkpoint=last: {stage_dir} has no checkpoint-N directory")

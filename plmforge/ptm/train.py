@@ -30,6 +30,7 @@ from plmforge.ptm.batching import batches, collate, mask_tokens
 from plmforge.ptm.mamba import PtmMamba
 from plmforge.ptm.plm import PlmFeatures, StoredPlmFeatures, fill_store, store_for
 from plmforge.ptm.tokens import PtmTokenizer
+from plmforge.train.stopping import graceful_stop
 
 log = logging.getLogger("plmforge")
 
@@ -256,24 +257,27 @@ def train_ptm(config: PtmConfig) -> PtmResult:
     gen = torch.Generator().manual_seed(tcfg.seed)
     bar = tqdm(total=total, initial=state["step"], desc="ptm-mamba", unit="step",
                disable=not accelerator.is_main_process)
-    for epoch in range(tcfg.num_train_epochs):
-        epoch_batches = batches(lengths, tcfg.per_device_train_batch_size, tcfg.max_tokens_per_batch,
-                                np.random.default_rng([tcfg.seed, epoch]))
-        mine = epoch_batches[accelerator.process_index::accelerator.num_processes][:per_epoch]
-        for k, b in enumerate(mine):
-            step_here = epoch * per_epoch + k
-            gen.manual_seed(tcfg.seed * 100003 + step_here)  # masks depend on the step only: resumable
-            if step_here < state["step"]:
-                continue
-            loss = _train_step(model, optimizer, scheduler, accelerator, [parts["train"][i] for i in b], tcfg, tok,
-                               gen, plm)
-            state["step"] += 1
-            bar.update()
-            state["metrics"].append({"split": "train", "epoch": epoch, "step": state["step"], "loss": loss,
-                                     "lr": scheduler.get_last_lr()[0]})
-            if state["step"] % tcfg.log_steps == 0 or state["step"] == total:
-                _validate_and_save(out, config, accelerator, model, optimizer, scheduler, state, epoch, parts["val"],
-                                   tok, plm)
+    with graceful_stop() as flag:
+        for epoch in range(tcfg.num_train_epochs):
+            epoch_batches = batches(lengths, tcfg.per_device_train_batch_size, tcfg.max_tokens_per_batch,
+                                    np.random.default_rng([tcfg.seed, epoch]))
+            mine = epoch_batches[accelerator.process_index::accelerator.num_processes][:per_epoch]
+            for k, b in enumerate(mine):
+                step_here = epoch * per_epoch + k
+                gen.manual_seed(tcfg.seed * 100003 + step_here)  # masks depend on the step only: resumable
+                if step_here < state["step"]:
+                    continue
+                loss = _train_step(model, optimizer, scheduler, accelerator, [parts["train"][i] for i in b], tcfg,
+                                   tok, gen, plm)
+                state["step"] += 1
+                bar.update()
+                state["metrics"].append({"split": "train", "epoch": epoch, "step": state["step"], "loss": loss,
+                                         "lr": scheduler.get_last_lr()[0]})
+                if state["step"] % tcfg.log_steps == 0 or state["step"] == total:
+                    _validate_and_save(out, config, accelerator, model, optimizer, scheduler, state, epoch,
+                                       parts["val"], tok, plm)
+                if _stop_requested(flag, accelerator):
+                    _stop(out, config, accelerator, model, optimizer, scheduler, state)
     bar.close()
     test = None
     if parts["test"] and accelerator.is_main_process:
@@ -284,6 +288,27 @@ def train_ptm(config: PtmConfig) -> PtmResult:
         state["metrics"].append({"split": "test", "step": state["step"], "checkpoint": best.name, **test})
         (out / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
     return PtmResult(out, state["metrics"], test)
+
+
+def _stop_requested(flag: Any, accelerator: Any) -> bool:
+    """Whether Ctrl-C / SIGTERM asked to stop; every process agrees (one collective when distributed)."""
+    requested = bool(flag.requested)
+    if accelerator.num_processes > 1:
+        t = torch.tensor([float(requested)], device=accelerator.device)
+        requested = bool(accelerator.reduce(t, reduction="sum").item() > 0)
+    return requested
+
+
+def _stop(out: Path, config: PtmConfig, accelerator: Any, model: Any, optimizer: Any, scheduler: Any,
+          state: dict) -> None:
+    """Save last.ckpt at this step (the data order and masks follow from the step: a resume continues here
+    exactly) and stop."""
+    if accelerator.is_main_process:
+        _save(out / "last.ckpt", accelerator.unwrap_model(model), optimizer, scheduler, state, config)
+        (out / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
+    accelerator.wait_for_everyone()
+    raise KeyboardInterrupt(f"stopped at step {state['step']}; the state is saved in {out / 'last.ckpt'}: continue "
+                            f"with training.resume_from_checkpoint={out}")
 
 
 def _resume_path(tcfg: PtmTrainingConfig) -> Path | None:

@@ -326,9 +326,12 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
             if stamp == seen:  # nothing new: leave the page as it is
                 return [gr.skip()] * 9 + [gr.skip(), seen]
             try:
-                return follow(app, rd, job, stamp)
+                out = follow(app, rd, job, stamp)
             except Exception as exc:  # noqa: BLE001  (a damaged events file must not stop the page)
                 return [gr.skip()] * 8 + [error_box(exc), gr.Timer(active=False), stamp]
+            if app.jobs.get(rd) is not job:  # Resume/Start launched a process while this tick ran: its answer
+                out[-2:] = [gr.Timer(active=True), None]  # must not switch the timer off after theirs
+            return out
 
         seen = gr.State(None)
         timer.tick(poll, [current_run, seen], [status_md, bar, loss_plot, metric_plot, test_table, download, gallery,
