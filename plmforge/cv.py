@@ -20,6 +20,7 @@ import csv
 import dataclasses
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,10 @@ def cross_validate(config: RunConfig | None = None, *, run_dir: str | Path | Non
             raise RunDirError(f"cannot resume {rd}: it is not a cross-validation run ({CV_FILE} is missing)")
         config = load_run_config(rd)
     assert config is not None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("cross-validation runs its folds one after another in one process, so it cannot run under "
+                          "accelerate launch / torchrun; to spread each fold over several processes, launch one run "
+                          "per fold: plmforge train ... cv.folds=K cv.fold=i (the folds are the same in every run)")
     if config.cv.folds < 2:
         raise ConfigError("cross-validation needs cv.folds >= 2 (e.g. --cv 5)")
     if config.cv.fold is not None:

@@ -30,6 +30,7 @@ import csv
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -176,6 +177,10 @@ def sweep(base: RunConfig | None, space: list[Param] | None, trials: int, out_di
         space = parse_space(yaml.safe_load((out / SPACE_FILE).read_text()))
         prune = state["prune"]
     assert base is not None and space is not None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("a sweep runs its trials one after another in one process, so it cannot run under "
+                          "accelerate launch / torchrun; run the sweep in one process (e.g. on one GPU), then the "
+                          "best config distributed")
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
     out = Path(out_dir or base.output.dir)

@@ -180,3 +180,17 @@ def test_train_refuses_cv_without_a_fold_and_cli_refuses_a_full_run_dir(tmp_path
     with pytest.raises(RunDirError, match="already holds results"):
         cross_validate(cfg)
     assert (tmp_path / "x" / "something").read_text() == "earlier result"
+
+
+def test_cross_validation_and_sweeps_refuse_a_multi_process_launch(tmp_path, tiny_models, amp_small, monkeypatch):
+    from plmforge.cv import cross_validate
+    from plmforge.sweep import parse_space, sweep
+
+    cfg = load_config(None, [f"data.dataset={amp_small}", f"model.name={tiny_models['esm']}", "cv.folds=3",
+                             "data.problem_type=single_label_classification", f"output.dir={tmp_path / 'x'}"])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="cv.folds=K cv.fold=i"):
+        cross_validate(cfg)
+    with pytest.raises(ConfigError, match="cannot run under accelerate launch"):
+        sweep(cfg.replace(cv=CVConfig()), parse_space({"training.epochs": [1, 2]}), 2)
+    assert not (tmp_path / "x").exists()
