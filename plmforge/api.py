@@ -82,6 +82,9 @@ def _run_path(run_dir: str | Path) -> Path:
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
     """A finished run (a local directory, or `owner/name` of a run pushed with `plmforge push`)."""
     rd = _run_path(run_dir)
+    if (rd / "cv.json").is_file() and not (rd / checkpoint).exists():
+        raise RunDirError(f"{rd} is a cross-validation run: give one of its fold runs ({rd / 'fold_1'} ...), or all of "
+                          f"them for their ensemble: plmforge predict {rd}/fold_* --input FILE")
     for needed in ("config.yaml", "task.json", "tokenizer", checkpoint):
         if not (rd / needed).exists():
             raise RunDirError(f"{rd} is not a finished plmforge run: {needed} is missing")

@@ -153,6 +153,11 @@ def test_train_cv_writes_fold_runs_their_mean_and_sd_and_a_test_ensemble(tmp_pat
     truth = pd.read_csv(amp_small / "test.csv")["label"].to_numpy()
     assert ensemble["metrics"]["accuracy"] == pytest.approx((expected["prediction"].to_numpy() == truth).mean())
     assert "intervals" in ensemble and (out / "plots" / "cv_folds.png").stat().st_size > 5000
+    from plmforge.api import load_run
+    from plmforge.errors import RunDirError
+
+    with pytest.raises(RunDirError, match="is a cross-validation run: give one of its fold runs"):
+        load_run(out)
     # resume: a lost fold is run again (the same result: runs are seeded), finished folds are kept
     kept = (out / "fold_1" / "best").stat().st_mtime_ns
     import shutil
