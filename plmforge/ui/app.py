@@ -210,7 +210,9 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
                             gallery = gr.Gallery(label="Plots", columns=3, height="auto", elem_id="run_plots")
                             console = gr.Textbox(label="Console output", lines=6, max_lines=12,
                                                  elem_id="console", interactive=False)
-                timer = gr.Timer(1.0, active=False)
+                # always ticking: a poll that finds nothing new answers with skips, and no answer can switch it
+                # off, so no order of answers (a tick racing Start / Abort / Resume) can freeze the page
+                timer = gr.Timer(1.0, active=True)
 
             runs = tabs.runs_tab(app, current_run, timer)
             eval_tab, eval_run = tabs.evaluate_tab(app)
@@ -318,19 +320,20 @@ def build(runs_dir: Path, work_dir: Path) -> Any:
         # ---- live progress -------------------------------------------------------------------------
         def poll(run: str | None, seen: tuple | None):
             if not run:
-                return [gr.skip()] * 9 + [gr.Timer(active=False), seen]
+                return [gr.skip()] * 9 + [gr.skip(), seen]
             rd = Path(run)
             job = app.jobs.get(rd)
             events = rd / EVENTS_FILE
-            stamp = (run, events.stat().st_size if events.is_file() else -1, job.running if job else None)
+            stamp = (run, events.stat().st_size if events.is_file() else -1, job.process.pid if job else None,
+                     job.running if job else None)  # a new process (Resume) always shows, even before it writes
             if stamp == seen:  # nothing new: leave the page as it is
                 return [gr.skip()] * 9 + [gr.skip(), seen]
             try:
                 out = follow(app, rd, job, stamp)
             except Exception as exc:  # noqa: BLE001  (a damaged events file must not stop the page)
-                return [gr.skip()] * 8 + [error_box(exc), gr.Timer(active=False), stamp]
-            if app.jobs.get(rd) is not job:  # Resume/Start launched a process while this tick ran: its answer
-                out[-2:] = [gr.Timer(active=True), None]  # must not switch the timer off after theirs
+                return [gr.skip()] * 8 + [error_box(exc), gr.skip(), stamp]
+            if app.jobs.get(rd) is not job:  # a process launched while this tick ran: show it at the next tick
+                out[-1] = None
             return out
 
         seen = gr.State(None)
@@ -388,7 +391,7 @@ def follow(app: App, rd: Path, job: Any, stamp: tuple) -> list[Any]:
             views.loss_figure(progress), views.metrics_figure(progress), views.metrics_table(test),
             gr.DownloadButton(value=str(csv), visible=True) if csv.is_file() else gr.skip(),
             views.run_plots(rd), job.log_tail() if job is not None else "",
-            gr.skip(), gr.Timer(active=running or status in ("running", "starting")), stamp]
+            gr.skip(), gr.skip(), stamp]
 
 
 def exposure_warning(host: str, has_auth: bool) -> str | None:
