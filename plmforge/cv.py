@@ -33,6 +33,7 @@ from plmforge.api import load_run, mean_scores, predict_records
 from plmforge.compare import compare
 from plmforge.config import RunConfig, load_run_config, save_config
 from plmforge.errors import ConfigError, RunDirError
+from plmforge.events import RunProgress
 from plmforge.inference import Predictions, split_metrics
 from plmforge.logs import file_logging
 from plmforge.outputs import metrics_blob, summary_table, with_interval, write_frames, write_metrics
@@ -122,11 +123,7 @@ def _assignment(config: RunConfig, rd: Path) -> dict[str, Any]:
 
 def _finished(fd: Path) -> bool:
     """A fold whose run ended: its events say so."""
-    events = fd / "events.jsonl"
-    if not events.is_file():
-        return False
-    lines = [json.loads(x) for x in events.read_text().splitlines() if x.strip()]
-    return any(e.get("event") == "end" and e.get("status") == "finished" for e in lines)
+    return RunProgress.read(fd).status == "finished"
 
 
 def _run_fold(config: RunConfig, i: int, rd: Path, resume: bool, progress: bool) -> dict[str, Any]:
