@@ -28,7 +28,7 @@ from plmforge.config import BatchingConfig, RunConfig, load_run_config
 from plmforge.data.batching import Collator, EncodedSplit
 from plmforge.data.readers import Table, find_split_files, is_table_file, read_file, sequences_table
 from plmforge.data.validate import Records, table_to_records
-from plmforge.errors import ConfigError, RunDirError
+from plmforge.errors import ConfigError, DataError, RunDirError
 from plmforge.inference import Predictions, predict_encoded, split_metrics
 from plmforge.models.backbone import Backbone
 from plmforge.models.build import build_model, load_run_backbone
@@ -194,6 +194,58 @@ def predict(run: str | Path | LoadedRun, sequences: str | Path | list[str] | dic
     loaded = _run(run)
     records = loaded.records(_input_table(loaded, sequences), with_labels=False)
     return predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision)
+
+
+@dataclass
+class StreamedPrediction:
+    """What `predict_file` wrote: the files and how many sequences (and chunks) were predicted."""
+
+    files: list[Path]
+    sequences: int
+    chunks: int
+
+
+def predict_file(run: str | Path | LoadedRun, path: str | Path, out: str | Path, *, batch_size: int | None = None,
+                 max_tokens: int | None = None, precision: str = "fp32", progress: bool = True) -> StreamedPrediction:
+    """Predict a file of any size in chunks of rows (plmforge.data.stream), appending each chunk's
+    predictions to the output: memory does not grow with the file. The output appears only when every row
+    was predicted (written beside it, then renamed): an error names its row, and an earlier output file of
+    that name is left as it was. The predictions equal `predict(run, path)`."""
+    import os
+
+    from tqdm.auto import tqdm
+
+    from plmforge.data.stream import iter_chunks
+
+    loaded = _run(run)
+    batching = _batching(loaded, batch_size, max_tokens)
+    out = Path(out)
+    partial: dict[str, Path] = {}
+    n = chunks = 0
+    try:
+        with tqdm(total=os.path.getsize(path) if Path(path).is_file() else 0, desc=f"predicting {Path(path).name}",
+                  unit="B", unit_scale=True, disable=not progress, mininterval=1.0, delay=1.0) as bar:
+            for table in iter_chunks(path, loaded.config.data.sequence_column,
+                                     progress=lambda done, _: bar.update(done - bar.n)):
+                result = predict_records(loaded, loaded.records(table, with_labels=False), batching, precision)
+                for suffix, frame in result.frames.items():
+                    target = out.with_name(out.stem + suffix + out.suffix)
+                    tmp = partial.setdefault(suffix, target.with_name(f".{target.name}.partial"))
+                    frame.to_csv(tmp, index=False, mode="a" if chunks else "w", header=not chunks)
+                n, chunks = n + len(result.records), chunks + 1
+    except BaseException:
+        for tmp in partial.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    if not chunks:
+        raise DataError("no records (the file has a header but no rows)", file=str(path),
+                        hint="add sequences to the file")
+    files = []
+    for suffix, tmp in partial.items():
+        target = out.with_name(out.stem + suffix + out.suffix)
+        tmp.replace(target)
+        files.append(target)
+    return StreamedPrediction(files, n, chunks)
 
 
 def predict_ensemble(runs: list[str | Path | LoadedRun], sequences: str | Path | list[str] | dict[str, str], *,

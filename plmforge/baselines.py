@@ -191,13 +191,26 @@ def _model_text(kind: str) -> str:
             "values": "ridge regression"}[kind]
 
 
+def _protein_sample(train: Any, seed: int) -> tuple[Any, str]:
+    """Training proteins enough for the residue sample: with far more residues than MAX_RESIDUES (a split
+    on disk may hold hundreds of millions), a seeded sample of proteins holding twice that many."""
+    lengths = np.fromiter((len(s) for s in train.sequences), dtype=np.int64, count=len(train))
+    if lengths.sum() <= 4 * MAX_RESIDUES:
+        return train, ""
+    order = np.random.default_rng([seed, 1]).permutation(len(train))
+    k = int(np.searchsorted(np.cumsum(lengths[order]), 2 * MAX_RESIDUES)) + 1
+    return train.subset(np.sort(order[:k]).tolist()), f" of {k} sampled proteins (of {len(train)})"
+
+
 def _residue_baselines(task: Any, splits: dict[str, Any], test_labels: list, test_scores_like: list, kind: str,
                        metric: str, sign: float, seed: int) -> list[Baseline]:
     problem = task.problem
     n = task.num_labels
-    stacked = {s: [problem.kind.stack(list(lab), n) for lab in splits[s].labels] for s in ("train", "validation")}
+    train, note = _protein_sample(splits["train"], seed)
+    stacked = {s: [problem.kind.stack(list(lab), n) for lab in part.labels]
+               for s, part in (("train", train), ("validation", splits["validation"]))}
     rng = np.random.default_rng(seed)
-    x_train = residue_windows(splits["train"].sequences)
+    x_train = residue_windows(train.sequences)
     y_train = np.concatenate(stacked["train"])
     counted = problem.kind.counted(y_train)
     x_train, y_train = x_train[counted], problem.kind.metric_labels(y_train[counted]) if kind != "values" \
@@ -205,7 +218,7 @@ def _residue_baselines(task: Any, splits: dict[str, Any], test_labels: list, tes
     settings: dict[str, Any] = {}
     if x_train.shape[0] > MAX_RESIDUES:
         keep = np.sort(rng.choice(x_train.shape[0], MAX_RESIDUES, replace=False))
-        settings["trained_on"] = f"{MAX_RESIDUES} of {x_train.shape[0]} labelled training residues (seeded sample)"
+        settings["trained_on"] = f"{MAX_RESIDUES} of {x_train.shape[0]} labelled training residues{note} (seeded sample)"
         x_train, y_train = x_train[keep], y_train[keep]
     val = splits["validation"]
     x_val = residue_windows(val.sequences)

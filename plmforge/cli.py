@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--input", help="CSV, TSV, JSONL, Parquet or FASTA file of sequences")
     group.add_argument("--sequence", help="one amino-acid sequence")
     p.add_argument("--output", help="CSV to write (default RUN_DIR/predictions.csv for --input)")
+    stream = p.add_mutually_exclusive_group()
+    stream.add_argument("--stream", dest="stream", action="store_true", default=None,
+                        help="read --input in chunks of rows and append the predictions (the default from 64 MB on)")
+    stream.add_argument("--no-stream", dest="stream", action="store_false", help="read --input whole")
     _inference_args(p)
     p.set_defaults(func=_predict)
     p = sub.add_parser("export", help="write a self-contained model directory (adapters merged)")
@@ -265,17 +269,36 @@ def _predict(args: argparse.Namespace) -> int:
     runs = [load_run(r) for r in args.run_dir]
     what = [args.sequence] if args.sequence is not None else Path(args.input)
     kwargs = dict(batch_size=args.batch_size, max_tokens=args.max_tokens, precision=args.precision)
+    default = "predictions.csv" if len(runs) == 1 else "ensemble_predictions.csv"
+    out = Path(args.output) if args.output else runs[0].run_dir / default
+    if args.input is not None and _streamed(args.stream, Path(args.input)):
+        if len(runs) > 1:
+            raise ConfigError("an ensemble reads its input whole: pass --no-stream, or predict with each run "
+                              "(--stream) and average the files")
+        from plmforge.api import predict_file
+
+        done = predict_file(runs[0], args.input, out, **kwargs)  # type: ignore[arg-type]
+        print(f"wrote predictions for {done.sequences} sequences (read in {done.chunks} chunks) to "
+              f"{', '.join(map(str, done.files))}")
+        return 0
     result = predict(runs[0], what, **kwargs) if len(runs) == 1 else predict_ensemble(runs, what, **kwargs)
     if len(runs) > 1:
         print(f"ensemble of {len(runs)} runs (mean of their predictions): " + ", ".join(args.run_dir))
     if args.sequence is not None and args.output is None:
         print(result.frames[list(result.frames)[-1]].to_string(index=False))  # the per-sequence view
         return 0
-    default = "predictions.csv" if len(runs) == 1 else "ensemble_predictions.csv"
-    out = Path(args.output) if args.output else runs[0].run_dir / default
     written = result.write(out)
     print(f"wrote predictions for {len(result.records)} sequences to {', '.join(map(str, written))}")
     return 0
+
+
+def _streamed(flag: bool | None, path: Path) -> bool:
+    """--stream / --no-stream, else in chunks from the size at which `data check` reads in chunks."""
+    from plmforge.data.stream import CHUNKED_ABOVE
+
+    if flag is not None:
+        return flag
+    return path.is_file() and path.stat().st_size >= CHUNKED_ABOVE
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ ATTENTION = ("sdpa", "eager")
 TRACKERS = ("wandb", "tensorboard")
 WANDB_MODES = ("offline", "online", "disabled")
 LABEL_FORMATS = ("values", "positions")
+STORAGE = ("auto", "memory", "disk")  # where the validated, tokenised splits are kept while training
 # Each section's CHOICES names the allowed values of its fields (tuples, or registries read when asked):
 # validation here and the web UI's dropdowns read the same lists.
 
@@ -55,8 +56,11 @@ class DataConfig:
     label_format: str = "values"  # residue tasks: 'values' (one per residue) or 'positions' (1-based, =1)
     mask_column: str | None = None  # residue tasks: 0/1 per residue, 0 = ignore
     group_column: str | None = None  # e.g. a sequence-cluster id: a group never straddles train and validation
+    # 'disk': splits read in chunks into files on disk, read back row by row (memory does not grow with the residues);
+    # 'auto': on disk when the local split files reach 64 MB
+    storage: str = "auto"
     CHOICES: ClassVar[dict[str, Any]] = {"problem_type": PROBLEM_TYPES, "label_normalisation": NORMALISATIONS,
-                                         "label_format": LABEL_FORMATS}
+                                         "label_format": LABEL_FORMATS, "storage": STORAGE}
 
     def __post_init__(self) -> None:
         if self.dataset is None and self.train is None:
@@ -73,6 +77,8 @@ class DataConfig:
             positive("data.max_samples", self.max_samples)
         if self.label_format not in LABEL_FORMATS:
             raise choice_error("data.label_format", self.label_format, LABEL_FORMATS)
+        if self.storage not in STORAGE:
+            raise choice_error("data.storage", self.storage, STORAGE)
         if self.residue_classes is not None and len(set(self.residue_classes)) != len(self.residue_classes):
             raise ConfigError(f"data.residue_classes repeats a symbol: {','.join(self.residue_classes)}")
 

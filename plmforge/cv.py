@@ -117,7 +117,7 @@ def _assignment(config: RunConfig, rd: Path) -> dict[str, Any]:
                            "group_column": config.data.group_column, "validation": {}}
     for i in range(1, config.cv.folds + 1):
         data = prepare_data(fold_config(config, i, rd))
-        out["validation"][str(i)] = data.splits["validation"].ids
+        out["validation"][str(i)] = list(data.splits["validation"].ids)
     return out
 
 
@@ -180,7 +180,7 @@ def _ensemble(config: RunConfig, fold_dirs: list[Path], test: Any, rd: Path) -> 
                             baselines=False))
     write_metrics(blob, rd, "test_ensemble")
     if config.output.save_predictions:
-        frames = task.problem.frames(test.ids, test.sequences, scores, labels, config.data.residue_classes)
+        frames = task.problem.frames(list(test.ids), list(test.sequences), scores, labels, config.data.residue_classes)
         write_frames(rd / "test_ensemble_predictions.csv", frames)
     return blob
 

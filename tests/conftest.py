@@ -15,6 +15,10 @@ if "PLMFORGE_CACHE_DIR" not in os.environ:  # the tests' embedding store: never 
     import tempfile
 
     os.environ["PLMFORGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="plmforge-store-")
+if "PLMFORGE_DATA_DIR" not in os.environ:  # splits kept on disk (data.storage) while a test trains
+    import tempfile
+
+    os.environ["PLMFORGE_DATA_DIR"] = tempfile.mkdtemp(prefix="plmforge-ondisk-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

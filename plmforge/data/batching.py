@@ -18,7 +18,8 @@ from plmforge.tasks import ProblemType
 @dataclass
 class EncodedSplit(Dataset):
     """A tokenised split: every named model input per sequence (special tokens included), where the
-    special tokens are, and the training targets (per sequence, or per token for residue tasks)."""
+    special tokens are, and the training targets (per sequence, or per token for residue tasks). The
+    per-sequence lists may be on-disk `Ragged` columns (data.storage)."""
 
     inputs: dict[str, list[np.ndarray]]
     special: list[np.ndarray]
@@ -33,6 +34,8 @@ class EncodedSplit(Dataset):
 
     @property
     def lengths(self) -> np.ndarray:
+        if hasattr(self.special, "lengths"):  # on disk: from the offsets, without reading the tokens
+            return self.special.lengths
         return np.fromiter((len(x) for x in self.special), dtype=np.int64, count=len(self.special))
 
 

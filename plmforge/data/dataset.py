@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from plmforge.data.readers import (
     read_sources,
     spec_parts,
 )
+from plmforge.data.stream import CHUNKED_ABOVE
 from plmforge.data.validate import Records, concat_records, table_to_records
 from plmforge.errors import ConfigError, DataError
 from plmforge.metrics import direction_of
@@ -44,7 +49,7 @@ class PreparedData:
             "validation_carved_from_train": self.validation_carved,
             **({"cross_validation": self.cv} if self.cv else {}),
             "counts": {k: len(v) for k, v in self.splits.items()},
-            "samples": {name: recs.ids for name, recs in self.splits.items()},
+            "samples": {name: list(recs.ids) for name, recs in self.splits.items()},
         }
 
 
@@ -162,7 +167,7 @@ def carve_validation(train: Records, fraction: float, seed: int, problem: Proble
     whole groups on one side when the records have groups)."""
     from sklearn.model_selection import train_test_split
 
-    idx = list(range(len(train)))
+    idx = np.arange(len(train))  # arrays, not lists of ints: a split on disk may have millions of rows
     n_val = max(1, int(round(fraction * len(idx))))
     stratify = problem.stratify(train.labels)
     if stratify is not None:
@@ -180,7 +185,7 @@ def carve_validation(train: Records, fraction: float, seed: int, problem: Proble
                  len(idx), 100 * len(va) / len(idx))
     else:
         tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
-    return train.subset(sorted(tr)), train.subset(sorted(va))
+    return train.subset(np.sort(tr)), train.subset(np.sort(va))
 
 
 def cv_split(pool: Records, cv: CVConfig, seed: int, problem: ProblemType,
@@ -190,8 +195,7 @@ def cv_split(pool: Records, cv: CVConfig, seed: int, problem: ProblemType,
     assert cv.fold is not None
     fold = assign_folds(len(pool), cv.folds, seed, problem.cv_strata(pool.labels, cv.folds), pool.groups,
                         source=pool.source, group_column=group_column)
-    return (pool.subset(np.flatnonzero(fold != cv.fold - 1).tolist()),
-            pool.subset(np.flatnonzero(fold == cv.fold - 1).tolist()))
+    return pool.subset(np.flatnonzero(fold != cv.fold - 1)), pool.subset(np.flatnonzero(fold == cv.fold - 1))
 
 
 def _check_groups(splits: dict[str, Records], group_column: str | None) -> list[str]:
@@ -215,38 +219,107 @@ def _limit(records: Records, n: int | None, seed: int) -> Records:
     if n is None or len(records) <= n:
         return records
     rng = np.random.default_rng(seed)
-    return records.subset(sorted(rng.choice(len(records), size=n, replace=False).tolist()))
+    return records.subset(np.sort(rng.choice(len(records), size=n, replace=False)))
+
+
+def sequence_digests(sequences: Sequence[str], block: int = 65_536) -> np.ndarray:
+    """A 64-bit hash per sequence (to find identical sequences without holding the sequences)."""
+    parts = [np.frombuffer(b"".join(hashlib.blake2b(sequences[i].encode(), digest_size=8).digest()
+                                    for i in range(a, min(len(sequences), a + block))), dtype=np.uint64)
+             for a in range(0, len(sequences), block)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
 
 
 def shared_sequences(splits: dict[str, Records]) -> list[str]:
     """Warnings for identical sequences that appear in more than one split."""
+    digests = {name: sequence_digests(recs.sequences) for name, recs in splits.items()}
     notes = []
     names = list(splits)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            common = set(splits[a].sequences) & set(splits[b].sequences)
-            if common:
+            common = np.intersect1d(digests[a], digests[b])
+            if len(common):
+                where = np.flatnonzero(np.isin(digests[b], common))[:10_000]
+                example = min(splits[b].sequences[int(k)] for k in where)
                 notes.append(f"{len(common)} identical sequence(s) appear in both {a} and {b} "
-                             f"(e.g. {next(iter(sorted(common)))[:30]}...); metrics on {b} may be optimistic")
+                             f"(e.g. {example[:30]}...); metrics on {b} may be optimistic")
     return notes
+
+
+DISK_ABOVE = CHUNKED_ABOVE  # bytes of local split files from which data.storage=auto keeps the splits on disk
+
+
+def disk_files(cfg: DataConfig) -> dict[str, list[tuple[str, str | None]]] | None:
+    """The split files to read in chunks onto disk (data.storage), or None to read the splits into memory."""
+    if cfg.storage == "memory":
+        return None
+    files = split_files(cfg)
+    if files is None:
+        if cfg.storage == "disk":
+            raise ConfigError("data.storage=disk reads local split files in chunks; hub datasets and FLIP layouts "
+                              "(one file with a split column) are read whole: write the splits as files "
+                              "(data.train / data.validation / data.test), or drop data.storage")
+        return None
+    if cfg.storage == "auto":
+        size = sum(os.path.getsize(p) for parts in files.values() for p, _ in parts if os.path.isfile(p))
+        if size < DISK_ABOVE:
+            return None
+        log.info("the split files hold %.0f MB: they are read in chunks and kept on disk while training "
+                 "(data.storage=memory reads them whole)", size / 2**20)
+    return files
+
+
+def _read_splits(cfg: DataConfig, with_labels: bool, fields: tuple[str, ...],
+                 pool: bool) -> tuple[dict[str, Records], str, CatalogueEntry | None, list[str]]:
+    """Every split as validated Records (in memory, or on disk per data.storage) and the reading notes;
+    `pool`: training and validation files as one split (cross-validation)."""
+    files = disk_files(cfg)
+    if files is None:
+        tables, source, entry = read_tables(cfg)
+        problem_name = _problem(cfg, entry).name
+        splits = {name: table_to_records(t, cfg, problem_name, with_labels, fields) for name, t in tables.items()}
+        if pool and "validation" in splits:
+            splits["train"] = concat_records(splits["train"], splits.pop("validation"))
+        return splits, source, entry, [n for t in tables.values() for n in t.notes]
+    from plmforge.data.bigsplit import read_split
+    from plmforge.data.ondisk import Workspace, data_root
+    from plmforge.data.stream import merge_chunk_notes
+
+    entry = lookup(cfg.dataset) if cfg.train is None and cfg.dataset else None
+    source = cfg.train or (entry.location if entry else cfg.dataset) or ""
+    problem_name = _problem(cfg, entry).name
+    if pool and "validation" in files:
+        files = {**files, "train": files["train"] + files["validation"]}
+        del files["validation"]
+    ws = Workspace()
+    log.info("splits on disk in %s (removed at the end of the run)", ws.dir)
+    notes: list[str] = []
+    splits = {name: read_split(name, parts, cfg, problem_name, with_labels, fields, ws, notes)
+              for name, parts in files.items()}
+    free = shutil.disk_usage(data_root()).free
+    if free < 2**30:
+        log.warning("%.2f GB left on the disk of %s, which also takes the tokenised splits: set PLMFORGE_DATA_DIR "
+                    "to a larger disk if the run stops on a full disk", free / 1e9, data_root())
+    return splits, source, entry, merge_chunk_notes(notes)
 
 
 def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = True,
               fields: tuple[str, ...] = (), cv: CVConfig | None = None) -> PreparedData:
     """Every split validated; `fields` are the further per-residue columns the model family reads.
-    With `cv.fold` set, training and validation data are pooled and that fold becomes the validation."""
-    tables, source, entry = read_tables(cfg)
+    With `cv.fold` set, training and validation data are pooled and that fold becomes the validation.
+    Large local files (data.storage) are read in chunks and kept on disk; the result is the same."""
+    folding = cv is not None and cv.fold is not None
+    splits, source, entry, read_notes = _read_splits(cfg, with_labels, fields, folding)
     problem = _problem(cfg, entry)
-    splits = {name: table_to_records(t, cfg, problem.name, with_labels, fields) for name, t in tables.items()}
     task = resolve_task(cfg, training, entry, splits["train"])
     for recs in splits.values():
         if recs.labels is not None:
             problem.check_label_range(recs.labels, task.num_labels, recs.rows, cfg.label_column)
     group_notes = _check_groups(splits, cfg.group_column)
     fold_info = None
-    if cv is not None and cv.fold is not None:
-        pool = splits["train"] if "validation" not in splits else concat_records(splits["train"],
-                                                                                  splits.pop("validation"))
+    if folding:
+        assert cv is not None
+        pool = splits["train"]
         splits["train"], splits["validation"] = cv_split(pool, cv, training.seed, problem, cfg.group_column)
         fold_info = {"folds": cv.folds, "fold": cv.fold, "group_column": cfg.group_column,
                      "pooled": len(pool)}
@@ -259,7 +332,7 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
                                                                  training.seed, problem, cfg.group_column)
     splits = {k: _limit(splits[k], cfg.max_samples, training.seed)
               for k in ("train", "validation", "test") if k in splits}
-    notes = [n for t in tables.values() for n in t.notes] + shared_sequences(splits) + group_notes
+    notes = read_notes + shared_sequences(splits) + group_notes
     if entry is not None and entry.unsupported_metrics:
         notes.append(f"the {entry.name} benchmark also reports {', '.join(entry.unsupported_metrics)}, which "
                      "plmforge does not compute")

@@ -5,7 +5,6 @@ and lengths); data errors stay exceptions that name the file, row and field."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -15,14 +14,14 @@ import numpy as np
 
 from plmforge.config import DataConfig, RunConfig, load_config
 from plmforge.data.catalogue import catalogue, lookup
-from plmforge.data.dataset import load_data, read_tables, resolve_task, split_files
+from plmforge.data.dataset import load_data, read_tables, resolve_task, sequence_digests, split_files
 from plmforge.data.readers import Table, give_label
-from plmforge.data.stream import CHUNK_ROWS, iter_chunks
+from plmforge.data.stream import CHUNK_ROWS, CHUNKED_ABOVE, iter_chunks, merge_chunk_notes
 from plmforge.data.validate import Records, require_column, table_to_records
 from plmforge.errors import DataError
 from plmforge.tasks import PROBLEM_TYPES, LabelSummary, ProblemType, TaskSpec
 
-STREAM_ABOVE = 64 * 2**20  # bytes on disk: larger datasets are checked in chunks of rows
+STREAM_ABOVE = CHUNKED_ABOVE  # bytes on disk: larger datasets are checked in chunks of rows
 
 
 @dataclass(frozen=True)
@@ -128,8 +127,7 @@ class _SplitDigest:
         if not self.head:
             self.head = _head(recs)
         self.lengths.append(np.fromiter((len(s) for s in recs.sequences), dtype=np.int32, count=len(recs)))
-        self.hashes.append(np.frombuffer(b"".join(hashlib.blake2b(s.encode(), digest_size=8).digest()
-                                                  for s in recs.sequences), dtype=np.uint64))
+        self.hashes.append(sequence_digests(recs.sequences))
         if recs.labels is None:
             return
         if num_labels is not None:
@@ -190,29 +188,13 @@ def _summarise_streamed(config: RunConfig, files: dict[str, list[tuple[str, str 
                                 files["train"][0][0])
     assert task is not None
     splits = {name: d.summary(name, problem, task.num_labels) for name, d in digests.items()}
-    notes = _chunk_notes([n for d in digests.values() for n in d.notes]) + _shared(digests)
+    notes = merge_chunk_notes([n for d in digests.values() for n in d.notes]) + _shared(digests)
     notes += _length_notes(config, {name: s.lengths for name, s in splits.items()}, residue_limit)
     if cfg.max_samples is not None:
         notes.append(f"data.max_samples={cfg.max_samples}: training keeps a random {cfg.max_samples} of each split")
     source = cfg.train or (entry.location if entry else cfg.dataset) or ""
     return DatasetSummary(source, task, problem.loss_name, "validation" not in files, cfg.validation_fraction,
                           config.training.seed, splits, notes, streamed=True)
-
-
-_LOWER = re.compile(r"^(.*): (\d+) (sequence\(s\) written in lower-case letters were upper-cased)$")
-
-
-def _chunk_notes(notes: list[str]) -> list[str]:
-    """The notes of every chunk, each said once; per-chunk counts of upper-cased sequences added up."""
-    out: list[str] = []
-    lowered: dict[str, int] = {}
-    for note in notes:
-        m = _LOWER.match(note)
-        if m:
-            lowered[m.group(1)] = lowered.get(m.group(1), 0) + int(m.group(2))
-        elif note not in out:
-            out.append(note)
-    return out + [f"{src}: {n} sequence(s) written in lower-case letters were upper-cased" for src, n in lowered.items()]
 
 
 def _shared(digests: dict[str, _SplitDigest]) -> list[str]:

@@ -11,6 +11,7 @@ import csv
 import gzip
 import lzma
 import os
+import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from plmforge.data.readers import (
 from plmforge.errors import DataError
 
 CHUNK_ROWS = 20_000
+CHUNKED_ABOVE = 64 * 2**20  # bytes on disk from which data check, training and predict read in chunks of rows
 
 
 @contextmanager
@@ -215,3 +217,19 @@ def _parquet(p: Path, rows: int) -> Iterator[Table]:
     except (ValueError, OSError) as exc:
         raise DataError(f"cannot be read as PARQUET: {str(exc).splitlines()[0]}", file=str(p),
                         hint="check that the file is valid PARQUET") from None
+
+
+_LOWER = re.compile(r"^(.*): (\d+) (sequence\(s\) written in lower-case letters were upper-cased)$")
+
+
+def merge_chunk_notes(notes: list[str]) -> list[str]:
+    """The notes of every chunk, each said once; per-chunk counts of upper-cased sequences added up."""
+    out: list[str] = []
+    lowered: dict[str, int] = {}
+    for note in notes:
+        m = _LOWER.match(note)
+        if m:
+            lowered[m.group(1)] = lowered.get(m.group(1), 0) + int(m.group(2))
+        elif note not in out:
+            out.append(note)
+    return out + [f"{src}: {n} sequence(s) written in lower-case letters were upper-cased" for src, n in lowered.items()]

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from plmforge.config import DataConfig
+from plmforge.data.ondisk import on_disk, take
 from plmforge.data.readers import Table
 from plmforge.errors import DataError
 from plmforge.tasks import PROBLEM_TYPES, is_missing
@@ -21,7 +25,9 @@ _INVALID = re.compile(f"[^{STANDARD}{RARE}]")
 @dataclass
 class Records:
     """One split: ids, upper-case sequences, labels (None when the split has none), row names, and
-    further per-residue fields by column name (e.g. structure tokens) that a model family reads."""
+    further per-residue fields by column name (e.g. structure tokens) that a model family reads. With
+    data.storage=disk the text columns and per-residue labels are on-disk `Ragged` columns (read like
+    lists); per-protein labels and groups are lists either way."""
 
     ids: list[str]
     sequences: list[str]
@@ -38,12 +44,16 @@ class Records:
         """Every per-residue field, the amino-acid sequence as 'sequence'."""
         return {"sequence": self.sequences, **self.fields}
 
-    def subset(self, idx: list[int]) -> Records:
-        return Records([self.ids[i] for i in idx], [self.sequences[i] for i in idx],
-                       None if self.labels is None else [self.labels[i] for i in idx],
-                       [self.rows[i] for i in idx], self.source,
-                       {k: [v[i] for i in idx] for k, v in self.fields.items()},
-                       None if self.groups is None else [self.groups[i] for i in idx])
+    def subset(self, idx: Sequence[int] | np.ndarray) -> Records:
+        """These rows in this order (on-disk columns stay on disk: a view of the same files)."""
+        return Records(take(self.ids, idx), take(self.sequences, idx),
+                       None if self.labels is None else take(self.labels, idx), take(self.rows, idx), self.source,
+                       {k: take(v, idx) for k, v in self.fields.items()},
+                       None if self.groups is None else take(self.groups, idx))
+
+    @property
+    def on_disk(self) -> bool:
+        return on_disk(self.sequences)
 
 
 def concat_records(a: Records, b: Records) -> Records:

@@ -23,6 +23,7 @@ import numpy as np
 
 from plmforge.errors import ConfigError, DataError
 from plmforge.inputs import SEQUENCE, THREE_DI, ModelInput, encode_symbols
+from plmforge.models import residue_tokens
 from plmforge.registry import Registry
 
 log = logging.getLogger("plmforge")
@@ -159,12 +160,14 @@ class Family:
                 n = sum(s.count(c) for s in part)
                 if n:
                     enc.rare_mapped[c] = enc.rare_mapped.get(c, 0) + n
-            texts = [self.prepare_text(s, None if extras is None else extras[start + k][:limit])
-                     for k, s in enumerate(part)]
-            out = tokenizer(texts, return_special_tokens_mask=True,
-                            add_special_tokens=True, truncation=False)
-            for seq, ids, spec in zip(part, out["input_ids"], out["special_tokens_mask"], strict=True):
-                ids_arr, special = np.asarray(ids, dtype=np.int64), np.asarray(spec, dtype=bool)
+            pairs = self._by_table(tokenizer, part) if extras is None else None
+            if pairs is None:
+                texts = [self.prepare_text(s, None if extras is None else extras[start + k][:limit])
+                         for k, s in enumerate(part)]
+                out = tokenizer(texts, return_special_tokens_mask=True, add_special_tokens=True, truncation=False)
+                pairs = [(np.asarray(ids, dtype=np.int64), np.asarray(spec, dtype=bool))
+                         for ids, spec in zip(out["input_ids"], out["special_tokens_mask"], strict=True)]
+            for seq, (ids_arr, special) in zip(part, pairs, strict=True):
                 if unk_id is not None:  # the unknown token is "special" to some tokenizers; here it is a residue
                     special &= ids_arr != unk_id
                     enc.n_unknown += int((ids_arr == unk_id).sum())
@@ -178,6 +181,16 @@ class Family:
             if progress is not None:
                 progress.update(len(part))
         return enc
+
+
+    def _by_table(self, tokenizer: Any, part: list[str]) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """The chunk's (ids, special mask) looked up residue by residue, when that is exactly what the
+        tokenizer gives (models/residue_tokens.py); None: use the tokenizer."""
+        table = residue_tokens.table_for(tokenizer, self.prepare_text)
+        if table is None or not part or not residue_tokens.agrees(table, tokenizer, self.prepare_text, part[0]):
+            return None
+        pairs = [table.encode(s) for s in part]
+        return None if any(p is None for p in pairs) else pairs  # type: ignore[return-value]
 
 
 class BertFamily(Family):

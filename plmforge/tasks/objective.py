@@ -91,18 +91,29 @@ def make_objective(training: Any, task: Any, train_labels: list | None) -> Objec
 
 def _balanced(task: Any, labels: list) -> np.ndarray:
     problem, n = task.problem, task.num_labels
-    if problem.per_residue:
-        stacked = problem.kind.stack(list(np.concatenate(labels)), n) if labels else np.zeros((0,))
-        stacked = stacked[problem.kind.counted(stacked)]
-    else:
-        stacked = problem.kind.stack(labels, n)
-    if problem.kind.name == "multi_label":
-        y = problem.kind.metric_labels(stacked)
-        pos = y.sum(0).astype(float)
-        neg = len(y) - pos
-        return np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
-    counts = np.bincount(stacked.astype(np.int64), minlength=n).astype(float)
+    multi = problem.kind.name == "multi_label"
+    pos, units, counts = np.zeros(n), 0, np.zeros(n)
+    for stacked in _label_parts(problem, labels, n):
+        if multi:
+            y = problem.kind.metric_labels(stacked)
+            pos, units = pos + y.sum(0), units + len(y)
+        else:
+            counts += np.bincount(stacked.astype(np.int64), minlength=n)[:n]
+    if multi:
+        return np.where(pos > 0, (units - pos) / np.maximum(pos, 1), 1.0)
     present = counts > 0
     weights = np.ones(n)
     weights[present] = counts.sum() / (present.sum() * counts[present])
     return weights
+
+
+def _label_parts(problem: Any, labels: Any, n: int, proteins: int = 10_000) -> Any:
+    """The training targets in parts (residue tasks: the counted residues of 10,000 proteins at a time,
+    so that a split of millions of proteins is never stacked whole)."""
+    if not problem.per_residue:
+        yield problem.kind.stack(labels, n)
+        return
+    for a in range(0, len(labels), proteins):
+        part = problem.kind.stack(list(np.concatenate([labels[i] for i in range(a, min(len(labels), a + proteins))])),
+                                  n)
+        yield part[problem.kind.counted(part)]

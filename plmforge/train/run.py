@@ -228,7 +228,7 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
     trainer.events.emit("test", metrics=blob["metrics"])
     if asm.config.output.save_predictions:
         recs = asm.data.splits["test"]
-        frames = task.problem.frames(recs.ids, recs.sequences, preds.scores, preds.labels,
+        frames = task.problem.frames(list(recs.ids), list(recs.sequences), preds.scores, preds.labels,
                                      asm.config.data.residue_classes)
         frames = threshold.apply_to_frames(frames, tuned["threshold"] if tuned else None, task.problem,
                                            asm.config.data.residue_classes)
