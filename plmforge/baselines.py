@@ -191,10 +191,10 @@ def _model_text(kind: str) -> str:
             "values": "ridge regression"}[kind]
 
 
-def _protein_sample(train: Any, seed: int) -> tuple[Any, str]:
-    """Training proteins enough for the residue sample: with far more residues than MAX_RESIDUES (a split
-    on disk may hold hundreds of millions), a seeded sample of proteins holding twice that many."""
-    lengths = np.fromiter((len(s) for s in train.sequences), dtype=np.int64, count=len(train))
+def _protein_sample(train: Any, problem: Any, seed: int) -> tuple[Any, str]:
+    """Training proteins enough for the residue sample: with far more labelled residues than MAX_RESIDUES
+    (a split on disk may hold hundreds of millions), a seeded sample of proteins holding twice that many."""
+    lengths = np.fromiter((problem.counted(lab) for lab in train.labels), dtype=np.int64, count=len(train))
     if lengths.sum() <= 4 * MAX_RESIDUES:
         return train, ""
     order = np.random.default_rng([seed, 1]).permutation(len(train))
@@ -206,7 +206,7 @@ def _residue_baselines(task: Any, splits: dict[str, Any], test_labels: list, tes
                        metric: str, sign: float, seed: int) -> list[Baseline]:
     problem = task.problem
     n = task.num_labels
-    train, note = _protein_sample(splits["train"], seed)
+    train, note = _protein_sample(splits["train"], problem, seed)
     stacked = {s: [problem.kind.stack(list(lab), n) for lab in part.labels]
                for s, part in (("train", train), ("validation", splits["validation"]))}
     rng = np.random.default_rng(seed)

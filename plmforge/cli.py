@@ -271,14 +271,14 @@ def _predict(args: argparse.Namespace) -> int:
     kwargs = dict(batch_size=args.batch_size, max_tokens=args.max_tokens, precision=args.precision)
     default = "predictions.csv" if len(runs) == 1 else "ensemble_predictions.csv"
     out = Path(args.output) if args.output else runs[0].run_dir / default
-    if args.input is not None and _streamed(args.stream, Path(args.input)):
+    if args.input is not None and _streamed(args.stream if len(runs) == 1 else args.stream or False, Path(args.input)):
         if len(runs) > 1:
             raise ConfigError("an ensemble reads its input whole: pass --no-stream, or predict with each run "
                               "(--stream) and average the files")
         from plmforge.api import predict_file
 
         done = predict_file(runs[0], args.input, out, **kwargs)  # type: ignore[arg-type]
-        print(f"wrote predictions for {done.sequences} sequences (read in {done.chunks} chunks) to "
+        print(f"wrote predictions for {done.sequences} sequences (read in {done.chunks} chunk{'s' if done.chunks != 1 else ''}) to "
               f"{', '.join(map(str, done.files))}")
         return 0
     result = predict(runs[0], what, **kwargs) if len(runs) == 1 else predict_ensemble(runs, what, **kwargs)

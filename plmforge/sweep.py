@@ -189,6 +189,7 @@ def sweep(base: RunConfig | None, space: list[Param] | None, trials: int, out_di
     check_space(base, space)
     data = prepare_data(base)  # the data and the monitored metric, checked before anything is written
     monitor, direction = data.task.monitor, data.task.direction
+    del data  # (splits kept on disk go with it)
     if not resume:
         if out.exists() and any(out.iterdir()):
             if not base.output.overwrite:

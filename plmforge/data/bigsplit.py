@@ -73,7 +73,9 @@ def read_split(name: str, parts: list[tuple[str, str | None]], cfg: DataConfig, 
     """The split's files (in order, each `(path, label or None)`) as one on-disk Records; the chunks'
     reading notes are appended to `notes`."""
     out = _SplitWriter(ws, name, fields)
+    seen: list[str] = []  # columns of earlier chunks: a JSONL chunk without a key still has its column
     for path, label in parts:
+        seen = []
         size = os.path.getsize(path) if os.path.isfile(path) else 0
         with tqdm(total=size, desc=f"reading {name}: {os.path.basename(path)}", unit="B", unit_scale=True,
                   disable=not progress, mininterval=1.0, leave=False, delay=1.0) as bar:
@@ -81,6 +83,10 @@ def read_split(name: str, parts: list[tuple[str, str | None]], cfg: DataConfig, 
             for chunk in iter_chunks(path, cfg.sequence_column, progress=update):
                 if label is not None:
                     give_label(chunk, cfg.label_column, label, path)
+                for column in seen:
+                    if column not in chunk.df.columns:
+                        chunk.df[column] = None
+                seen += [c for c in chunk.df.columns if c not in seen]
                 out.add(table_to_records(chunk, cfg, problem_type, with_labels, fields))
                 notes += chunk.notes
     if not out.n:

@@ -57,6 +57,10 @@ class RowFile:
             view = memoryview(out).cast("B")
             if hasattr(os, "preadv"):
                 got = os.preadv(self._fh.fileno(), [view], start * self.row_bytes)
+            elif hasattr(os, "pread"):
+                data = os.pread(self._fh.fileno(), out.nbytes, start * self.row_bytes)
+                view[:len(data)] = data
+                got = len(data)
             else:  # no positional reads (Windows): a lock, and workers are spawned with their own handle
                 with self._lock:
                     self._fh.seek(start * self.row_bytes)
@@ -222,6 +226,7 @@ class Workspace:
     def __init__(self) -> None:
         root = data_root()
         root.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(root)
         self.dir = Path(tempfile.mkdtemp(prefix=f"split-{os.getpid()}-", dir=root))
         self._n = 0
         weakref.finalize(self, shutil.rmtree, self.dir, True)
@@ -229,3 +234,24 @@ class Workspace:
     def writer(self, name: str, dtype: Any = None, text: bool = False) -> RaggedWriter:
         self._n += 1
         return RaggedWriter(self.dir / f"{self._n:03d}-{name}.bin", dtype, text, owner=self)
+
+
+def _remove_orphans(root: Path) -> None:
+    """Directories left by processes that were killed (kill -9, out of memory) before they could clean up."""
+    for d in root.glob("split-*-*"):
+        try:
+            pid = int(d.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or a platform that cannot tell: leave it
+    return True

@@ -74,7 +74,7 @@ def _encode_on_disk(backbone: Backbone, records: Records, task: TaskSpec, scaler
     inputs: dict[str, RaggedWriter] = {}
     special = ws.writer(f"{name}-special", np.bool_)
     per_residue = task.problem.per_residue
-    target_writer = ws.writer(f"{name}-targets") if per_residue else None
+    target_writer = ws.writer(f"{name}-targets") if per_residue and records.labels is not None else None
     target_parts: list[np.ndarray] = []
     truncated = unknown = dropped = 0
     rare: Counter[str] = Counter()

@@ -186,7 +186,7 @@ class Family:
     def _by_table(self, tokenizer: Any, part: list[str]) -> list[tuple[np.ndarray, np.ndarray]] | None:
         """The chunk's (ids, special mask) looked up residue by residue, when that is exactly what the
         tokenizer gives (models/residue_tokens.py); None: use the tokenizer."""
-        table = residue_tokens.table_for(tokenizer, self.prepare_text)
+        table = residue_tokens.table_for(tokenizer, self.prepare_text, quiet_transformers)
         if table is None or not part or not residue_tokens.agrees(table, tokenizer, self.prepare_text, part[0]):
             return None
         pairs = [table.encode(s) for s in part]

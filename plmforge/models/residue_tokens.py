@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,13 +75,15 @@ def every_triple(letters: str) -> str:
     return "".join(letters[i] for i in out + out[:n - 1])
 
 
-def build(tokenizer: Any, prepare: Callable[[str], str]) -> ResidueTable | None:
+def build(tokenizer: Any, prepare: Callable[[str], str], quiet: Callable[[], Any] = nullcontext) -> ResidueTable | None:
     """The table for this tokenizer and the family's text preparation (`prepare`: residues -> the
-    tokenizer's text), or None when some residue is not one token of its own."""
+    tokenizer's text), or None when some residue is not one token of its own. `quiet`: a context that
+    silences the tokenizer's warnings (the check text is longer than any model takes)."""
     try:
-        alone_ids, alone_special = _call(tokenizer, [prepare(c) for c in LETTERS])
         row = every_triple(LETTERS)
-        row_ids, row_special = _call(tokenizer, [prepare(row)])
+        with quiet():
+            alone_ids, alone_special = _call(tokenizer, [prepare(c) for c in LETTERS])
+            row_ids, row_special = _call(tokenizer, [prepare(row)])
     except Exception as exc:  # a tokenizer that cannot take these texts: the tokenizer path decides
         log.debug("no residue table: %s", exc)
         return None
@@ -112,14 +115,15 @@ def _same_special(encoded: tuple[np.ndarray, np.ndarray], ids: np.ndarray, speci
     return bool(np.array_equal(encoded[1], theirs))
 
 
-def table_for(tokenizer: Any, prepare: Callable[[str], str]) -> ResidueTable | None:
+def table_for(tokenizer: Any, prepare: Callable[[str], str],
+              quiet: Callable[[], Any] = nullcontext) -> ResidueTable | None:
     """The tokenizer's table, built once (None: use the tokenizer)."""
     try:
         if tokenizer in _TABLES:
             return _TABLES[tokenizer]
     except TypeError:  # not weak-referenceable: build every time
-        return build(tokenizer, prepare)
-    _TABLES[tokenizer] = table = build(tokenizer, prepare)
+        return build(tokenizer, prepare, quiet)
+    _TABLES[tokenizer] = table = build(tokenizer, prepare, quiet)
     return table
 
 

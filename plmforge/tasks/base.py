@@ -136,10 +136,14 @@ class ProblemType:
         """The training values normalisation statistics are fitted on."""
         raise NotImplementedError
 
+    def scaler_parts(self, labels: Any, proteins: int = 10_000) -> Any:
+        """The training values in parts of `proteins` samples (one part for per-protein labels)."""
+        yield self.scaler_values(labels)
+
     def fit_scaler(self, normalisation: str, train_labels: list) -> LabelScaler:
         if not self.kind.scaled:
             return LabelScaler("none")
-        return LabelScaler.fit(normalisation, self.scaler_values(train_labels))
+        return LabelScaler.fit_parts(normalisation, lambda: self.scaler_parts(train_labels))
 
     def summary(self, labels: list, num_labels: int) -> LabelSummary:
         raise NotImplementedError

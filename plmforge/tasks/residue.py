@@ -159,6 +159,10 @@ class ResidueProblem(ProblemType):
         values = np.concatenate(labels)
         return values[~np.isnan(values)]
 
+    def scaler_parts(self, labels: Any, proteins: int = 10_000) -> Any:
+        for a in range(0, len(labels), proteins):
+            yield self.scaler_values([labels[i] for i in range(a, min(len(labels), a + proteins))])
+
     def summary(self, labels: list, num_labels: int) -> LabelSummary:
         targets = self.kind.stack(list(np.concatenate(labels)), num_labels)
         kept = targets[self.kind.counted(targets)]

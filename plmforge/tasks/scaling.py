@@ -3,7 +3,9 @@ and are inverted at prediction so values come out in the user's units."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from itertools import islice
 
 import numpy as np
 
@@ -18,15 +20,29 @@ class LabelScaler:
 
     @classmethod
     def fit(cls, kind: str, values: np.ndarray) -> LabelScaler:
+        return cls.fit_parts(kind, lambda: iter([np.asarray(values, dtype=np.float64)]))
+
+    @classmethod
+    def fit_parts(cls, kind: str, parts: Callable[[], Iterator[np.ndarray]]) -> LabelScaler:
+        """Statistics over values that come in parts (`parts()` starts them again; a split on disk is never
+        held whole): one part gives numpy's own mean and std, several the same two-pass sums."""
         if kind == "none":
             return cls("none")
         if kind == "standard":
-            std = float(np.std(values))
-            if std == 0.0:
+            head = list(islice(parts(), 2))
+            if len(head) == 1:
+                mean, std = float(np.mean(head[0])), float(np.std(head[0]))
+            else:
+                n = sum(len(p) for p in parts())
+                mean = float(sum(float(p.sum()) for p in parts()) / max(n, 1))
+                std = float(np.sqrt(sum(float(((p - mean) ** 2).sum()) for p in parts()) / max(n, 1)))
+            if std == 0.0 or not np.isfinite(std):
                 raise DataError("all training labels are equal, so they cannot be standardised",
                                 hint="check the label column, or set data.label_normalisation=none")
-            return cls(kind, float(np.mean(values)), std)
-        lo, hi = float(np.min(values)), float(np.max(values))
+            return cls(kind, mean, std)
+        filled = [p for p in parts() if len(p)]
+        lo = min((float(np.min(p)) for p in filled), default=0.0)
+        hi = max((float(np.max(p)) for p in filled), default=0.0)
         if hi == lo:
             raise DataError("all training labels are equal, so min-max scaling is undefined",
                             hint="check the label column, or set data.label_normalisation=none")
