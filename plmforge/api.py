@@ -33,7 +33,7 @@ from plmforge.inference import Predictions, predict_encoded, split_metrics
 from plmforge.models.backbone import Backbone
 from plmforge.models.build import build_model, load_run_backbone
 from plmforge.models.encoding import encode_records
-from plmforge.outputs import metrics_blob, write_frames, write_metrics
+from plmforge.outputs import frame_path, metrics_blob, write_frames, write_metrics
 from plmforge.tasks import LabelScaler, TaskSpec
 
 log = logging.getLogger("plmforge")
@@ -229,7 +229,7 @@ def predict_file(run: str | Path | LoadedRun, path: str | Path, out: str | Path,
                                      progress=lambda done, _: bar.update(done - bar.n)):
                 result = predict_records(loaded, loaded.records(table, with_labels=False), batching, precision)
                 for suffix, frame in result.frames.items():
-                    target = out.with_name(out.stem + suffix + out.suffix)
+                    target = frame_path(out, suffix)
                     tmp = partial.setdefault(suffix, target.with_name(f".{target.name}.partial"))
                     frame.to_csv(tmp, index=False, mode="a" if chunks else "w", header=not chunks)
                 n, chunks = n + len(result.records), chunks + 1
@@ -240,11 +240,9 @@ def predict_file(run: str | Path | LoadedRun, path: str | Path, out: str | Path,
     if not chunks:
         raise DataError("no records (the file has a header but no rows)", file=str(path),
                         hint="add sequences to the file")
-    files = []
-    for suffix, tmp in partial.items():
-        target = out.with_name(out.stem + suffix + out.suffix)
+    files = [frame_path(out, suffix) for suffix in partial]
+    for tmp, target in zip(partial.values(), files, strict=True):
         tmp.replace(target)
-        files.append(target)
     return StreamedPrediction(files, n, chunks)
 
 

@@ -265,21 +265,23 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from plmforge.api import load_run, predict, predict_ensemble
+    from plmforge.data.stream import read_in_chunks
 
     runs = [load_run(r) for r in args.run_dir]
     what = [args.sequence] if args.sequence is not None else Path(args.input)
     kwargs = dict(batch_size=args.batch_size, max_tokens=args.max_tokens, precision=args.precision)
     default = "predictions.csv" if len(runs) == 1 else "ensemble_predictions.csv"
     out = Path(args.output) if args.output else runs[0].run_dir / default
-    if args.input is not None and _streamed(args.stream if len(runs) == 1 else args.stream or False, Path(args.input)):
+    # an ensemble reads its input whole unless told otherwise
+    if args.input is not None and read_in_chunks(args.input, args.stream if len(runs) == 1 else bool(args.stream)):
         if len(runs) > 1:
             raise ConfigError("an ensemble reads its input whole: pass --no-stream, or predict with each run "
                               "(--stream) and average the files")
         from plmforge.api import predict_file
 
         done = predict_file(runs[0], args.input, out, **kwargs)  # type: ignore[arg-type]
-        print(f"wrote predictions for {done.sequences} sequences (read in {done.chunks} chunk{'s' if done.chunks != 1 else ''}) to "
-              f"{', '.join(map(str, done.files))}")
+        chunks = f"{done.chunks} chunk{'s' if done.chunks != 1 else ''}"
+        print(f"wrote predictions for {done.sequences} sequences (read in {chunks}) to {', '.join(map(str, done.files))}")
         return 0
     result = predict(runs[0], what, **kwargs) if len(runs) == 1 else predict_ensemble(runs, what, **kwargs)
     if len(runs) > 1:
@@ -290,15 +292,6 @@ def _predict(args: argparse.Namespace) -> int:
     written = result.write(out)
     print(f"wrote predictions for {len(result.records)} sequences to {', '.join(map(str, written))}")
     return 0
-
-
-def _streamed(flag: bool | None, path: Path) -> bool:
-    """--stream / --no-stream, else in chunks from the size at which `data check` reads in chunks."""
-    from plmforge.data.stream import CHUNKED_ABOVE
-
-    if flag is not None:
-        return flag
-    return path.is_file() and path.stat().st_size >= CHUNKED_ABOVE
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -74,11 +74,16 @@ def read_metrics(out_dir: Path, prefix: str = "test") -> dict[str, Any] | None:
     return metrics if isinstance(metrics, dict) else None
 
 
+def frame_path(path: Path, suffix: str) -> Path:
+    """Where the table of `suffix` goes: the main table ('') at `path`, the others next to it."""
+    return path.with_name(path.stem + suffix + path.suffix) if suffix else path
+
+
 def write_frames(path: Path, frames: dict[str, pd.DataFrame]) -> list[Path]:
     """The main table at `path`; further tables (residue tasks: `_sequences`) next to it."""
     written = []
     for suffix, frame in frames.items():
-        target = path.with_name(path.stem + suffix + path.suffix) if suffix else path
+        target = frame_path(path, suffix)
         frame.to_csv(target, index=False)
         written.append(target)
     return written

@@ -37,6 +37,14 @@ CHUNK_ROWS = 20_000
 CHUNKED_ABOVE = 64 * 2**20  # bytes on disk from which data check, training and predict read in chunks of rows
 
 
+def read_in_chunks(path: str | Path, flag: bool | None = None) -> bool:
+    """The caller's choice (--stream / --no-stream), else whether the file reaches CHUNKED_ABOVE bytes."""
+    if flag is not None:
+        return flag
+    p = Path(path)
+    return p.is_file() and p.stat().st_size >= CHUNKED_ABOVE
+
+
 @contextmanager
 def _binary(p: Path) -> Iterator[tuple[BinaryIO, Callable[[], int], str, str]]:
     """The decompressed byte stream, how far into the file on disk it has read, the format and the name."""

@@ -182,7 +182,6 @@ class Family:
                 progress.update(len(part))
         return enc
 
-
     def _by_table(self, tokenizer: Any, part: list[str]) -> list[tuple[np.ndarray, np.ndarray]] | None:
         """The chunk's (ids, special mask) looked up residue by residue, when that is exactly what the
         tokenizer gives (models/residue_tokens.py); None: use the tokenizer."""

@@ -23,6 +23,13 @@ from plmforge.tasks.scaling import LabelScaler
 Where = Callable[[int, str], dict]  # (row, column) -> DataError location fields
 
 
+def label_blocks(labels: Any, proteins: int = 10_000) -> Any:
+    """The labels of `proteins` samples at a time, as lists: labels on disk (data.storage) are read a block
+    at a time and never held whole."""
+    for a in range(0, len(labels), proteins):
+        yield [labels[i] for i in range(a, min(len(labels), a + proteins))]
+
+
 class LabelFormat(Protocol):
     """How labels are written (the data config's fields that label parsing reads)."""
 

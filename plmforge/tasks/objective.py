@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from plmforge.errors import ConfigError
+from plmforge.tasks.base import label_blocks
 from plmforge.tasks.kinds import IGNORE
 
 log = logging.getLogger("plmforge")
@@ -113,7 +114,6 @@ def _label_parts(problem: Any, labels: Any, n: int, proteins: int = 10_000) -> A
     if not problem.per_residue:
         yield problem.kind.stack(labels, n)
         return
-    for a in range(0, len(labels), proteins):
-        part = problem.kind.stack(list(np.concatenate([labels[i] for i in range(a, min(len(labels), a + proteins))])),
-                                  n)
+    for block in label_blocks(labels, proteins):
+        part = problem.kind.stack(list(np.concatenate(block)), n)
         yield part[problem.kind.counted(part)]

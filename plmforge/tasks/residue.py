@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from plmforge.errors import ConfigError, DataError
-from plmforge.tasks.base import LabelFormat, ProblemType, Where, register_problem_type
+from plmforge.tasks.base import LabelFormat, ProblemType, Where, label_blocks, register_problem_type
 from plmforge.tasks.kinds import IGNORE, Classes, LabelSummary, MultiLabel, Values, is_missing
 from plmforge.tasks.scaling import LabelScaler
 
@@ -160,8 +160,8 @@ class ResidueProblem(ProblemType):
         return values[~np.isnan(values)]
 
     def scaler_parts(self, labels: Any, proteins: int = 10_000) -> Any:
-        for a in range(0, len(labels), proteins):
-            yield self.scaler_values([labels[i] for i in range(a, min(len(labels), a + proteins))])
+        for block in label_blocks(labels, proteins):
+            yield self.scaler_values(block)
 
     def summary(self, labels: list, num_labels: int) -> LabelSummary:
         targets = self.kind.stack(list(np.concatenate(labels)), num_labels)

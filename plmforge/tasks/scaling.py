@@ -33,16 +33,20 @@ class LabelScaler:
             if len(head) == 1:
                 mean, std = float(np.mean(head[0])), float(np.std(head[0]))
             else:
-                n = sum(len(p) for p in parts())
-                mean = float(sum(float(p.sum()) for p in parts()) / max(n, 1))
+                n, total = 0, 0.0
+                for p in parts():
+                    n, total = n + len(p), total + float(p.sum())
+                mean = total / max(n, 1)
                 std = float(np.sqrt(sum(float(((p - mean) ** 2).sum()) for p in parts()) / max(n, 1)))
             if std == 0.0 or not np.isfinite(std):
                 raise DataError("all training labels are equal, so they cannot be standardised",
                                 hint="check the label column, or set data.label_normalisation=none")
             return cls(kind, mean, std)
-        filled = [p for p in parts() if len(p)]
-        lo = min((float(np.min(p)) for p in filled), default=0.0)
-        hi = max((float(np.max(p)) for p in filled), default=0.0)
+        lo = hi = None
+        for p in parts():
+            if len(p):
+                lo = float(np.min(p)) if lo is None else min(lo, float(np.min(p)))
+                hi = float(np.max(p)) if hi is None else max(hi, float(np.max(p)))
         if hi == lo:
             raise DataError("all training labels are equal, so min-max scaling is undefined",
                             hint="check the label column, or set data.label_normalisation=none")
