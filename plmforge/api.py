@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,8 @@ from plmforge.inference import Predictions, predict_encoded, split_metrics
 from plmforge.models.backbone import Backbone
 from plmforge.models.build import build_model, load_run_backbone
 from plmforge.models.encoding import encode_records
-from plmforge.outputs import frame_path, metrics_blob, write_frames, write_metrics
-from plmforge.tasks import LabelScaler, TaskSpec
+from plmforge.outputs import FRAME_ROWS, metrics_blob, prediction_frames, write_frames, write_metrics
+from plmforge.tasks import LabelScaler, ProblemType, TaskSpec
 
 log = logging.getLogger("plmforge")
 
@@ -106,19 +108,33 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
 
 @dataclass
 class PredictionResult:
-    """Predictions for some records: `frames` by file suffix ('' is the main table; residue tasks add
-    '_sequences', one row per sequence with the predicted labels as a string)."""
+    """Predictions for some records. Their tables come from the problem type (the main table, and for
+    residue tasks `_sequences`: one row per sequence with the predicted labels as a string): `frames`
+    builds them in memory, `write` writes them in blocks of proteins (any number of proteins)."""
 
     records: Records
     predictions: Predictions
-    frames: dict[str, pd.DataFrame]
+    problem: ProblemType
+    classes: tuple[str, ...] | None = None  # data.residue_classes
+    threshold: float | None = None  # a run's tuned decision threshold
+
+    def iter_frames(self, rows: int = FRAME_ROWS) -> Iterator[dict[str, pd.DataFrame]]:
+        preds = self.predictions
+        return prediction_frames(self.problem, self.records.ids, self.records.sequences, preds.scores, preds.labels,
+                                 self.classes, self.threshold, rows)
+
+    @cached_property
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The tables by file suffix ('' is the main table)."""
+        whole = next(self.iter_frames(rows=max(len(self.records), 1)), None)
+        return whole if whole is not None else self.problem.frames([], [], self.predictions.scores)
 
     @property
     def table(self) -> pd.DataFrame:
         return self.frames[""]
 
     def write(self, path: str | Path) -> list[Path]:
-        return write_frames(Path(path), self.frames)
+        return write_frames(Path(path), self.iter_frames())
 
 
 @dataclass
@@ -180,11 +196,8 @@ def predict_records(run: LoadedRun, records: Records, batching: BatchingConfig |
         raise ConfigError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     preds = predict_encoded(run.model, run.encode(records), run.task, run.scaler, batching or run.config.batching,
                             run.collator(), precision=precision)
-    frames = run.task.problem.frames(records.ids, records.sequences, preds.scores, preds.labels,
-                                     run.config.data.residue_classes)
-    frames = threshold.apply_to_frames(frames, threshold.read(run.run_dir), run.task.problem,
-                                       run.config.data.residue_classes)
-    return PredictionResult(records, preds, frames)
+    return PredictionResult(records, preds, run.task.problem, run.config.data.residue_classes,
+                            threshold.read(run.run_dir))
 
 
 def predict(run: str | Path | LoadedRun, sequences: str | Path | list[str] | dict[str, str], *,
@@ -219,31 +232,23 @@ def predict_file(run: str | Path | LoadedRun, path: str | Path, out: str | Path,
 
     loaded = _run(run)
     batching = _batching(loaded, batch_size, max_tokens)
-    out = Path(out)
-    partial: dict[str, Path] = {}
-    n = chunks = 0
-    try:
+    counted = {"sequences": 0, "chunks": 0}
+
+    def blocks() -> Iterator[dict[str, pd.DataFrame]]:
         with tqdm(total=os.path.getsize(path) if Path(path).is_file() else 0, desc=f"predicting {Path(path).name}",
                   unit="B", unit_scale=True, disable=not progress, mininterval=1.0, delay=1.0) as bar:
             for table in iter_chunks(path, loaded.config.data.sequence_column,
                                      progress=lambda done, _: bar.update(done - bar.n)):
                 result = predict_records(loaded, loaded.records(table, with_labels=False), batching, precision)
-                for suffix, frame in result.frames.items():
-                    target = frame_path(out, suffix)
-                    tmp = partial.setdefault(suffix, target.with_name(f".{target.name}.partial"))
-                    frame.to_csv(tmp, index=False, mode="a" if chunks else "w", header=not chunks)
-                n, chunks = n + len(result.records), chunks + 1
-    except BaseException:
-        for tmp in partial.values():
-            tmp.unlink(missing_ok=True)
-        raise
-    if not chunks:
-        raise DataError("no records (the file has a header but no rows)", file=str(path),
-                        hint="add sequences to the file")
-    files = [frame_path(out, suffix) for suffix in partial]
-    for tmp, target in zip(partial.values(), files, strict=True):
-        tmp.replace(target)
-    return StreamedPrediction(files, n, chunks)
+                yield from result.iter_frames()
+                counted["sequences"] += len(result.records)
+                counted["chunks"] += 1
+        if not counted["chunks"]:
+            raise DataError("no records (the file has a header but no rows)", file=str(path),
+                            hint="add sequences to the file")
+
+    files = write_frames(Path(out), blocks())
+    return StreamedPrediction(files, counted["sequences"], counted["chunks"])
 
 
 def predict_ensemble(runs: list[str | Path | LoadedRun], sequences: str | Path | list[str] | dict[str, str], *,
@@ -269,11 +274,10 @@ def predict_ensemble(runs: list[str | Path | LoadedRun], sequences: str | Path |
     records = results[0].records
     scores = mean_scores([res.predictions.scores for res in results])
     preds = Predictions(scores, None, None)
-    frames = first.task.problem.frames(records.ids, records.sequences, scores, None, first.config.data.residue_classes)
     log.info("ensemble of %d runs (mean of their %s): %s", len(loaded),
              "values" if first.task.problem.kind.name == "values" else "probabilities",
              ", ".join(str(r.run_dir) for r in loaded))
-    return PredictionResult(records, preds, frames)
+    return PredictionResult(records, preds, first.task.problem, first.config.data.residue_classes)
 
 
 def mean_scores(members: list) -> Any:
@@ -284,14 +288,16 @@ def mean_scores(members: list) -> Any:
 
 
 def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int | None = None,
-             max_tokens: int | None = None, precision: str = "fp32") -> EvaluationResult:
-    """Metrics of a run on a labelled file (or a directory's test file, else its train file)."""
+             max_tokens: int | None = None, precision: str = "fp32", stream: bool | None = None) -> EvaluationResult:
+    """Metrics of a run on a labelled file (or a directory's test file, else its train file). Files of
+    64 MB or more (or any, with `stream=True`) are read in chunks onto disk, as training's data.storage=disk
+    reads them: the metrics equal a whole read, and memory holds the predictions and labels, not the file."""
     loaded = _run(run)
     path = Path(data)
     if path.is_dir():
         files = find_split_files(path)
         path = files.get("test", files["train"])
-    records = loaded.records(read_file(path, loaded.config.data.sequence_column), with_labels=True)
+    records = _labelled(loaded, path, stream)
     result = predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision)
     preds = result.predictions
     metrics = split_metrics(loaded.task, preds)
@@ -303,3 +309,24 @@ def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int |
         blob["threshold"] = {"threshold": tuned, "metrics": threshold.metrics_at(
             loaded.task.problem, loaded.task.metrics, preds.labels, preds.scores, tuned)}
     return EvaluationResult(str(path), metrics, blob, result, loaded.task)
+
+
+def _labelled(run: LoadedRun, path: Path, stream: bool | None) -> Records:
+    """The labelled file's validated records: read whole, or in chunks onto disk (`stream`, default from 64 MB)."""
+    from plmforge.data.stream import merge_chunk_notes, read_in_chunks
+
+    if not read_in_chunks(path, stream):
+        return run.records(read_file(path, run.config.data.sequence_column), with_labels=True)
+    from plmforge.data.bigsplit import read_split
+    from plmforge.data.ondisk import Workspace
+
+    notes: list[str] = []
+    ws = Workspace()
+    log.info("reading %s in chunks, records kept on disk in %s (removed afterwards)", path, ws.dir)
+    records = read_split("evaluation", [(str(path), None)], run.config.data, run.task.problem_type, True,
+                         run.backbone.record_fields, ws, notes)
+    for note in merge_chunk_notes(notes):
+        log.warning(note)
+    run.task.problem.check_label_range(records.labels, run.task.num_labels, records.rows,
+                                       run.config.data.label_column)
+    return records

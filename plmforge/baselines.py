@@ -17,6 +17,7 @@ residues) are subsampled, seeded, and the settings say so."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ ALPHABET = "ACDEFGHIKLMNPQRSTVWY"
 _INDEX = np.full(256, 20, dtype=np.int64)  # anything else (X, B, Z, U, O) is symbol 20
 _INDEX[np.frombuffer(ALPHABET.encode(), dtype=np.uint8)] = np.arange(20)
 MAX_TRAIN, MAX_RESIDUES, WINDOW = 50_000, 200_000, 3
+FEATURE_ROWS = 20_000  # validation and test proteins featurised at a time
 STRENGTHS = {"classes": (0.01, 0.1, 1.0, 10.0), "values": (0.1, 1.0, 10.0, 100.0)}  # C, or ridge alpha
 
 
@@ -104,27 +106,48 @@ def _predict(model: Any, x: Any, kind: str, num_labels: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0) if kind == "multi_label" else out
 
 
-def _fit(kind: str, x: dict[str, Any], y: dict[str, np.ndarray], num_labels: int,
+class _Blocks:
+    """A split's features a block of proteins at a time: `make(a, b)` featurises proteins a..b-1. Validation
+    and test sets of millions of proteins are never featurised whole; a split of one block is kept."""
+
+    def __init__(self, make: Callable[[int, int], Any], n: int, rows: int = FEATURE_ROWS) -> None:
+        self.make, self.n, self.rows = make, n, rows
+        self.only = make(0, n) if n <= rows else None
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.only is not None:
+            yield self.only
+            return
+        for a in range(0, self.n, self.rows):
+            yield self.make(a, min(a + self.rows, self.n))
+
+
+def _predict_blocks(model: Any, blocks: _Blocks, kind: str, num_labels: int) -> np.ndarray:
+    return np.concatenate([_predict(model, x, kind, num_labels) for x in blocks])
+
+
+def _fit(kind: str, x_train: Any, y_train: np.ndarray, blocks: dict[str, _Blocks], n_test: int, num_labels: int,
          judge: Any) -> tuple[np.ndarray, dict[str, Any]]:
-    """The model with the best validation score; its test predictions and the settings."""
-    present = np.unique(y["train"]) if kind == "classes" else None
+    """The model with the best validation score; its test predictions (n_test rows) and the settings."""
+    present = np.unique(y_train) if kind == "classes" else None
     if kind == "classes" and len(present) == 1:  # one class: nothing to fit
-        probs = np.zeros((x["test"].shape[0], num_labels))
+        probs = np.zeros((n_test, num_labels))
         probs[:, int(present[0])] = 1.0
         return probs, {"note": "training labels hold one class"}
     tried, best = {}, None
     strengths = STRENGTHS["classes" if kind == "classes" else "values"]
     for s in strengths:
         model = _model("classes" if kind == "classes" else "values", s, num_labels)
-        model.fit(x["train"], y["train"])
-        score = judge(_predict(model, x["validation"], kind, num_labels))
+        model.fit(x_train, y_train)
+        score = judge(_predict_blocks(model, blocks["validation"], kind, num_labels))
         tried[s] = score
         if np.isfinite(score) and (best is None or score > best[0]):
             best = (score, s, model)
     if best is None:
         best = (np.nan, strengths[1], model)
     name = "C" if kind == "classes" else "alpha"
-    return _predict(best[2], x["test"], kind, num_labels), {name: best[1], f"validation score by {name}": tried}
+    return (_predict_blocks(best[2], blocks["test"], kind, num_labels),
+            {name: best[1], f"validation score by {name}": tried})
 
 
 # ---- per problem type -------------------------------------------------------------------------------
@@ -166,8 +189,10 @@ def fit_baselines(task: Any, splits: dict[str, Any], test_labels: Any, test_scor
         fits["one_hot_position"] = (f"one-hot residue at each of the {next(iter(lengths))} positions",
                                     one_hot_positions)
     for name, (text, features) in fits.items():
-        x = {s: features(seqs[s]) for s in seqs}
-        scores, settings = _fit(kind, x, y, task.num_labels, judge)
+        blocks = {s: _Blocks(lambda a, b, f=features, q=seqs[s]: f(q[a:b]), len(seqs[s]))
+                  for s in ("validation", "test")}
+        scores, settings = _fit(kind, features(seqs["train"]), y["train"], blocks, len(seqs["test"]), task.num_labels,
+                                judge)
         if keep is not None:
             settings["trained_on"] = f"{MAX_TRAIN} of {len(train)} training proteins (seeded sample)"
         out.append(Baseline(name, f"{text} -> {_model_text(kind)}", scores.reshape(shape), settings))
@@ -220,10 +245,10 @@ def _residue_baselines(task: Any, splits: dict[str, Any], test_labels: list, tes
         keep = np.sort(rng.choice(x_train.shape[0], MAX_RESIDUES, replace=False))
         settings["trained_on"] = f"{MAX_RESIDUES} of {x_train.shape[0]} labelled training residues{note} (seeded sample)"
         x_train, y_train = x_train[keep], y_train[keep]
-    val = splits["validation"]
-    x_val = residue_windows(val.sequences)
+    val, test = splits["validation"], splits["test"]
     test_lengths = [len(lab) for lab in test_labels]
-    x_test = residue_windows(splits["test"].sequences, test_lengths)
+    blocks = {"validation": _Blocks(lambda a, b: residue_windows(val.sequences[a:b]), len(val)),
+              "test": _Blocks(lambda a, b: residue_windows(test.sequences[a:b], test_lengths[a:b]), len(test))}
 
     def per_protein(flat: np.ndarray, lengths: list[int], like: list | None) -> list[np.ndarray]:
         parts = np.split(flat, np.cumsum(lengths)[:-1]) if lengths else []
@@ -234,9 +259,8 @@ def _residue_baselines(task: Any, splits: dict[str, Any], test_labels: list, tes
     def judge(scores: np.ndarray) -> float:
         return sign * problem.metrics((metric,), stacked["validation"], per_protein(scores, val_lengths, None))[metric]
 
-    x = {"train": x_train, "validation": x_val, "test": x_test}
-    scores, fitted = _fit(kind, x, {"train": y_train}, n, judge)
-    majority = _majority(kind, y_train, x_test.shape[0], n)
+    scores, fitted = _fit(kind, x_train, y_train, blocks, sum(test_lengths), n, judge)
+    majority = _majority(kind, y_train, sum(test_lengths), n)
     return [Baseline("majority", _majority_text(kind).replace("protein", "residue"),
                      per_protein(majority, test_lengths, test_scores_like)),
             Baseline("window", f"residues within +-{WINDOW} one-hot -> {_model_text(kind)}",

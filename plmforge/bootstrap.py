@@ -13,7 +13,7 @@ metric is undefined (e.g. AUROC when a resample holds one class) are left out an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 from scipy import sparse
 
 DEFAULT_RESAMPLES = 1000
-_CELLS = 4_000_000  # resamples x units handled at once
+_CELLS = 1_000_000  # resamples x units handled at once (8 MB a float64 array)
 
 
 @dataclass(frozen=True)
@@ -34,35 +34,74 @@ class Interval:
         return {"low": self.low, "high": self.high, **({"undefined_resamples": self.undefined} if self.undefined else {})}
 
 
+class Resamples:
+    """The bootstrap resamples of n items as count vectors (how often each item is in a resample),
+    drawn as sklearn.utils.resample draws them. They are drawn again, block by block, on every pass
+    rather than held: resamples x n counts would be 4 GB for 1000 resamples of a million proteins."""
+
+    def __init__(self, n: int, resamples: int, seed: int) -> None:
+        self.n, self.resamples, self.seed = n, resamples, seed
+
+    def __len__(self) -> int:
+        return self.resamples
+
+    def blocks(self, rows: int) -> Iterator[np.ndarray]:
+        """(<= rows, n) int32 blocks of count rows, in order; the same rows on every call."""
+        rs = np.random.RandomState(self.seed)
+        for start in range(0, self.resamples, rows):
+            block = np.empty((min(rows, self.resamples - start), self.n), dtype=np.int32)
+            for r in range(len(block)):
+                block[r] = np.bincount(rs.randint(0, self.n, size=self.n), minlength=self.n)
+            yield block
+
+
+class _Given(Resamples):
+    """Count rows already drawn (tests, callers holding them)."""
+
+    def __init__(self, counts: np.ndarray) -> None:
+        super().__init__(counts.shape[1], len(counts), 0)
+        self.counts = counts
+
+    def blocks(self, rows: int) -> Iterator[np.ndarray]:
+        for start in range(0, len(self.counts), rows):
+            yield self.counts[start:start + rows]
+
+
 def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
     """(resamples, n) counts: row r says how often each item is in resample r."""
-    rs = np.random.RandomState(seed)
-    counts = np.zeros((resamples, n), dtype=np.int32)
-    for r in range(resamples):
-        counts[r] = np.bincount(rs.randint(0, n, size=n), minlength=n)
-    return counts
+    blocks = list(Resamples(n, resamples, seed).blocks(max(resamples, 1)))
+    return np.concatenate(blocks) if blocks else np.zeros((0, n), dtype=np.int32)
 
 
 def resampled_metrics(problem: Any, names: tuple[str, ...], labels: Any, scores: Any,
-                      counts: np.ndarray) -> dict[str, np.ndarray]:
+                      counts: Resamples | np.ndarray) -> dict[str, np.ndarray]:
     """Each metric on each resample: {name: (resamples,)}. `labels`/`scores` as the problem type's
-    metrics take them (per protein; residue tasks: one array per protein)."""
+    metrics take them (per protein; residue tasks: one array per protein). Memory is bounded by
+    blocks of resamples x units (_CELLS), whatever the number of proteins."""
+    global _groupings
+    draws = counts if isinstance(counts, Resamples) else _Given(counts)
     (y, p), owner, per_item = _units(problem, labels, scores)
     parts: dict[str, list[np.ndarray]] = {}
-    block = max(1, _CELLS // max(len(owner), 1))
-    for start in range(0, len(counts), block):
-        w = counts[start:start + block][:, owner].astype(np.float64)
-        for name in names:
-            if name in WEIGHTED:
-                parts.setdefault(name, []).append(WEIGHTED[name](y, p, w))
+    has = np.isfinite(per_item) if per_item is not None else None
+    per_sequence = has is not None and "accuracy_per_sequence" in problem.metrics((), labels[:1], scores[:1])
+    _groupings = {}
+    try:
+        for block in draws.blocks(max(1, _CELLS // max(len(owner), draws.n, 1))):
+            w = block[:, owner].astype(np.float64)
+            for name in names:
+                if name in WEIGHTED:
+                    parts.setdefault(name, []).append(WEIGHTED[name](y, p, w))
+            if per_sequence:  # the mean of per-protein accuracies over proteins with labelled residues
+                assert per_item is not None and has is not None
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    parts.setdefault("accuracy_per_sequence", []).append(
+                        (block[:, has] @ per_item[has]) / block[:, has].sum(1))
+    finally:
+        _groupings = None
     out = {k: np.concatenate(v) for k, v in parts.items()}
     slow = tuple(n for n in names if n not in WEIGHTED)
     if slow:
-        out.update({k: v for k, v in _loop(problem, slow, labels, scores, counts).items() if k in slow})
-    if per_item is not None and "accuracy_per_sequence" in problem.metrics((), labels[:1], scores[:1]):
-        has = np.isfinite(per_item)  # the mean of per-protein accuracies over proteins with labelled residues
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["accuracy_per_sequence"] = (counts[:, has] @ per_item[has]) / counts[:, has].sum(1)
+        out.update({k: v for k, v in _loop(problem, slow, labels, scores, draws).items() if k in slow})
     return out
 
 
@@ -79,10 +118,12 @@ def _units(problem: Any, labels: Any, scores: Any) -> tuple[tuple[np.ndarray, np
     return (y, p), np.repeat(np.arange(len(per)), [len(yy) for yy, _ in per]), acc
 
 
-def _loop(problem: Any, names: tuple[str, ...], labels: Any, scores: Any, counts: np.ndarray) -> dict[str, np.ndarray]:
+def _loop(problem: Any, names: tuple[str, ...], labels: Any, scores: Any,
+          counts: Resamples | np.ndarray) -> dict[str, np.ndarray]:
     """Metrics computed on each resample's arrays (the reference the weighted forms are tested against)."""
+    draws = counts if isinstance(counts, Resamples) else _Given(counts)
     rows: dict[str, list[float]] = {}
-    for c in counts:
+    for c in (row for block in draws.blocks(16) for row in block):
         idx = np.repeat(np.arange(len(c)), c)
         if isinstance(labels, list):
             lab, sc = [labels[i] for i in idx], [scores[i] for i in idx]
@@ -107,14 +148,14 @@ def intervals(values: dict[str, np.ndarray], level: float = 0.95) -> dict[str, I
 
 def metric_intervals(problem: Any, names: tuple[str, ...], labels: Any, scores: Any, resamples: int = DEFAULT_RESAMPLES,
                      seed: int = 0, level: float = 0.95) -> dict[str, Interval]:
-    counts = resample_counts(len(labels), resamples, seed)
+    counts = Resamples(len(labels), resamples, seed)
     return intervals(resampled_metrics(problem, names, labels, scores, counts), level)
 
 
 def paired_difference(problem: Any, name: str, labels: Any, scores_a: Any, scores_b: Any,
                       resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95) -> Interval:
     """The interval of metric(a) - metric(b), both computed on the same resamples (paired)."""
-    counts = resample_counts(len(labels), resamples, seed)
+    counts = Resamples(len(labels), resamples, seed)
     a = resampled_metrics(problem, (name,), labels, scores_a, counts)[name]
     b = resampled_metrics(problem, (name,), labels, scores_b, counts)[name]
     return intervals({name: a - b}, level)[name]
@@ -126,12 +167,34 @@ def _safe(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den != 0)
 
 
+_groupings: dict[tuple, tuple[sparse.csr_matrix, np.ndarray]] | None = None  # one resampled_metrics call's
+
+
+def _grouping(key: tuple, make: Callable[[], np.ndarray]) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """The (groups, units) indicator of the group ids `make()` gives (units with equal values, or one
+    confusion cell), and the ids. Blocks of resamples of one resampled_metrics call share it by `key`
+    (what it was made from: the call's labels and scores do not change between blocks)."""
+    if _groupings is not None and key in _groupings:
+        return _groupings[key]
+    group = make()
+    n = len(group)
+    ind = sparse.csr_matrix((np.ones(n), (group, np.arange(n))), shape=(int(group.max(initial=-1)) + 1, n))
+    if _groupings is not None:
+        _groupings[key] = (ind, group)
+    return ind, group
+
+
+def _value_groups(v: np.ndarray) -> np.ndarray:
+    return np.unique(v, return_inverse=True)[1].reshape(-1)
+
+
 def _confusion(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     """(R, C, C) weighted confusion matrices [true, predicted] of single-label predictions."""
     c = p.shape[1]
-    cell = y.astype(np.int64) * c + p.argmax(axis=1)
-    ind = sparse.csr_matrix((np.ones(len(y)), (np.arange(len(y)), cell)), shape=(len(y), c * c))
-    return np.asarray(ind.T.dot(w.T).T).reshape(len(w), c, c)
+    ind, _ = _grouping(("confusion",), lambda: y.astype(np.int64) * c + p.argmax(axis=1))
+    sums = np.zeros((len(w), c * c))
+    sums[:, :ind.shape[0]] = np.asarray(ind.dot(w.T).T)
+    return sums.reshape(len(w), c, c)
 
 
 def _binary_cells(truth: np.ndarray, pred: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -180,27 +243,27 @@ def _mcc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     return _safe(cov_tq, den)
 
 
-def _binary_auroc(truth: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _binary_auroc(truth: np.ndarray, score: np.ndarray, w: np.ndarray, key: tuple) -> np.ndarray:
     """Weighted Mann-Whitney AUROC (ties count one half); NaN where a resample lacks a class."""
-    values, group = np.unique(score, return_inverse=True)
-    ind = sparse.csr_matrix((np.ones(len(score)), (np.arange(len(score)), group)), shape=(len(score), len(values)))
-    pos = np.asarray(ind.T.dot((w * truth).T).T)
-    neg = np.asarray(ind.T.dot((w * (1 - truth)).T).T)
-    below = np.cumsum(neg, axis=1) - neg
+    ind, _ = _grouping(key, lambda: _value_groups(score))
+    pos = np.asarray(ind.dot((w * truth).T).T)
+    neg = np.asarray(ind.dot((w * (1 - truth)).T).T)
     n_pos, n_neg = pos.sum(1), neg.sum(1)
-    auc = (pos * (below + 0.5 * neg)).sum(1)
+    below = np.cumsum(neg, axis=1)
+    below -= 0.5 * neg  # negatives below, and half of the tied ones
+    auc = np.einsum("ij,ij->i", pos, below)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n_pos > 0) & (n_neg > 0), auc / (n_pos * n_neg), np.nan)
 
 
 def _auroc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     if y.ndim == 2:  # macro over labels with both classes in the resample
-        per = np.stack([_binary_auroc(y[:, j].astype(float), p[:, j], w) for j in range(y.shape[1])], 1)
+        per = np.stack([_binary_auroc(y[:, j].astype(float), p[:, j], w, ("column", j)) for j in range(y.shape[1])], 1)
         with np.errstate(all="ignore"):
             return np.where(np.isfinite(per).any(1), np.nanmean(np.where(np.isfinite(per), per, np.nan), 1), np.nan)
     if p.shape[1] == 2:
-        return _binary_auroc((y == 1).astype(float), p[:, 1], w)
-    per = np.stack([_binary_auroc((y == c).astype(float), p[:, c], w) for c in range(p.shape[1])], 1)
+        return _binary_auroc((y == 1).astype(float), p[:, 1], w, ("column", 1))
+    per = np.stack([_binary_auroc((y == c).astype(float), p[:, c], w, ("column", c)) for c in range(p.shape[1])], 1)
     out = per.mean(1)  # NaN where a class is missing: those resamples are computed the metric's own way
     missing = ~np.isfinite(out)
     if missing.any():
@@ -212,13 +275,12 @@ def _auroc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
-def _binary_ap(truth: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _binary_ap(truth: np.ndarray, score: np.ndarray, w: np.ndarray, key: tuple) -> np.ndarray:
     """Weighted average precision (scikit-learn's step form: sum over thresholds of recall gained times
     precision, ties in one step); 0 where a resample has no positive."""
-    values, group = np.unique(score, return_inverse=True)
-    ind = sparse.csr_matrix((np.ones(len(score)), (np.arange(len(score)), group)), shape=(len(score), len(values)))
-    pos = np.asarray(ind.T.dot((w * truth).T).T)[:, ::-1]  # highest score first
-    neg = np.asarray(ind.T.dot((w * (1 - truth)).T).T)[:, ::-1]
+    ind, _ = _grouping(key, lambda: _value_groups(score))
+    pos = np.asarray(ind.dot((w * truth).T).T)[:, ::-1]  # highest score first
+    neg = np.asarray(ind.dot((w * (1 - truth)).T).T)[:, ::-1]
     tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
     n_pos = tp[:, -1:]
     precision = _safe(tp, tp + fp)
@@ -229,26 +291,31 @@ def _binary_ap(truth: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarra
 
 def _auprc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     if y.ndim == 2:  # micro: every (protein, label) pair one unit
-        return _binary_ap(y.ravel().astype(float), p.ravel(), np.repeat(w, y.shape[1], axis=1))
+        return _binary_ap(y.ravel().astype(float), p.ravel(), np.repeat(w, y.shape[1], axis=1), ("all",))
     if p.shape[1] == 2:
-        return _binary_ap((y == 1).astype(float), p[:, 1], w)
-    return np.mean([_binary_ap((y == c).astype(float), p[:, c], w) for c in range(p.shape[1])], axis=0)
+        return _binary_ap((y == 1).astype(float), p[:, 1], w, ("column", 1))
+    return np.mean([_binary_ap((y == c).astype(float), p[:, c], w, ("column", c)) for c in range(p.shape[1])],
+                   axis=0)
 
 
 def _f1_max(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     if y.ndim == 1:
         y = np.eye(p.shape[1], dtype=int)[y]
     thresholds = np.linspace(0.0, 1.0, 101)
-    pred = p[:, :, None] >= thresholds  # (m, C, T)
-    n_pred = pred.sum(1)
-    tp = (pred & (y[:, :, None] == 1)).sum(1)
-    covered = (n_pred > 0).astype(float)
-    true = y.sum(1)[:, None]
-    prec_rows = _safe(tp, n_pred)
-    rec_rows = np.divide(tp, true, out=np.zeros(tp.shape), where=true > 0)
-    cov_w = w @ covered
-    precision = _safe(w @ prec_rows, cov_w)
-    recall = (w @ rec_rows) / w.sum(1)[:, None]
+    true = y.sum(1)
+    prec_w, rec_w, cov_w = (np.zeros((len(w), len(thresholds))) for _ in range(3))
+    step = max(1, _CELLS // (p.shape[1] * len(thresholds)))  # units at a time: (units, C, T) cells stay bounded
+    for a in range(0, len(p), step):
+        pred = p[a:a + step, :, None] >= thresholds  # (units, C, T)
+        n_pred = pred.sum(1)
+        tp = (pred & (y[a:a + step, :, None] == 1)).sum(1)
+        part = true[a:a + step, None]
+        wb = w[:, a:a + step]
+        cov_w += wb @ (n_pred > 0).astype(float)
+        prec_w += wb @ _safe(tp, n_pred)
+        rec_w += wb @ np.divide(tp, part, out=np.zeros(tp.shape), where=part > 0)
+    precision = _safe(prec_w, cov_w)
+    recall = rec_w / w.sum(1)[:, None]
     f1 = _safe(2 * precision * recall, precision + recall)
     f1 = np.where(cov_w > 0, f1, 0.0)
     return f1.max(1)
@@ -276,18 +343,17 @@ def _pearson(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     return _pearson_w(yc, pc, w)
 
 
-def _ranks(v: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _ranks(v: np.ndarray, w: np.ndarray, key: tuple) -> np.ndarray:
     """Each unit's average rank within each resample (ties share their mean rank, as scipy does)."""
-    values, group = np.unique(v, return_inverse=True)
-    ind = sparse.csr_matrix((np.ones(len(v)), (np.arange(len(v)), group)), shape=(len(v), len(values)))
-    per = np.asarray(ind.T.dot(w.T).T)
+    ind, group = _grouping(key, lambda: _value_groups(v))
+    per = np.asarray(ind.dot(w.T).T)
     rank = np.cumsum(per, axis=1) - per + (per + 1) / 2
     return rank[:, group]
 
 
 def _spearman(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Pearson of the ranks within each resample (ranks differ per resample: (R, m) arrays)."""
-    ry, rp = _ranks(y, w), _ranks(p, w)
+    ry, rp = _ranks(y, w, ("labels",)), _ranks(p, w, ("scores",))
     total = w.sum(1)
     my, mp = (w * ry).sum(1) / total, (w * rp).sum(1) / total
     dy, dp = ry - my[:, None], rp - mp[:, None]

@@ -94,7 +94,12 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inference_args(p: argparse.ArgumentParser) -> None:
+def _inference_args(p: argparse.ArgumentParser, flag: str, chunks: str) -> None:
+    """Batching and precision, and --stream/--no-stream for the file given by `flag`."""
+    stream = p.add_mutually_exclusive_group()
+    stream.add_argument("--stream", dest="stream", action="store_true", default=None,
+                        help=f"read {flag} in chunks of rows {chunks} (the default from 64 MB on)")
+    stream.add_argument("--no-stream", dest="stream", action="store_false", help=f"read {flag} whole")
     p.add_argument("--batch-size", type=int, help="batches of this many sequences (default: the run's batching)")
     p.add_argument("--max-tokens", type=int, help="length-sorted batches within this token budget (default: the "
                                                   "run's batching)")
@@ -149,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="a labelled file, or a directory with a test (or train) file")
     p.add_argument("--output", help="directory for the metrics files (default RUN_DIR/eval_<name>)")
-    _inference_args(p)
+    _inference_args(p, "--data", "onto disk")
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("predict", help="predict with a trained run (several runs of one task: their mean)")
     p.add_argument("run_dir", nargs="+", help="a run directory; more than one predict as an ensemble (the mean of "
@@ -158,11 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--input", help="CSV, TSV, JSONL, Parquet or FASTA file of sequences")
     group.add_argument("--sequence", help="one amino-acid sequence")
     p.add_argument("--output", help="CSV to write (default RUN_DIR/predictions.csv for --input)")
-    stream = p.add_mutually_exclusive_group()
-    stream.add_argument("--stream", dest="stream", action="store_true", default=None,
-                        help="read --input in chunks of rows and append the predictions (the default from 64 MB on)")
-    stream.add_argument("--no-stream", dest="stream", action="store_false", help="read --input whole")
-    _inference_args(p)
+    _inference_args(p, "--input", "and append the predictions")
     p.set_defaults(func=_predict)
     p = sub.add_parser("export", help="write a self-contained model directory (adapters merged)")
     p.add_argument("run_dir")
@@ -298,7 +299,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from plmforge.api import evaluate
 
     report = evaluate(args.run_dir, args.data, batch_size=args.batch_size, max_tokens=args.max_tokens,
-                      precision=args.precision)
+                      precision=args.precision, stream=args.stream)
     out = Path(args.output) if args.output else Path(args.run_dir) / f"eval_{Path(report.data).stem}"
     report.write(out)
     from plmforge.outputs import with_interval
@@ -307,7 +308,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for k, v in report.metrics.items():
         print(f"{k:<22} {with_interval(v, intervals.get(k))}")
     if intervals:
-        print(f"(95% bootstrap intervals over the {len(report.prediction.table)} proteins, "
+        print(f"(95% bootstrap intervals over the {len(report.prediction.records)} proteins, "
               f"{report.blob['bootstrap']['resamples']} resamples)")
     print(f"metrics and predictions written to {out}")
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from plmforge.baselines import fit_baselines
-from plmforge.bootstrap import intervals, resample_counts, resampled_metrics
+from plmforge.bootstrap import Resamples, intervals, resampled_metrics
 from plmforge.metrics import METRICS
 
 log = logging.getLogger("plmforge")
@@ -27,7 +27,7 @@ def compare(task: Any, splits: dict[str, Any] | None, labels: Any, scores: Any, 
     """{'intervals': ..., 'baselines': ..., 'verdict': ...} for a test split's predictions; `splits` (the
     run's Records) are needed for baselines only."""
     out: dict[str, Any] = {}
-    counts = resample_counts(len(labels), resamples, seed) if resamples else None
+    counts = Resamples(len(labels), resamples, seed) if resamples else None
     names = tuple(task.metrics)
     plm_values = resampled_metrics(task.problem, names, labels, scores, counts) if counts is not None else None
     if plm_values is not None:

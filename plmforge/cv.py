@@ -36,7 +36,7 @@ from plmforge.errors import ConfigError, RunDirError
 from plmforge.events import RunProgress
 from plmforge.inference import Predictions, split_metrics
 from plmforge.logs import file_logging
-from plmforge.outputs import metrics_blob, summary_table, with_interval, write_frames, write_metrics
+from plmforge.outputs import metrics_blob, prediction_frames, summary_table, with_interval, write_frames, write_metrics
 from plmforge.train.run import CONFIG_FILE, preview_command, train
 from plmforge.train.setup import prepare_data
 
@@ -180,8 +180,8 @@ def _ensemble(config: RunConfig, fold_dirs: list[Path], test: Any, rd: Path) -> 
                             baselines=False))
     write_metrics(blob, rd, "test_ensemble")
     if config.output.save_predictions:
-        frames = task.problem.frames(list(test.ids), list(test.sequences), scores, labels, config.data.residue_classes)
-        write_frames(rd / "test_ensemble_predictions.csv", frames)
+        write_frames(rd / "test_ensemble_predictions.csv", prediction_frames(
+            task.problem, test.ids, test.sequences, scores, labels, config.data.residue_classes))
     return blob
 
 

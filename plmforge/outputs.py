@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from plmforge import threshold
 from plmforge.tasks import TaskSpec
 
 
@@ -79,13 +81,39 @@ def frame_path(path: Path, suffix: str) -> Path:
     return path.with_name(path.stem + suffix + path.suffix) if suffix else path
 
 
-def write_frames(path: Path, frames: dict[str, pd.DataFrame]) -> list[Path]:
-    """The main table at `path`; further tables (residue tasks: `_sequences`) next to it."""
-    written = []
-    for suffix, frame in frames.items():
-        target = frame_path(path, suffix)
-        frame.to_csv(target, index=False)
-        written.append(target)
+FRAME_ROWS = 20_000  # proteins per block of a prediction table
+
+
+def prediction_frames(problem: Any, ids: Sequence[str], sequences: Sequence[str], scores: Any, labels: Any = None,
+                      classes: tuple[str, ...] | None = None, tuned: float | None = None,
+                      rows: int = FRAME_ROWS) -> Iterator[dict[str, pd.DataFrame]]:
+    """A prediction's tables (problem.frames, decided at a tuned threshold when given) in blocks of
+    `rows` proteins: a table of millions of proteins is never built whole."""
+    for a in range(0, len(ids), rows):
+        part = slice(a, a + rows)
+        frames = problem.frames(list(ids[part]), list(sequences[part]), scores[part],
+                                None if labels is None else labels[part], classes)
+        yield threshold.apply_to_frames(frames, tuned, problem, classes)
+
+
+def write_frames(path: Path, blocks: Iterable[dict[str, pd.DataFrame]]) -> list[Path]:
+    """The main table at `path` and further tables (residue tasks: `_sequences`) next to it, appended
+    block by block to partial files that are renamed once every block is written: an error on the way
+    leaves an earlier file of that name as it was."""
+    partial: dict[str, Path] = {}
+    try:
+        for first, frames in enumerate(blocks):
+            for suffix, frame in frames.items():
+                target = frame_path(path, suffix)
+                tmp = partial.setdefault(suffix, target.with_name(f".{target.name}.partial"))
+                frame.to_csv(tmp, index=False, mode="w" if first == 0 else "a", header=first == 0)
+    except BaseException:
+        for tmp in partial.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    written = [frame_path(path, suffix) for suffix in partial]
+    for tmp, target in zip(partial.values(), written, strict=True):
+        tmp.replace(target)
     return written
 
 

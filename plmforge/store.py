@@ -98,8 +98,41 @@ class _Shard:
         return self.handle["values"][int(self.offsets[i]):int(self.offsets[i + 1])]
 
 
+class _Index:
+    """Where each stored key is: sorted key bytes and, per key, (shard number << 40 | row) in int64 arrays,
+    about 50 bytes an entry (a dict of strings and tuples took about 250); looked up by binary search.
+    The first shard that holds a key is the one read."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype="S40")
+        self.where = np.zeros(0, dtype=np.int64)
+        self.shards: list[_Shard] = []
+
+    def add(self, shard: _Shard, keys: np.ndarray) -> None:
+        self.shards.append(shard)
+        where = (len(self.shards) - 1 << 40) + np.arange(len(keys), dtype=np.int64)
+        both = np.concatenate([self.keys, np.asarray(keys, dtype="S40")])
+        self.keys, first = np.unique(both, return_index=True)  # the earlier entry of a key wins
+        self.where = np.concatenate([self.where, where])[first]
+
+    def find(self, key: bytes) -> tuple[_Shard, int] | None:
+        pos = int(np.searchsorted(self.keys, key))
+        if pos == len(self.keys) or self.keys[pos] != key:
+            return None
+        where = int(self.where[pos])
+        return self.shards[where >> 40], where & ((1 << 40) - 1)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _bytes(key: str | bytes) -> bytes:
+    return key if isinstance(key, bytes) else key.encode()
+
+
 class EmbeddingStore:
-    """Entries of one fingerprint; `put` buffers, `flush` writes one shard atomically."""
+    """Entries of one fingerprint; `put` buffers, `flush` writes one shard atomically. Keys are
+    record_key strings (or their bytes)."""
 
     def __init__(self, root: Path, fingerprint: dict[str, Any], flush_mb: int = 256) -> None:
         self.dir = root / digest(fingerprint)
@@ -111,7 +144,7 @@ class EmbeddingStore:
             os.replace(tmp, meta)
         self.fingerprint = fingerprint
         self.flush_bytes = flush_mb << 20
-        self.pending: dict[str, np.ndarray] = {}
+        self.pending: dict[bytes, np.ndarray] = {}
         self.pending_bytes = 0
         self.computed = 0
         self.refresh()
@@ -119,33 +152,35 @@ class EmbeddingStore:
     def refresh(self) -> None:
         """Index every complete shard (also those other processes wrote since)."""
         self.close()
-        self.index: dict[str, tuple[_Shard, int]] = {}
+        self.index = _Index()
         h5py = _h5py()
         for path in sorted(self.dir.glob("shard-*.h5")):
             with h5py.File(path, "r") as fh:
-                keys = [k.decode() if isinstance(k, bytes) else str(k) for k in fh["keys"][()]]
-                shard = _Shard(path, fh["offsets"][()])
-            for i, key in enumerate(keys):
-                self.index.setdefault(key, (shard, i))
+                self.index.add(_Shard(path, fh["offsets"][()]), fh["keys"][()])
         os.utime(self.dir)  # last use, for `plmforge cache info`
 
-    def __contains__(self, key: str) -> bool:
-        return key in self.index or key in self.pending
+    def __contains__(self, key: str | bytes) -> bool:
+        key = _bytes(key)
+        return key in self.pending or self.index.find(key) is not None
 
     def __len__(self) -> int:
-        return len(self.index) + sum(k not in self.index for k in self.pending)
+        return len(self.index) + sum(self.index.find(k) is None for k in self.pending)
 
-    def get(self, key: str) -> np.ndarray:
+    def get(self, key: str | bytes) -> np.ndarray:
+        key = _bytes(key)
         if key in self.pending:
             return self.pending[key]
-        shard, i = self.index[key]
+        found = self.index.find(key)
+        if found is None:
+            raise KeyError(key)
+        shard, i = found
         return shard.read(i)
 
-    def put(self, key: str, value: np.ndarray) -> None:
+    def put(self, key: str | bytes, value: np.ndarray) -> None:
         if key in self:
             return
         value = np.ascontiguousarray(value)
-        self.pending[key] = value
+        self.pending[_bytes(key)] = value
         self.pending_bytes += value.nbytes
         self.computed += 1
         if self.pending_bytes >= self.flush_bytes:
@@ -164,13 +199,11 @@ class EmbeddingStore:
             fh.create_dataset("offsets", data=offsets)
             fh.create_dataset("values", data=np.concatenate(arrays), chunks=True)
         os.replace(tmp, self.dir / name)  # complete or absent, never half-written
-        shard = _Shard(self.dir / name, offsets)
-        for i, key in enumerate(keys):
-            self.index.setdefault(key, (shard, i))
+        self.index.add(_Shard(self.dir / name, offsets), np.array(keys, dtype="S40"))
         self.pending, self.pending_bytes = {}, 0
 
     def close(self) -> None:
-        for shard, _ in getattr(self, "index", {}).values():
+        for shard in getattr(self, "index", _Index()).shards:
             if shard.handle is not None:
                 shard.handle.close()
                 shard.handle = None

@@ -127,3 +127,25 @@ def test_undefined_resamples_are_counted_and_a_paired_difference_of_equal_scores
     assert np.isclose(np.mean(resample_counts(20, 200, 0)[:, 19] == 0), got["auroc"].undefined / 200)
     diff = paired_difference(PROBLEM_TYPES["single_label_classification"], "accuracy", y, p, p.copy())
     assert (diff.low, diff.high) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_resamples_drawn_block_by_block_give_the_metrics_of_the_whole_count_matrix(case, monkeypatch):
+    """The resamples are drawn again block by block instead of held (1000 x a million proteins would be
+    4 GB): the same count rows for any block size, and the same metrics when tiny blocks of resamples and
+    of units (f1_max) are forced."""
+    import plmforge.bootstrap as bs
+
+    problem_name, labels, scores = _case(case, np.random.default_rng(5))
+    problem = PROBLEM_TYPES[problem_name]
+    names = tuple(m for m, spec in METRICS.items() if problem.kind.name in spec.kinds)
+    whole = resample_counts(len(labels), 50, seed=4)
+    for rows in (1, 7, 50, 64):
+        assert np.array_equal(np.concatenate(list(bs.Resamples(len(labels), 50, 4).blocks(rows))), whole)
+    expected = resampled_metrics(problem, names, labels, scores, whole)
+    monkeypatch.setattr(bs, "_CELLS", 150)  # a few resamples at a time; f1_max one protein at a time
+    got = resampled_metrics(problem, names, labels, scores, bs.Resamples(len(labels), 50, 4))
+    assert set(got) == set(expected)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=name)
+    assert resample_counts(5, 0, 1).shape == (0, 5)

@@ -1,5 +1,6 @@
 """Readers, validation messages, splits and the catalogue, on real data from ../shared/data."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def test_lowercase_and_rare_residues_are_accepted(tmp_path: Path):
 # ---- splits --------------------------------------------------------------------------------------
 
 @pytest.mark.shared_data
-def test_missing_validation_is_carved_with_the_seed_and_recorded():
+def test_missing_validation_is_carved_with_the_seed_and_recorded(tmp_path: Path):
     args = (f"data.train={shared('dephospho', 'train_sequences.fasta')}",
             f"data.test={shared('dephospho', 'test_sequences.fasta')}",
             "data.problem_type=single_label_classification", "data.num_labels=2")
@@ -134,7 +135,10 @@ def test_missing_validation_is_carved_with_the_seed_and_recorded():
     mapping = a.split_mapping(42)
     assert not set(mapping["samples"]["train"]) & set(mapping["samples"]["validation"])
     assert mapping["validation_carved_from_train"] is True
-    json.dumps(mapping)
+    for data in (a, dataclasses.replace(a, splits={}),
+                 dataclasses.replace(a, splits={**a.splits, "test": a.splits["test"].subset([])})):
+        data.write_split_mapping(tmp_path / "split_mapping.json", 42, block=7)  # ids written 7 at a time
+        assert (tmp_path / "split_mapping.json").read_text() == json.dumps(data.split_mapping(42), indent=1)
 
 
 def test_identical_sequences_across_splits_are_reported(tmp_path: Path):

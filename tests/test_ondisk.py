@@ -374,3 +374,96 @@ def test_an_ensemble_reads_a_large_input_whole_unless_told(tmp_path, tiny_models
     assert "read in 1 chunk)" in capsys.readouterr().out
     assert main(["predict", rd, rd, "--input", str(amp_small / "test.csv"), "--output", str(out), "--stream"]) != 0
     assert "an ensemble reads its input whole" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("problem", ["single_label_classification", "residue_single_label_classification"])
+def test_evaluating_a_file_on_disk_equals_evaluating_it_whole(tmp_path, tiny_models, amp_dir, problem, monkeypatch,
+                                                              capsys):
+    """`plmforge evaluate` reads a labelled file in chunks of 7 rows onto disk and writes its predictions in
+    blocks of 9 proteins: the same metrics (intervals, threshold) and the same files as a whole read; a bad
+    label in a later chunk is named by its row, and an earlier evaluation is left as it was."""
+    from plmforge.api import PredictionResult, evaluate
+    from plmforge.cli import main
+    from plmforge.errors import DataError
+
+    df = pd.read_csv(amp_dir / "train.csv").head(60)
+    residue = problem.startswith("residue")
+    if residue:
+        df["label"] = ["".join("1" if c in "AILMFVW" else "0" for c in s) for s in df["aa_seq"]]
+    df.to_csv(tmp_path / "train.csv", index=False)
+    df.head(20).to_csv(tmp_path / "test.csv", index=False)
+    cfg = load_config(None, [f"data.train={tmp_path / 'train.csv'}", f"data.test={tmp_path / 'test.csv'}",
+                             f"model.name={tiny_models['esm']}", "method.name=full",
+                             f"data.problem_type={problem}", "training.epochs=1", "training.tune_threshold=mcc",
+                             "output.bootstrap=200", f"output.dir={tmp_path / 'run'}"])
+    rd = train(cfg, progress=False).run_dir
+    assert (rd / "threshold.json").is_file()
+    data = tmp_path / "labelled.csv"
+    df.to_csv(data, index=False)
+    whole = evaluate(rd, data, stream=False)
+    whole.write(tmp_path / "whole")
+    monkeypatch.setattr(stream.iter_chunks, "__defaults__", ("aa_seq", 7, None))
+    monkeypatch.setattr(PredictionResult.iter_frames, "__defaults__", (9,))
+    chunked = evaluate(rd, data, stream=True)
+    assert chunked.prediction.records.on_disk and not whole.prediction.records.on_disk
+    chunked.write(tmp_path / "chunked")
+    assert chunked.blob == whole.blob and "intervals" in whole.blob and "threshold" in whole.blob
+    tables = ["predictions.csv", "eval_metrics.csv"] + (["predictions_sequences.csv"] if residue else [])
+    for name in tables:
+        assert (tmp_path / "chunked" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
+    assert sorted(p.name for p in (tmp_path / "chunked" / "plots").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "whole" / "plots").iterdir())
+    assert main(["evaluate", str(rd), "--data", str(data), "--output", str(tmp_path / "cli"), "--stream"]) == 0
+    assert "over the 60 proteins" in capsys.readouterr().out
+    assert (tmp_path / "cli" / "predictions.csv").read_text() == (tmp_path / "whole" / "predictions.csv").read_text()
+
+    bad = df.copy()
+    bad["label"] = bad["label"].astype(str)
+    bad.loc[40, "label"] = "7" if not residue else bad.loc[40, "label"][:-1] + "7"
+    bad.to_csv(data, index=False)
+    before = (tmp_path / "cli" / "eval_metrics.json").read_text()
+    with pytest.raises(DataError, match=r"row 41"):
+        evaluate(rd, data, stream=True)
+    assert main(["evaluate", str(rd), "--data", str(data), "--output", str(tmp_path / "cli"), "--stream"]) != 0
+    assert "row 41" in capsys.readouterr().err
+    assert (tmp_path / "cli" / "eval_metrics.json").read_text() == before
+
+
+def _long_csv(path: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    letters = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
+    with open(path, "w") as fh:
+        fh.write("id,aa_seq,label\n")
+        for i in range(n):
+            fh.write(f"p{i},{letters[rng.integers(0, 20, rng.integers(150, 250))].tobytes().decode()},{i % 3}\n")
+
+
+def test_evaluating_a_large_file_on_disk_keeps_memory_down(tmp_path, tiny_models):
+    """150,000 labelled rows of 150-250 residues (31 MB) evaluated in a fresh process (read, predicted with
+    sequences cut to 16 residues, 100 bootstrap resamples, tables and plots written): on disk the peak
+    stays far below reading the file whole (measured: 650 MB against 850 MB, of which 465 MB are the
+    libraries and the model)."""
+    _big_csv(tmp_path / "small.csv", 300)
+    cfg = load_config(None, [f"data.train={tmp_path / 'small.csv'}", f"model.name={tiny_models['esm']}",
+                             "data.problem_type=single_label_classification", "training.epochs=1",
+                             "model.max_length=16", "output.bootstrap=100", f"output.dir={tmp_path / 'run'}"])
+    rd = train(cfg, progress=False).run_dir
+    path = tmp_path / "big.csv"
+    _long_csv(path, 150_000)
+    code = ("import sys; from plmforge.api import evaluate; from plmforge.train.memory import process_peak_mb; "
+            "r = evaluate(sys.argv[1], sys.argv[2], stream=sys.argv[3] == 'disk', max_tokens=8192); "
+            "r.write(sys.argv[4]); print('ROWS', r.blob['n_samples'], r.metrics['accuracy']); "
+            "print('PEAK', process_peak_mb())")
+    peaks, lines = {}, {}
+    for storage in ("memory", "disk"):
+        res = subprocess.run([sys.executable, "-c", code, str(rd), str(path), storage, str(tmp_path / storage)],
+                             capture_output=True, text=True, env={**os.environ, "TQDM_MININTERVAL": "0"})
+        assert res.returncode == 0, res.stderr[-3000:]
+        lines[storage] = re.search(r"ROWS .*", res.stdout).group(0)
+        peaks[storage] = float(re.search(r"PEAK ([\d.]+)", res.stdout).group(1))
+        if storage == "disk":
+            assert "reading evaluation: big.csv" in res.stderr and "tokenising input" in res.stderr
+    print(peaks)
+    assert lines["disk"] == lines["memory"] and lines["disk"].startswith("ROWS 150000")
+    assert len(pd.read_csv(tmp_path / "disk" / "predictions.csv")) == 150_000
+    assert peaks["disk"] < peaks["memory"] - 100, peaks

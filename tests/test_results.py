@@ -57,6 +57,36 @@ def test_baselines_on_real_site_windows():
     assert roc_auc_score(labels, found["one_hot_position"].scores[:, 1]) > 0.6  # the K at the centre is learnt
 
 
+@pytest.mark.parametrize("problem", ["single_label_classification", "residue_single_label_classification"])
+def test_baselines_featurised_in_blocks_equal_featurised_whole(tmp_path, amp_dir, problem, monkeypatch):
+    """Validation and test proteins are featurised a block at a time (a test set of millions would take
+    gigabytes whole): blocks of 7 proteins give the baselines of one block."""
+    import plmforge.baselines as bl
+
+    residue = problem.startswith("residue")
+    for split, n in (("train", 80), ("validation", 30), ("test", 30)):
+        df = pd.read_csv(amp_dir / f"{split}.csv").head(n)
+        if residue:
+            df["label"] = ["".join("1" if c in "AILMFVW" else "0" for c in s) for s in df["aa_seq"]]
+        df.to_csv(tmp_path / f"{split}.csv", index=False)
+    cfg = load_config(None, [f"data.dataset={tmp_path}", f"data.problem_type={problem}", "model.name=unused"])
+    data = load_data(cfg.data, cfg.training)
+    test = data.splits["test"]
+    if residue:
+        labels = [np.zeros(len(s) - 2) for s in test.sequences]  # residues the PLM would predict
+        like = [np.zeros((len(s) - 2, 2)) for s in test.sequences]
+    else:
+        labels, like = np.asarray(test.labels), np.zeros((len(test), 2))
+    whole = fit_baselines(data.task, data.splits, labels, like)
+    monkeypatch.setattr(bl._Blocks.__init__, "__defaults__", (7,))
+    blocked = fit_baselines(data.task, data.splits, labels, like)
+    assert [b.name for b in blocked] == [b.name for b in whole] and len(whole) >= 2
+    for a, b in zip(whole, blocked, strict=True):
+        assert a.settings == b.settings
+        for x, y in zip(a.scores, b.scores, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+
+
 def _run(tmp_path, tiny_models, amp_small, *extra):
     out = tmp_path / "run"
     assert main(["train", f"data.dataset={amp_small}", f"model.name={tiny_models['esm']}", "training.epochs=2",

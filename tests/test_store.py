@@ -50,6 +50,32 @@ def test_an_interrupted_fill_leaves_no_broken_or_duplicate_entries(tmp_path):
     assert info.entries == 3 and info.incomplete_files == 1  # every key once; the cut-off file is ignored
 
 
+def test_the_index_finds_every_key_of_many_shards_and_the_first_shard_wins(tmp_path):
+    """The index is sorted key bytes and int64 positions (about 50 bytes an entry, for stores of millions):
+    keys from many shards, written by two processes with one key in common, are all found; the key both
+    stored is read from the shard that sorts first; an absent key is absent."""
+    from plmforge.store import _Index
+
+    a, b = EmbeddingStore(tmp_path, FP, flush_mb=0), EmbeddingStore(tmp_path, FP)
+    keys = [record_key({"sequence": str(i)}) for i in range(300)]
+    for i, key in enumerate(keys[:200]):  # flush_mb=0: a shard per entry
+        a.put(key, np.full((1, 4), i, dtype=np.float32))
+    for key in [keys[150], *keys[200:]]:  # b did not see a's shards: keys[150] is stored twice
+        b.put(key.encode(), np.full((1, 4), 1000 + keys.index(key), dtype=np.float32))
+    b.flush()
+    store = EmbeddingStore(tmp_path, FP)
+    assert len(store) == 300 and len(store.index.shards) == 201
+    paths = sorted(store.dir.glob("shard-*.h5"))
+    a_first = paths.index(a.index.find(keys[150].encode())[0].path) < paths.index(b.index.shards[-1].path)
+    for i, key in enumerate(keys):
+        want = (150 if a_first else 1150) if i == 150 else (i if i < 200 else 1000 + i)
+        assert store.get(key)[0, 0] == want and key.encode() in store
+    assert record_key({"sequence": "absent"}) not in store
+    with pytest.raises(KeyError):
+        store.get("absent")
+    assert _Index().find(b"x") is None and len(_Index()) == 0
+
+
 def test_fingerprints_change_with_what_changes_the_output(tiny_models, tmp_path):
     bb = load_backbone(ModelConfig(name=str(tiny_models["esm"])))
     short = load_backbone(ModelConfig(name=str(tiny_models["esm"]), max_length=20))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +24,7 @@ from plmforge.data.readers import (
     read_sources,
     spec_parts,
 )
-from plmforge.data.stream import CHUNKED_ABOVE
+from plmforge.data.stream import CHUNKED_ABOVE, local_size
 from plmforge.data.validate import Records, concat_records, table_to_records
 from plmforge.errors import ConfigError, DataError
 from plmforge.metrics import direction_of
@@ -42,15 +42,28 @@ class PreparedData:
     notes: list[str] = field(default_factory=list)
     cv: dict | None = None  # a cross-validation fold's run: {'folds': K, 'fold': i, 'group_column': ...}
 
-    def split_mapping(self, seed: int) -> dict:
+    def split_mapping(self, seed: int, ids: bool = True) -> dict:
         return {
             "source": self.source,
             "seed": seed,
             "validation_carved_from_train": self.validation_carved,
             **({"cross_validation": self.cv} if self.cv else {}),
             "counts": {k: len(v) for k, v in self.splits.items()},
-            "samples": {name: list(recs.ids) for name, recs in self.splits.items()},
+            "samples": {name: list(recs.ids) if ids else [] for name, recs in self.splits.items()},
         }
+
+    def write_split_mapping(self, path: Path, seed: int, block: int = 50_000) -> None:
+        """split_mapping.json: the text of json.dumps(self.split_mapping(seed), indent=1), with the ids
+        written in blocks (millions of ids never become one list or one string)."""
+        head = {k: v for k, v in self.split_mapping(seed, ids=False).items() if k != "samples"}
+        with path.open("w") as fh:
+            fh.write(json.dumps(head, indent=1)[:-2] + ',\n "samples": {')
+            for k, (name, recs) in enumerate(self.splits.items()):
+                fh.write(("," if k else "") + f"\n  {json.dumps(name)}: [")
+                for a in range(0, len(recs.ids), block):
+                    fh.write(("," if a else "") + ",".join(f"\n   {json.dumps(i)}" for i in recs.ids[a:a + block]))
+                fh.write("\n  ]" if len(recs.ids) else "]")
+            fh.write("\n }\n}" if self.splits else "}\n}")
 
 
 def read_tables(cfg: DataConfig) -> tuple[dict[str, Table], str, CatalogueEntry | None]:
@@ -261,7 +274,7 @@ def disk_files(cfg: DataConfig) -> dict[str, list[tuple[str, str | None]]] | Non
                               "(data.train / data.validation / data.test), or drop data.storage")
         return None
     if cfg.storage == "auto":
-        size = sum(os.path.getsize(p) for parts in files.values() for p, _ in parts if os.path.isfile(p))
+        size = local_size(p for parts in files.values() for p, _ in parts)
         if size < DISK_ABOVE:
             return None
         log.info("the split files hold %.0f MB: they are read in chunks and kept on disk while training "

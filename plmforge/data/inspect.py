@@ -16,7 +16,7 @@ from plmforge.config import DataConfig, RunConfig, load_config
 from plmforge.data.catalogue import catalogue, lookup
 from plmforge.data.dataset import load_data, read_tables, resolve_task, sequence_digests, split_files
 from plmforge.data.readers import Table, give_label
-from plmforge.data.stream import CHUNK_ROWS, CHUNKED_ABOVE, iter_chunks, merge_chunk_notes
+from plmforge.data.stream import CHUNK_ROWS, CHUNKED_ABOVE, iter_chunks, local_size, merge_chunk_notes
 from plmforge.data.validate import Records, require_column, table_to_records
 from plmforge.errors import DataError
 from plmforge.tasks import PROBLEM_TYPES, LabelSummary, ProblemType, TaskSpec
@@ -75,7 +75,7 @@ def summarise(config: RunConfig, residue_limit: int | None = None, stream: bool 
     does not grow with the sequences; `progress` shows a bar per file."""
     files = split_files(config.data)
     if stream is None:
-        stream = files is not None and sum(_size(p) for parts in files.values() for p, _ in parts) >= STREAM_ABOVE
+        stream = files is not None and local_size(p for parts in files.values() for p, _ in parts) >= STREAM_ABOVE
     if stream and files is not None:
         return _summarise_streamed(config, files, residue_limit, progress)
     data = load_data(config.data, config.training)
@@ -90,10 +90,6 @@ def summarise(config: RunConfig, residue_limit: int | None = None, stream: bool 
         notes.append("read whole: hub datasets and FLIP layouts cannot be read in chunks")
     return DatasetSummary(data.source, task, task.problem.loss_name, data.validation_carved,
                           config.data.validation_fraction, config.training.seed, splits, notes)
-
-
-def _size(path: str) -> int:
-    return os.path.getsize(path) if os.path.isfile(path) else 0
 
 
 def _length_notes(config: RunConfig, lengths: dict[str, np.ndarray], limit: int | None) -> list[str]:
@@ -172,8 +168,8 @@ def _summarise_streamed(config: RunConfig, files: dict[str, list[tuple[str, str 
             continue
         digest = digests[split] = _SplitDigest()
         for path, label in files[split]:
-            with tqdm(total=_size(path), desc=f"checking {os.path.basename(path)}", unit="B", unit_scale=True,
-                      disable=not progress, mininterval=0.5) as bar:
+            with tqdm(total=local_size([path]), desc=f"checking {os.path.basename(path)}", unit="B",
+                      unit_scale=True, disable=not progress, mininterval=0.5) as bar:
                 for chunk in iter_chunks(path, cfg.sequence_column, progress=lambda done, _, b=bar: b.update(done - b.n)):
                     if label is not None:
                         give_label(chunk, cfg.label_column, label, path)
@@ -242,7 +238,7 @@ def check_dataset(overrides: list[str], residue_limit: Callable[[RunConfig], int
 
 def _first_train_table(cfg: DataConfig, stream: bool | None) -> Table:
     files = split_files(cfg)
-    if files is None or stream is False or (stream is None and _size(files["train"][0][0]) < STREAM_ABOVE):
+    if files is None or stream is False or (stream is None and local_size([files["train"][0][0]]) < STREAM_ABOVE):
         return read_tables(cfg)[0]["train"]
     path, label = files["train"][0]
     table = next(iter_chunks(path, cfg.sequence_column))

@@ -14,7 +14,7 @@ import os
 import re
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -37,12 +37,14 @@ CHUNK_ROWS = 20_000
 CHUNKED_ABOVE = 64 * 2**20  # bytes on disk from which data check, training and predict read in chunks of rows
 
 
+def local_size(paths: Iterable[str | Path]) -> int:
+    """Bytes of those paths that are local files (a hub id counts 0)."""
+    return sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+
+
 def read_in_chunks(path: str | Path, flag: bool | None = None) -> bool:
     """The caller's choice (--stream / --no-stream), else whether the file reaches CHUNKED_ABOVE bytes."""
-    if flag is not None:
-        return flag
-    p = Path(path)
-    return p.is_file() and p.stat().st_size >= CHUNKED_ABOVE
+    return flag if flag is not None else local_size([path]) >= CHUNKED_ABOVE
 
 
 @contextmanager

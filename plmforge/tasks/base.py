@@ -169,15 +169,17 @@ class ProblemType:
         raise NotImplementedError
 
     def sample_output(self, logits: torch.Tensor, residue_mask: torch.Tensor) -> torch.Tensor:
-        """One sample's logits from a batch row: (C,) for sequences, (n_residues, C) for residues."""
+        """A residue problem's sample logits from a batch row: (n_residues, C). (Sequence problems keep
+        the batch's (B, C) logits as they are: predict_encoded gathers them into one (N, C) tensor.)"""
         raise NotImplementedError
 
     def eval_targets(self, targets: np.ndarray | list[np.ndarray], special: list[np.ndarray]) -> Any:
         """The targets that sample outputs are compared with."""
         raise NotImplementedError
 
-    def join(self, items: list) -> Any:
-        """Per-sample arrays of a split -> one array (stack for sequences, concatenate for residues)."""
+    def join(self, items: Any) -> Any:
+        """A split's outputs -> one array: sequences stack per-sample arrays (an (N, C) tensor is kept),
+        residues concatenate them."""
         raise NotImplementedError
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -186,14 +188,14 @@ class ProblemType:
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         return self.kind.scores(logits)
 
-    def split_loss(self, outputs: list[torch.Tensor], targets: Any) -> float:
+    def split_loss(self, outputs: Any, targets: Any) -> float:
         logits = self.join(outputs)
         return float(self.loss(logits, torch.as_tensor(self.join_targets(targets), dtype=self.kind.target_dtype)))
 
     def join_targets(self, targets: Any) -> np.ndarray:
         raise NotImplementedError
 
-    def split_scores(self, outputs: list[torch.Tensor], scaler: LabelScaler) -> Any:
+    def split_scores(self, outputs: Any, scaler: LabelScaler) -> Any:
         raise NotImplementedError
 
     def user_targets(self, targets: Any, scaler: LabelScaler) -> Any:

@@ -69,22 +69,21 @@ class SequenceProblem(ProblemType):
     def collate_labels(self, labels: list[np.ndarray], width: int) -> torch.Tensor:
         return torch.as_tensor(np.stack([np.asarray(y) for y in labels]), dtype=self.kind.target_dtype)
 
-    def sample_output(self, logits: torch.Tensor, residue_mask: torch.Tensor) -> torch.Tensor:
-        return logits  # (C,)
-
     def eval_targets(self, targets: Any, special: list[np.ndarray]) -> Any:
         return targets
 
-    def join(self, items: list) -> Any:
-        if items and isinstance(items[0], torch.Tensor):
+    def join(self, items: Any) -> Any:
+        if isinstance(items, torch.Tensor):  # predict_encoded's (N, C) outputs
+            return items
+        if len(items) and isinstance(items[0], torch.Tensor):
             return torch.stack(items)
         return np.stack(items)
 
     def join_targets(self, targets: Any) -> np.ndarray:
         return np.asarray(targets)
 
-    def split_scores(self, outputs: list[torch.Tensor], scaler: LabelScaler) -> np.ndarray:
-        scores = self.scores(torch.stack(outputs)).numpy()  # (N, C), or (N,) for values
+    def split_scores(self, outputs: Any, scaler: LabelScaler) -> np.ndarray:
+        scores = self.scores(self.join(outputs)).numpy()  # (N, C), or (N,) for values
         return scaler.inverse(scores) if self.kind.scaled else scores
 
     def user_targets(self, targets: Any, scaler: LabelScaler) -> Any:

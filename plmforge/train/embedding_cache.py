@@ -18,9 +18,9 @@ Encode = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 
 class StoreCache:
-    def __init__(self, store: EmbeddingStore, keys: dict[str, list[str]], pooled: bool, dtype: str) -> None:
+    def __init__(self, store: EmbeddingStore, keys: dict[str, np.ndarray], pooled: bool, dtype: str) -> None:
         self.store = store
-        self.keys = keys  # per split, the store key of every sample
+        self.keys = keys  # per split, the store key (bytes) of every sample
         self.pooled = pooled
         self.dtype = np.dtype(dtype)
 

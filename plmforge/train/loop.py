@@ -95,7 +95,8 @@ class Trainer:
         fingerprint = backbone_fingerprint(self.asm.backbone, "mean" if pooled else "tokens", options.cache_dtype)
         store = EmbeddingStore(cache_root(options.cache_dir), fingerprint)
         feeds = {SEQUENCE, *self.asm.backbone.family.record_fields}  # what the backbone's output depends on
-        keys = {name: [record_key({k: v[i] for k, v in recs.inputs().items() if k in feeds}) for i in range(len(recs))]
+        keys = {name: np.fromiter((record_key({k: v[i] for k, v in recs.inputs().items() if k in feeds}).encode()
+                                   for i in range(len(recs))), dtype="S40", count=len(recs))  # 40 bytes a sample
                 for name, recs in self.asm.data.splits.items()}
         log.info("embedding store: %s (%d entries for this model and settings)", store.dir, len(store))
         return StoreCache(store, keys, pooled, options.cache_dtype)

@@ -26,7 +26,7 @@ from plmforge.events import EVENTS_FILE, ConsoleProgress, EventLog
 from plmforge.logs import buffered, file_logging
 from plmforge.methods import METHODS
 from plmforge.models.task_model import count_parameters
-from plmforge.outputs import metrics_blob, summary_table, with_interval, write_frames, write_metrics
+from plmforge.outputs import metrics_blob, prediction_frames, summary_table, with_interval, write_frames, write_metrics
 from plmforge.train.loop import FitResult, Trainer
 from plmforge.train.memory import estimate as estimate_memory
 from plmforge.train.memory import measured_peak_mb
@@ -82,7 +82,7 @@ def _write_run_files(asm: Assembled, run_dir: Path) -> None:
     cfg = asm.config
     save_config(cfg, run_dir / CONFIG_FILE)
     (run_dir / "command.txt").write_text(preview_command(cfg) + "\n")
-    (run_dir / "split_mapping.json").write_text(json.dumps(asm.data.split_mapping(cfg.training.seed), indent=1))
+    asm.data.write_split_mapping(run_dir / "split_mapping.json", cfg.training.seed)
     stats = count_parameters(asm.model)
     stats["backbone_total"] = sum(p.numel() for p in asm.model.backbone.parameters())
     stats["head_total"] = sum(p.numel() for p in asm.model.head.parameters())
@@ -228,11 +228,9 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
     trainer.events.emit("test", metrics=blob["metrics"])
     if asm.config.output.save_predictions:
         recs = asm.data.splits["test"]
-        frames = task.problem.frames(list(recs.ids), list(recs.sequences), preds.scores, preds.labels,
-                                     asm.config.data.residue_classes)
-        frames = threshold.apply_to_frames(frames, tuned["threshold"] if tuned else None, task.problem,
-                                           asm.config.data.residue_classes)
-        write_frames(rd / "test_predictions.csv", frames)
+        write_frames(rd / "test_predictions.csv", prediction_frames(
+            task.problem, recs.ids, recs.sequences, preds.scores, preds.labels, asm.config.data.residue_classes,
+            tuned["threshold"] if tuned else None))
     if asm.config.output.plots:
         task.problem.plots(preds.labels, preds.scores, plot_dir)
         if blob.get("baselines"):
