@@ -122,10 +122,6 @@ class _Blocks:
             yield self.make(a, min(a + self.rows, self.n))
 
 
-def _predict_blocks(model: Any, blocks: _Blocks, kind: str, num_labels: int) -> np.ndarray:
-    return np.concatenate([_predict(model, x, kind, num_labels) for x in blocks])
-
-
 def _fit(kind: str, x_train: Any, y_train: np.ndarray, blocks: dict[str, _Blocks], n_test: int, num_labels: int,
          judge: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """The model with the best validation score; its test predictions (n_test rows) and the settings."""
@@ -134,19 +130,23 @@ def _fit(kind: str, x_train: Any, y_train: np.ndarray, blocks: dict[str, _Blocks
         probs = np.zeros((n_test, num_labels))
         probs[:, int(present[0])] = 1.0
         return probs, {"note": "training labels hold one class"}
-    tried, best = {}, None
     strengths = STRENGTHS["classes" if kind == "classes" else "values"]
-    for s in strengths:
-        model = _model("classes" if kind == "classes" else "values", s, num_labels)
-        model.fit(x_train, y_train)
-        score = judge(_predict_blocks(model, blocks["validation"], kind, num_labels))
+    models = [_model("classes" if kind == "classes" else "values", s, num_labels).fit(x_train, y_train)
+              for s in strengths]
+    parts: list[list[np.ndarray]] = [[] for _ in models]
+    for x in blocks["validation"]:  # one pass over the validation features for every strength
+        for part, model in zip(parts, models, strict=True):
+            part.append(_predict(model, x, kind, num_labels))
+    tried, best = {}, None
+    for s, model, part in zip(strengths, models, parts, strict=True):
+        score = judge(np.concatenate(part))
         tried[s] = score
         if np.isfinite(score) and (best is None or score > best[0]):
             best = (score, s, model)
-    if best is None:
-        best = (np.nan, strengths[1], model)
+    if best is None:  # no strength has a validation score: the second, a moderate one
+        best = (np.nan, strengths[1], models[1])
     name = "C" if kind == "classes" else "alpha"
-    return (_predict_blocks(best[2], blocks["test"], kind, num_labels),
+    return (np.concatenate([_predict(best[2], x, kind, num_labels) for x in blocks["test"]]),
             {name: best[1], f"validation score by {name}": tried})
 
 

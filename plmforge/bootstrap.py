@@ -6,13 +6,16 @@ Resamples are drawn as sklearn.utils.resample draws them (numpy RandomState(seed
 resample), so a run's intervals can be reproduced with scikit-learn alone.
 
 A resample is a vector of counts (how often each protein was drawn), and the metrics below are computed
-for all resamples at once from these counts as weights, which equals computing them on the resampled
-arrays (tested against that, metric by metric); any other metric is computed resample by resample.
+for a block of resamples at a time (about a million weights) from these counts as weights, which equals
+computing them on the resampled arrays (tested against that, metric by metric); any other metric is
+computed resample by resample. What does not depend on the weights (which units share a score, the
+per-protein rows of f1_max) is computed once per call and shared by the blocks.
 The interval is the percentile interval (2.5th and 97.5th percentiles for 95 %); resamples on which a
 metric is undefined (e.g. AUROC when a resample holds one class) are left out and counted."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -78,15 +81,15 @@ def resampled_metrics(problem: Any, names: tuple[str, ...], labels: Any, scores:
     """Each metric on each resample: {name: (resamples,)}. `labels`/`scores` as the problem type's
     metrics take them (per protein; residue tasks: one array per protein). Memory is bounded by
     blocks of resamples x units (_CELLS), whatever the number of proteins."""
-    global _groupings
     draws = counts if isinstance(counts, Resamples) else _Given(counts)
     (y, p), owner, per_item = _units(problem, labels, scores)
     parts: dict[str, list[np.ndarray]] = {}
     has = np.isfinite(per_item) if per_item is not None else None
     per_sequence = has is not None and "accuracy_per_sequence" in problem.metrics((), labels[:1], scores[:1])
-    _groupings = {}
+    width = y.shape[1] if y.ndim == 2 and "auprc" in names else 1  # multi-label auprc: (resamples, units x labels)
+    _local.cache = {}
     try:
-        for block in draws.blocks(max(1, _CELLS // max(len(owner), draws.n, 1))):
+        for block in draws.blocks(max(1, _CELLS // max(len(owner) * width, draws.n, 1))):
             w = block[:, owner].astype(np.float64)
             for name in names:
                 if name in WEIGHTED:
@@ -97,7 +100,7 @@ def resampled_metrics(problem: Any, names: tuple[str, ...], labels: Any, scores:
                     parts.setdefault("accuracy_per_sequence", []).append(
                         (block[:, has] @ per_item[has]) / block[:, has].sum(1))
     finally:
-        _groupings = None
+        _local.cache = None
     out = {k: np.concatenate(v) for k, v in parts.items()}
     slow = tuple(n for n in names if n not in WEIGHTED)
     if slow:
@@ -167,21 +170,29 @@ def _safe(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den != 0)
 
 
-_groupings: dict[tuple, tuple[sparse.csr_matrix, np.ndarray]] | None = None  # one resampled_metrics call's
+_local = threading.local()  # .cache: what one resampled_metrics call's blocks share (per thread)
+
+
+def _cached(key: tuple, make: Callable[[], Any]) -> Any:
+    """`make()`, shared by the blocks of one resampled_metrics call under `key` (what it was made from:
+    the call's labels and scores do not change between blocks); outside a call, made each time."""
+    cache = getattr(_local, "cache", None)
+    if cache is None:
+        return make()
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 def _grouping(key: tuple, make: Callable[[], np.ndarray]) -> tuple[sparse.csr_matrix, np.ndarray]:
     """The (groups, units) indicator of the group ids `make()` gives (units with equal values, or one
-    confusion cell), and the ids. Blocks of resamples of one resampled_metrics call share it by `key`
-    (what it was made from: the call's labels and scores do not change between blocks)."""
-    if _groupings is not None and key in _groupings:
-        return _groupings[key]
-    group = make()
-    n = len(group)
-    ind = sparse.csr_matrix((np.ones(n), (group, np.arange(n))), shape=(int(group.max(initial=-1)) + 1, n))
-    if _groupings is not None:
-        _groupings[key] = (ind, group)
-    return ind, group
+    confusion cell), and the ids."""
+    def build() -> tuple[sparse.csr_matrix, np.ndarray]:
+        group = make()
+        n = len(group)
+        return sparse.csr_matrix((np.ones(n), (group, np.arange(n))), shape=(int(group.max(initial=-1)) + 1, n)), group
+
+    return _cached(key, build)
 
 
 def _value_groups(v: np.ndarray) -> np.ndarray:
@@ -298,22 +309,35 @@ def _auprc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
                    axis=0)
 
 
+_F1_ROWS_KEPT = 2_000_000  # units x thresholds up to which f1_max's per-unit rows are kept for the blocks
+
+
 def _f1_max(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     if y.ndim == 1:
         y = np.eye(p.shape[1], dtype=int)[y]
     thresholds = np.linspace(0.0, 1.0, 101)
     true = y.sum(1)
-    prec_w, rec_w, cov_w = (np.zeros((len(w), len(thresholds))) for _ in range(3))
     step = max(1, _CELLS // (p.shape[1] * len(thresholds)))  # units at a time: (units, C, T) cells stay bounded
-    for a in range(0, len(p), step):
+
+    def rows(a: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Units a..a+step: covered (some score >= t), precision and recall rows over the thresholds t."""
         pred = p[a:a + step, :, None] >= thresholds  # (units, C, T)
         n_pred = pred.sum(1)
         tp = (pred & (y[a:a + step, :, None] == 1)).sum(1)
         part = true[a:a + step, None]
+        return (n_pred > 0).astype(float), _safe(tp, n_pred), np.divide(tp, part, out=np.zeros(tp.shape),
+                                                                            where=part > 0)
+
+    starts = range(0, len(p), step)
+    kept = _cached(("f1_max rows",), lambda: [rows(a) for a in starts]) \
+        if len(p) * len(thresholds) <= _F1_ROWS_KEPT else None
+    prec_w, rec_w, cov_w = (np.zeros((len(w), len(thresholds))) for _ in range(3))
+    for k, a in enumerate(starts):
+        covered, prec_rows, rec_rows = kept[k] if kept is not None else rows(a)
         wb = w[:, a:a + step]
-        cov_w += wb @ (n_pred > 0).astype(float)
-        prec_w += wb @ _safe(tp, n_pred)
-        rec_w += wb @ np.divide(tp, part, out=np.zeros(tp.shape), where=part > 0)
+        cov_w += wb @ covered
+        prec_w += wb @ prec_rows
+        rec_w += wb @ rec_rows
     precision = _safe(prec_w, cov_w)
     recall = rec_w / w.sum(1)[:, None]
     f1 = _safe(2 * precision * recall, precision + recall)

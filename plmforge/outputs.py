@@ -111,6 +111,8 @@ def write_frames(path: Path, blocks: Iterable[dict[str, pd.DataFrame]]) -> list[
         for tmp in partial.values():
             tmp.unlink(missing_ok=True)
         raise
+    finally:
+        getattr(blocks, "close", lambda: None)()  # a generator's open files and progress bars end here
     written = [frame_path(path, suffix) for suffix in partial]
     for tmp, target in zip(partial.values(), written, strict=True):
         tmp.replace(target)

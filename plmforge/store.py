@@ -101,19 +101,30 @@ class _Shard:
 class _Index:
     """Where each stored key is: sorted key bytes and, per key, (shard number << 40 | row) in int64 arrays,
     about 50 bytes an entry (a dict of strings and tuples took about 250); looked up by binary search.
-    The first shard that holds a key is the one read."""
+    The first shard (in path order) that holds a key is the one read."""
 
-    def __init__(self) -> None:
-        self.keys = np.zeros(0, dtype="S40")
-        self.where = np.zeros(0, dtype=np.int64)
-        self.shards: list[_Shard] = []
+    def __init__(self, shards: list[tuple[_Shard, np.ndarray]] | None = None) -> None:
+        shards = shards or []
+        self.shards = [shard for shard, _ in shards]
+        keys = [np.asarray(k, dtype="S40") for _, k in shards]
+        where = [(n << 40) + np.arange(len(k), dtype=np.int64) for n, k in enumerate(keys)]
+        both = np.concatenate(keys) if keys else np.zeros(0, dtype="S40")
+        self.keys, first = np.unique(both, return_index=True)  # a stable sort: the first shard of a key wins
+        self.where = np.concatenate(where)[first] if where else np.zeros(0, dtype=np.int64)
 
     def add(self, shard: _Shard, keys: np.ndarray) -> None:
+        """A shard just written: its keys go in at their places (those held already keep their entry)."""
         self.shards.append(shard)
-        where = (len(self.shards) - 1 << 40) + np.arange(len(keys), dtype=np.int64)
-        both = np.concatenate([self.keys, np.asarray(keys, dtype="S40")])
-        self.keys, first = np.unique(both, return_index=True)  # the earlier entry of a key wins
-        self.where = np.concatenate([self.where, where])[first]
+        keys = np.asarray(keys, dtype="S40")
+        rows = np.argsort(keys, kind="stable")
+        keys = keys[rows]
+        pos = np.searchsorted(self.keys, keys)
+        held = np.zeros(len(keys), dtype=bool)
+        inside = pos < len(self.keys)
+        held[inside] = self.keys[pos[inside]] == keys[inside]
+        where = (len(self.shards) - 1 << 40) + rows.astype(np.int64)
+        self.keys = np.insert(self.keys, pos[~held], keys[~held])
+        self.where = np.insert(self.where, pos[~held], where[~held])
 
     def find(self, key: bytes) -> tuple[_Shard, int] | None:
         pos = int(np.searchsorted(self.keys, key))
@@ -152,11 +163,12 @@ class EmbeddingStore:
     def refresh(self) -> None:
         """Index every complete shard (also those other processes wrote since)."""
         self.close()
-        self.index = _Index()
         h5py = _h5py()
+        shards = []
         for path in sorted(self.dir.glob("shard-*.h5")):
             with h5py.File(path, "r") as fh:
-                self.index.add(_Shard(path, fh["offsets"][()]), fh["keys"][()])
+                shards.append((_Shard(path, fh["offsets"][()]), fh["keys"][()]))
+        self.index = _Index(shards)
         os.utime(self.dir)  # last use, for `plmforge cache info`
 
     def __contains__(self, key: str | bytes) -> bool:

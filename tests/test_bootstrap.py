@@ -144,8 +144,12 @@ def test_resamples_drawn_block_by_block_give_the_metrics_of_the_whole_count_matr
         assert np.array_equal(np.concatenate(list(bs.Resamples(len(labels), 50, 4).blocks(rows))), whole)
     expected = resampled_metrics(problem, names, labels, scores, whole)
     monkeypatch.setattr(bs, "_CELLS", 150)  # a few resamples at a time; f1_max one protein at a time
-    got = resampled_metrics(problem, names, labels, scores, bs.Resamples(len(labels), 50, 4))
-    assert set(got) == set(expected)
-    for name in expected:
-        np.testing.assert_allclose(got[name], expected[name], rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=name)
+    for kept in (bs._F1_ROWS_KEPT, 0):  # f1_max's per-protein rows shared by the blocks, or made per block
+        monkeypatch.setattr(bs, "_F1_ROWS_KEPT", kept)
+        got = resampled_metrics(problem, names, labels, scores, bs.Resamples(len(labels), 50, 4))
+        assert set(got) == set(expected)
+        for name in expected:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-12, atol=1e-12, equal_nan=True,
+                                       err_msg=name)
+    assert bs._local.cache is None  # nothing of the call is kept
     assert resample_counts(5, 0, 1).shape == (0, 5)

@@ -271,3 +271,30 @@ def test_residue_summary_when_every_residue_is_masked(tmp_path):
     problem = PROBLEM_TYPES["residue_regression"]
     summary = problem.summary([np.array([np.nan, np.nan]), np.array([np.nan])], 1)
     assert summary.units == 0 and summary.masked == 3 and "no labelled residues" in summary.text
+
+
+@pytest.mark.parametrize("problem", ["residue_single_label_classification", "residue_regression"])
+def test_prediction_tables_read_the_same_whatever_the_block_of_proteins(tmp_path, problem):
+    """Tables are written a block of proteins at a time: a protein's labels print the same whether or not
+    another protein of its block has masked residues (a float column would print 1 as 1.0)."""
+    from plmforge.outputs import prediction_frames, write_frames
+
+    prob = PROBLEM_TYPES[problem]
+    masked = IGNORE if problem.endswith("classification") else np.nan
+    labels = [np.array([1, masked, 0]), np.array([1, 0, 1]), np.array([0, 0, masked])]
+    if problem.endswith("classification"):
+        labels = [lab.astype(np.int64) for lab in labels]
+        scores = [np.tile([0.3, 0.7], (3, 1)) for _ in labels]
+    else:
+        labels = [lab.astype(np.float64) for lab in labels]
+        scores = [np.array([0.5, 1.5, 2.5]) for _ in labels]
+    ids, seqs = ["a", "b", "c"], ["MKT", "GLF", "AAA"]
+    texts = {}
+    for rows in (1, 2, 3):
+        write_frames(tmp_path / f"p{rows}.csv", prediction_frames(prob, ids, seqs, scores, labels, rows=rows))
+        texts[rows] = [(tmp_path / f"p{rows}{s}.csv").read_text() for s in ("", "_sequences")]
+    assert texts[1] == texts[2] == texts[3]
+    table = pd.read_csv(tmp_path / "p3.csv")
+    assert table["label"].isna().sum() == 2 and len(table) == 9
+    shown = {line.split(",")[3] for line in texts[3][0].splitlines()[1:]}
+    assert shown == ({"1", "0", ""} if problem.endswith("classification") else {"1.0", "0.0", ""})

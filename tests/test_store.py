@@ -56,13 +56,19 @@ def test_the_index_finds_every_key_of_many_shards_and_the_first_shard_wins(tmp_p
     stored is read from the shard that sorts first; an absent key is absent."""
     from plmforge.store import _Index
 
-    a, b = EmbeddingStore(tmp_path, FP, flush_mb=0), EmbeddingStore(tmp_path, FP)
+    a, b, c = EmbeddingStore(tmp_path, FP, flush_mb=0), EmbeddingStore(tmp_path, FP), EmbeddingStore(tmp_path, FP)
     keys = [record_key({"sequence": str(i)}) for i in range(300)]
+    c.put(keys[0], np.full((1, 4), -1, dtype=np.float32))  # pending in c while a stores it
     for i, key in enumerate(keys[:200]):  # flush_mb=0: a shard per entry
         a.put(key, np.full((1, 4), i, dtype=np.float32))
     for key in [keys[150], *keys[200:]]:  # b did not see a's shards: keys[150] is stored twice
         b.put(key.encode(), np.full((1, 4), 1000 + keys.index(key), dtype=np.float32))
     b.flush()
+    c.refresh()  # now c's index holds a's keys[0]: its own pending copy is written but not indexed
+    c.flush()
+    assert c.get(keys[0])[0, 0] == 0 and len(c) == 300
+    c_shard = c.index.shards[-1].path
+    c_shard.unlink()  # (keep the count below simple)
     store = EmbeddingStore(tmp_path, FP)
     assert len(store) == 300 and len(store.index.shards) == 201
     paths = sorted(store.dir.glob("shard-*.h5"))

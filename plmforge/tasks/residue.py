@@ -267,7 +267,10 @@ class ResidueProblem(ProblemType):
             if labels is not None:
                 lab = labels[k]
                 shown = self.kind.label_column(lab)
-                frame["label"] = [v if c else None for v, c in zip(shown, self.kind.counted(lab), strict=True)]
+                # object column: a label prints as itself whichever other proteins share the table
+                # (a float column would print 1 as 1.0 wherever some protein has a masked residue)
+                frame["label"] = pd.Series([v if c else None for v, c in zip(shown, self.kind.counted(lab),
+                                                                            strict=True)], dtype=object)
             frame["prediction"] = self.kind.prediction_column(sc)
             frame.update(self.kind.probability_columns(sc))
             rows.append(pd.DataFrame(frame))
