@@ -313,20 +313,17 @@ def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int |
 
 def _labelled(run: LoadedRun, path: Path, stream: bool | None) -> Records:
     """The labelled file's validated records: read whole, or in chunks onto disk (`stream`, default from 64 MB)."""
-    from plmforge.data.stream import merge_chunk_notes, read_in_chunks
+    from plmforge.data.stream import read_in_chunks
 
     if not read_in_chunks(path, stream):
         return run.records(read_file(path, run.config.data.sequence_column), with_labels=True)
-    from plmforge.data.bigsplit import read_split
-    from plmforge.data.ondisk import Workspace
+    from plmforge.data.bigsplit import read_splits
 
-    notes: list[str] = []
-    ws = Workspace()
-    log.info("reading %s in chunks, records kept on disk in %s (removed afterwards)", path, ws.dir)
-    records = read_split("evaluation", [(str(path), None)], run.config.data, run.task.problem_type, True,
-                         run.backbone.record_fields, ws, notes)
-    for note in merge_chunk_notes(notes):
+    splits, notes = read_splits({"evaluation": [(str(path), None)]}, run.config.data, run.task.problem_type, True,
+                                run.backbone.record_fields)
+    for note in notes:
         log.warning(note)
+    records = splits["evaluation"]
     run.task.problem.check_label_range(records.labels, run.task.num_labels, records.rows,
                                        run.config.data.label_column)
     return records

@@ -4,7 +4,9 @@ fields and array labels are appended to files on disk; per-protein labels and gr
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -12,11 +14,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from plmforge.config import DataConfig
-from plmforge.data.ondisk import Workspace
+from plmforge.data.ondisk import Workspace, data_root
 from plmforge.data.readers import give_label
-from plmforge.data.stream import iter_chunks
+from plmforge.data.stream import iter_chunks, merge_chunk_notes
 from plmforge.data.validate import Records, table_to_records
 from plmforge.errors import DataError
+
+log = logging.getLogger("plmforge")
 
 
 class _SplitWriter:
@@ -73,9 +77,8 @@ def read_split(name: str, parts: list[tuple[str, str | None]], cfg: DataConfig, 
     """The split's files (in order, each `(path, label or None)`) as one on-disk Records; the chunks'
     reading notes are appended to `notes`."""
     out = _SplitWriter(ws, name, fields)
-    seen: list[str] = []  # columns of earlier chunks: a JSONL chunk without a key still has its column
     for path, label in parts:
-        seen = []
+        seen: list[str] = []  # columns of earlier chunks: a JSONL chunk without a key still has its column
         size = os.path.getsize(path) if os.path.isfile(path) else 0
         with tqdm(total=size, desc=f"reading {name}: {os.path.basename(path)}", unit="B", unit_scale=True,
                   disable=not progress, mininterval=1.0, leave=False, delay=1.0) as bar:
@@ -93,3 +96,19 @@ def read_split(name: str, parts: list[tuple[str, str | None]], cfg: DataConfig, 
         raise DataError("no records (the file has a header but no rows)", file=parts[0][0],
                         hint="add sequences to the file, or leave it out")
     return out.finish()
+
+
+def read_splits(files: dict[str, list[tuple[str, str | None]]], cfg: DataConfig, problem_type: str | None,
+                with_labels: bool, fields: tuple[str, ...]) -> tuple[dict[str, Records], list[str]]:
+    """Every split's files (`{split: [(path, label or None), ...]}`) as on-disk Records in one new workspace
+    (removed when the last column goes), and the merged reading notes; warns when the disk is nearly full."""
+    ws = Workspace()
+    log.info("splits on disk in %s (removed when no longer used)", ws.dir)
+    notes: list[str] = []
+    splits = {name: read_split(name, parts, cfg, problem_type, with_labels, fields, ws, notes)
+              for name, parts in files.items()}
+    free = shutil.disk_usage(data_root()).free
+    if free < 2**30:
+        log.warning("%.2f GB left on the disk of %s, which also takes the tokenised splits: set PLMFORGE_DATA_DIR "
+                    "to a larger disk if the run stops on a full disk", free / 1e9, data_root())
+    return splits, merge_chunk_notes(notes)

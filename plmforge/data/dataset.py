@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,9 +293,7 @@ def _read_splits(cfg: DataConfig, with_labels: bool, fields: tuple[str, ...],
         if pool and "validation" in splits:
             splits["train"] = concat_records(splits["train"], splits.pop("validation"))
         return splits, source, entry, [n for t in tables.values() for n in t.notes]
-    from plmforge.data.bigsplit import read_split
-    from plmforge.data.ondisk import Workspace, data_root
-    from plmforge.data.stream import merge_chunk_notes
+    from plmforge.data.bigsplit import read_splits
 
     entry = lookup(cfg.dataset) if cfg.train is None and cfg.dataset else None
     source = cfg.train or (entry.location if entry else cfg.dataset) or ""
@@ -304,16 +301,8 @@ def _read_splits(cfg: DataConfig, with_labels: bool, fields: tuple[str, ...],
     if pool and "validation" in files:
         files = {**files, "train": files["train"] + files["validation"]}
         del files["validation"]
-    ws = Workspace()
-    log.info("splits on disk in %s (removed at the end of the run)", ws.dir)
-    notes: list[str] = []
-    splits = {name: read_split(name, parts, cfg, problem_name, with_labels, fields, ws, notes)
-              for name, parts in files.items()}
-    free = shutil.disk_usage(data_root()).free
-    if free < 2**30:
-        log.warning("%.2f GB left on the disk of %s, which also takes the tokenised splits: set PLMFORGE_DATA_DIR "
-                    "to a larger disk if the run stops on a full disk", free / 1e9, data_root())
-    return splits, source, entry, merge_chunk_notes(notes)
+    splits, notes = read_splits(files, cfg, problem_name, with_labels, fields)
+    return splits, source, entry, notes
 
 
 def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = True,
