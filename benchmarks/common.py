@@ -65,11 +65,24 @@ def child_main(argv: list[str]) -> bool:
     return True
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def environment() -> str:
+    """Where a benchmark ran: the CPU model and its vector capability (bf16 is native only on some CPUs)."""
     import torch
 
     device = f"CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "CPU"
-    return (f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {device}")
+    return (f"{platform.machine()} {cpu_model()} (torch CPU capability "
+            f"{torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} torch threads, "
+            f"torch {torch.__version__}, {device}")
 
 
 def write_section(title: str, body: list[str], key: str, rows: list[dict]) -> None:

@@ -26,7 +26,7 @@ import torch
 from plmforge import checkpoint as ckpt
 from plmforge import threshold
 from plmforge.compare import compare
-from plmforge.config import BatchingConfig, RunConfig, load_run_config
+from plmforge.config import BatchingConfig, DataConfig, RunConfig, load_run_config
 from plmforge.data.batching import Collator, EncodedSplit
 from plmforge.data.readers import Table, find_split_files, is_table_file, read_file, sequences_table
 from plmforge.data.validate import Records, table_to_records
@@ -53,13 +53,48 @@ class LoadedRun:
     def collator(self) -> Collator:
         return Collator(self.backbone.pad_values(), self.task.problem)
 
-    def records(self, table: Table, with_labels: bool) -> Records:
-        records = table_to_records(table, self.config.data, self.task.problem_type, with_labels,
-                                   self.backbone.record_fields)
+    def records(self, table: Table, with_labels: bool, data: DataConfig | None = None) -> Records:
+        """Validated records of an input table, read with the run's columns (or `data`'s)."""
+        data = data or self.config.data
+        records = table_to_records(table, data, self.task.problem_type, with_labels, self.backbone.record_fields)
         if with_labels and records.labels is not None:
             self.task.problem.check_label_range(records.labels, self.task.num_labels, records.rows,
-                                                self.config.data.label_column)
+                                                data.label_column)
         return records
+
+    def input_columns(self, path: str | Path, columns: dict[str, str] | None = None,
+                      with_labels: bool = False) -> DataConfig:
+        """The run's data settings with the columns of an input file: `columns` given (role -> name) win;
+        then the run's own columns where the file has them; the others are found in the file (and logged).
+        A FASTA file's ids always come from its headers."""
+        from plmforge.data.columns import infer_columns, peek_table
+        from plmforge.data.readers import file_format
+
+        cfg = self.config.data
+        columns = {k: v for k, v in (columns or {}).items() if v}
+        if file_format(path) == "fasta":
+            return dataclasses.replace(cfg, id_column=columns.get("id", "id"),
+                                       label_column=columns.get("label", cfg.label_column))
+        table = peek_table(path)
+        own = {"sequence": cfg.sequence_column, "label": cfg.label_column, "id": cfg.id_column,
+               "mask": cfg.mask_column, "group": None}
+        found = infer_columns(table, {**own, **columns}, with_labels=with_labels)
+        changes = {}
+        for role in ("sequence", "label", "id", "mask"):
+            choice = found.choices[role].column
+            if role == "label" and not with_labels:
+                continue
+            if choice != own[role]:
+                log.info("%s: %s column %r (%s)", Path(path).name, role, choice, found.choices[role].reason)
+            changes[f"{role}_column"] = choice
+        if changes.get("sequence_column") is None:
+            raise DataError(found.ambiguous.get("sequence", "no sequence column"), file=str(path),
+                            hint="name it: --sequence-column COLUMN (the columns are: "
+                                 f"{', '.join(found.columns)})")
+        if with_labels and changes.get("label_column") is None:
+            raise DataError(found.ambiguous.get("label", "no label column"), file=str(path),
+                            hint=f"name it: --label-column COLUMN (the columns are: {', '.join(found.columns)})")
+        return dataclasses.replace(cfg, **changes)
 
     def encode(self, records: Records) -> EncodedSplit:
         return encode_records(self.backbone, records, self.task, self.scaler, "input")
@@ -175,12 +210,15 @@ def _batching(run: LoadedRun, batch_size: int | None, max_tokens: int | None) ->
     return b
 
 
-def _input_table(run: LoadedRun, sequences: str | Path | list[str] | dict[str, str]) -> Table:
+def _input_table(run: LoadedRun, sequences: str | Path | list[str] | dict[str, str],
+                 columns: dict[str, str] | None = None) -> tuple[Table, DataConfig]:
+    """The input as a table and the data settings to read it with (the file's own columns)."""
     if isinstance(sequences, Path) or (isinstance(sequences, str) and _looks_like_path(sequences)):
-        return read_file(sequences, run.config.data.sequence_column)
+        cfg = run.input_columns(sequences, columns)
+        return read_file(sequences, cfg.sequence_column), cfg
     cfg = run.config.data
     return sequences_table([sequences] if isinstance(sequences, str) else sequences, cfg.sequence_column,
-                           cfg.id_column or "id")
+                           cfg.id_column or "id"), cfg
 
 
 def _looks_like_path(text: str) -> bool:
@@ -201,11 +239,15 @@ def predict_records(run: LoadedRun, records: Records, batching: BatchingConfig |
 
 
 def predict(run: str | Path | LoadedRun, sequences: str | Path | list[str] | dict[str, str], *,
-            batch_size: int | None = None, max_tokens: int | None = None, precision: str = "fp32") -> PredictionResult:
+            batch_size: int | None = None, max_tokens: int | None = None, precision: str = "fp32",
+            columns: dict[str, str] | None = None) -> PredictionResult:
     """Predict with a run: `sequences` is a file (CSV/TSV/JSONL/Parquet/FASTA), one sequence, a list
-    of sequences or an {id: sequence} dict. Batches follow the run's batching settings."""
+    of sequences or an {id: sequence} dict. Batches follow the run's batching settings. A file is read with
+    `columns` (role -> column: sequence, id), else the run's columns, else the ones found in it."""
     loaded = _run(run)
-    records = loaded.records(_input_table(loaded, sequences), with_labels=False)
+    table, cfg = _input_table(loaded, sequences, columns)
+    records = loaded.records(table, with_labels=False, data=cfg)
+    _warn_duplicates(records.ids)
     return predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision)
 
 
@@ -218,8 +260,19 @@ class StreamedPrediction:
     chunks: int
 
 
+def _warn_duplicates(ids: Any) -> None:
+    seen: set[str] = set()
+    for ident in ids[:1_000_000]:
+        if ident in seen:
+            log.warning("the id %r appears more than once in the input: its rows are predicted separately; give "
+                        "every sequence its own id to tell them apart", ident)
+            return
+        seen.add(ident)
+
+
 def predict_file(run: str | Path | LoadedRun, path: str | Path, out: str | Path, *, batch_size: int | None = None,
-                 max_tokens: int | None = None, precision: str = "fp32", progress: bool = True) -> StreamedPrediction:
+                 max_tokens: int | None = None, precision: str = "fp32", progress: bool = True,
+                 columns: dict[str, str] | None = None) -> StreamedPrediction:
     """Predict a file of any size in chunks of rows (plmforge.data.stream), appending each chunk's
     predictions to the output: memory does not grow with the file. The output appears only when every row
     was predicted (written beside it, then renamed): an error names its row, and an earlier output file of
@@ -233,13 +286,14 @@ def predict_file(run: str | Path | LoadedRun, path: str | Path, out: str | Path,
     loaded = _run(run)
     batching = _batching(loaded, batch_size, max_tokens)
     counted = {"sequences": 0, "chunks": 0}
+    cfg = loaded.input_columns(path, columns)
 
     def blocks() -> Iterator[dict[str, pd.DataFrame]]:
         with tqdm(total=os.path.getsize(path) if Path(path).is_file() else 0, desc=f"predicting {Path(path).name}",
                   unit="B", unit_scale=True, disable=not progress, mininterval=1.0, delay=1.0) as bar:
-            for table in iter_chunks(path, loaded.config.data.sequence_column,
-                                     progress=lambda done, _: bar.update(done - bar.n)):
-                result = predict_records(loaded, loaded.records(table, with_labels=False), batching, precision)
+            for table in iter_chunks(path, cfg.sequence_column, progress=lambda done, _: bar.update(done - bar.n)):
+                result = predict_records(loaded, loaded.records(table, with_labels=False, data=cfg), batching,
+                                         precision)
                 yield from result.iter_frames()
                 counted["sequences"] += len(result.records)
                 counted["chunks"] += 1
@@ -253,7 +307,8 @@ def predict_file(run: str | Path | LoadedRun, path: str | Path, out: str | Path,
 
 def predict_ensemble(runs: list[str | Path | LoadedRun], sequences: str | Path | list[str] | dict[str, str], *,
                      batch_size: int | None = None, max_tokens: int | None = None,
-                     precision: str = "fp32") -> PredictionResult:
+                     precision: str = "fp32",
+                     columns: dict[str, str] | None = None) -> PredictionResult:
     """Predict with several runs of the same task and average their probabilities (classes) or values
     (regression); residue tasks average per residue over the residues every run predicted. Each run reads
     the input with its own tokenizer and batching. The members' decision thresholds are not used: the
@@ -269,7 +324,8 @@ def predict_ensemble(runs: list[str | Path | LoadedRun], sequences: str | Path |
             raise ConfigError(f"runs {first.run_dir} and {other.run_dir} predict different things "
                               f"({theirs[0]}, {theirs[1]} labels vs {mine[0]}, {mine[1]} labels): an ensemble "
                               "averages runs of one task")
-    results = [predict(r, sequences, batch_size=batch_size, max_tokens=max_tokens, precision=precision)
+    results = [predict(r, sequences, batch_size=batch_size, max_tokens=max_tokens, precision=precision,
+                       columns=columns)
                for r in loaded]
     records = results[0].records
     scores = mean_scores([res.predictions.scores for res in results])
@@ -288,7 +344,8 @@ def mean_scores(members: list) -> Any:
 
 
 def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int | None = None,
-             max_tokens: int | None = None, precision: str = "fp32", stream: bool | None = None) -> EvaluationResult:
+             max_tokens: int | None = None, precision: str = "fp32", stream: bool | None = None,
+             columns: dict[str, str] | None = None) -> EvaluationResult:
     """Metrics of a run on a labelled file (or a directory's test file, else its train file). Files of
     64 MB or more (or any, with `stream=True`) are read in chunks onto disk, as training's data.storage=disk
     reads them: the metrics equal a whole read, and memory holds the predictions and labels, not the file."""
@@ -297,7 +354,7 @@ def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int |
     if path.is_dir():
         files = find_split_files(path)
         path = files.get("test", files["train"])
-    records = _labelled(loaded, path, stream)
+    records = _labelled(loaded, path, stream, loaded.input_columns(path, columns, with_labels=True))
     result = predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision)
     preds = result.predictions
     metrics = split_metrics(loaded.task, preds)
@@ -311,19 +368,18 @@ def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int |
     return EvaluationResult(str(path), metrics, blob, result, loaded.task)
 
 
-def _labelled(run: LoadedRun, path: Path, stream: bool | None) -> Records:
+def _labelled(run: LoadedRun, path: Path, stream: bool | None, cfg: DataConfig) -> Records:
     """The labelled file's validated records: read whole, or in chunks onto disk (`stream`, default from 64 MB)."""
     from plmforge.data.stream import read_in_chunks
 
     if not read_in_chunks(path, stream):
-        return run.records(read_file(path, run.config.data.sequence_column), with_labels=True)
+        return run.records(read_file(path, cfg.sequence_column), with_labels=True, data=cfg)
     from plmforge.data.bigsplit import read_splits
 
-    splits, notes = read_splits({"evaluation": [(str(path), None)]}, run.config.data, run.task.problem_type, True,
+    splits, notes = read_splits({"evaluation": [(str(path), None)]}, cfg, run.task.problem_type, True,
                                 run.backbone.record_fields)
     for note in notes:
         log.warning(note)
     records = splits["evaluation"]
-    run.task.problem.check_label_range(records.labels, run.task.num_labels, records.rows,
-                                       run.config.data.label_column)
+    run.task.problem.check_label_range(records.labels, run.task.num_labels, records.rows, cfg.label_column)
     return records

@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="a labelled file, or a directory with a test (or train) file")
     p.add_argument("--output", help="directory for the metrics files (default RUN_DIR/eval_<name>)")
     _inference_args(p, "--data", "onto disk")
+    _column_args(p, ("sequence", "label", "id"))
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("predict", help="predict with a trained run (several runs of one task: their mean)")
     p.add_argument("run_dir", nargs="+", help="a run directory; more than one predict as an ensemble (the mean of "
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--sequence", help="one amino-acid sequence")
     p.add_argument("--output", help="CSV to write (default RUN_DIR/predictions.csv for --input)")
     _inference_args(p, "--input", "and append the predictions")
+    _column_args(p, ("sequence", "id"))
     p.set_defaults(func=_predict)
     p = sub.add_parser("export", help="write a self-contained model directory (adapters merged)")
     p.add_argument("run_dir")
@@ -213,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this login (needed when not on loopback)")
     ui.add_argument("--work-dir", default=".plmforge-ui", help="uploads, logs and evaluation outputs")
     ui.add_argument("--max-upload-mb", type=int, default=200, help="largest file a user may upload")
+    ui.add_argument("--max-concurrent-runs", type=int, metavar="N", help="runs training at once; the others wait in "
+                    "a queue (default: 1 per GPU, 1 on a CPU)")
     ui.set_defaults(func=_ui)
     return parser
 
@@ -224,7 +228,8 @@ def _ui(args: argparse.Namespace) -> int:
         raise ConfigError("plmforge ui needs gradio: pip install 'plmforge[ui]'")
     from plmforge.ui.app import launch
 
-    launch(args.host, args.port, args.runs_dir, args.auth, args.work_dir, args.max_upload_mb)
+    launch(args.host, args.port, args.runs_dir, args.auth, args.work_dir, args.max_upload_mb,
+           max_concurrent_runs=args.max_concurrent_runs)
     return 0
 
 
@@ -264,13 +269,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _column_args(p: argparse.ArgumentParser, roles: tuple[str, ...]) -> None:
+    for role in roles:
+        p.add_argument(f"--{role}-column", metavar="NAME", help=f"the input file's {role} column (default: the "
+                       "run's, else the one found in the file; a FASTA's ids come from its headers)")
+
+
+def _columns(args: argparse.Namespace) -> dict[str, str]:
+    return {role: getattr(args, f"{role}_column") for role in ("sequence", "label", "id")
+            if getattr(args, f"{role}_column", None)}
+
+
 def _predict(args: argparse.Namespace) -> int:
     from plmforge.api import load_run, predict, predict_ensemble
     from plmforge.data.stream import read_in_chunks
 
     runs = [load_run(r) for r in args.run_dir]
     what = [args.sequence] if args.sequence is not None else Path(args.input)
-    kwargs = dict(batch_size=args.batch_size, max_tokens=args.max_tokens, precision=args.precision)
+    kwargs = dict(batch_size=args.batch_size, max_tokens=args.max_tokens, precision=args.precision,
+                  columns=_columns(args))
     default = "predictions.csv" if len(runs) == 1 else "ensemble_predictions.csv"
     out = Path(args.output) if args.output else runs[0].run_dir / default
     # an ensemble reads its input whole unless told otherwise
@@ -299,7 +316,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from plmforge.api import evaluate
 
     report = evaluate(args.run_dir, args.data, batch_size=args.batch_size, max_tokens=args.max_tokens,
-                      precision=args.precision, stream=args.stream)
+                      precision=args.precision, stream=args.stream, columns=_columns(args))
     out = Path(args.output) if args.output else Path(args.run_dir) / f"eval_{Path(report.data).stem}"
     report.write(out)
     from plmforge.outputs import with_interval

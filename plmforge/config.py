@@ -44,13 +44,14 @@ class DataConfig:
     train: str | None = None
     validation: str | None = None
     test: str | None = None
-    sequence_column: str = "aa_seq"
-    label_column: str = "label"
+    sequence_column: str | None = None  # None: the column of protein sequences, found in the training file
+    label_column: str | None = None  # None: the label column and its problem type, found in the training file
     id_column: str | None = None
     problem_type: str | None = None  # filled from the catalogue, else required
     num_labels: int | None = None
     label_normalisation: str | None = None  # regression: default 'standard'
     validation_fraction: float = 0.1
+    test_fraction: float = 0.1  # with no test split: this fraction of the training data is held out as test (0 = none)
     max_samples: int | None = None  # per split, for quick experiments
     residue_classes: tuple[str, ...] | None = None  # residue tasks: label symbols in class order, e.g. N,P
     label_format: str = "values"  # residue tasks: 'values' (one per residue) or 'positions' (1-based, =1)
@@ -73,6 +74,11 @@ class DataConfig:
             raise choice_error("data.label_normalisation", self.label_normalisation, NORMALISATIONS)
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"data.validation_fraction must be between 0 and 1, got {self.validation_fraction!r}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ConfigError(f"data.test_fraction must be at least 0 and below 1, got {self.test_fraction!r}")
+        if self.test_fraction + self.validation_fraction >= 1.0:
+            raise ConfigError(f"data.test_fraction ({self.test_fraction}) + data.validation_fraction "
+                              f"({self.validation_fraction}) must leave rows to train on: make them smaller")
         if self.max_samples is not None:
             positive("data.max_samples", self.max_samples)
         if self.label_format not in LABEL_FORMATS:
@@ -505,6 +511,9 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
         if problem is not None and HEADS[head["pooling"]].per_residue != problem.per_residue:
             notes.append(f"head.pooling={head['pooling']} (the run used the {problem.name} default head)")
             raw["head"] = {**head, "pooling": None}
+    data = raw.get("data")
+    if isinstance(data, dict) and "test_fraction" not in data:  # written before test splits were carved
+        raw["data"] = {**data, "test_fraction": 0.0}
     if notes:
         logging.getLogger("plmforge").info("%s was written by an earlier plmforge; not applicable and left out: %s",
                                            rd / "config.yaml", "; ".join(notes))

@@ -5,10 +5,13 @@ event, and a line cut short by a crash is skipped); the web UI, the runs list an
 all read them, never the log text. `RunProgress` folds a run's events into what a progress view shows.
 
 Events (`event` field; every one also has `time`, seconds since the epoch):
-- `start`: run_dir, model, method, epochs, resume, pid
+- `start`: run_dir, model, method, epochs, resume, pid, user (who asked for it: $PLMFORGE_USER, which the web
+  UI sets to the signed-in user; null when unset, absent in events files written before it was recorded)
 - `phase`: phase (one of PHASES)
 - `model`: total, trainable, trainable_percent
 - `plan`: steps_per_epoch, total_steps
+- `embed`: done, total, computed, seconds (a frozen backbone filling the embedding store: sequences done of
+  the train + validation total, how many of them were computed rather than read from the store)
 - `step`: epoch, step, total_steps, loss, lr (every optimizer step)
 - `epoch`: epoch, train_loss, validation (metrics), monitor, best_epoch, best_value, seconds
 - `test`: metrics
@@ -113,6 +116,8 @@ class RunProgress:
     error: str | None = None
     segment_start: float | None = None
     pid: int | None = None  # the process of the latest start
+    user: str | None = None  # who started the run (a resume by someone else keeps it; None: not recorded)
+    embed: dict[str, Any] | None = None  # the latest `embed` event: done, total, computed, seconds
 
     @classmethod
     def from_events(cls, events: list[dict[str, Any]]) -> RunProgress:
@@ -138,6 +143,8 @@ class RunProgress:
                 self.started = e.get("time")
             self.segment_start = e.get("time")  # pace and elapsed time count from the latest (re)start
             self.pid = e.get("pid")
+            if not e.get("resume") or self.user is None:
+                self.user = e.get("user")
             self.error = None
         elif kind == "phase":
             self.phase = e["phase"]
@@ -145,6 +152,8 @@ class RunProgress:
             self.params = {k: e[k] for k in ("total", "trainable", "trainable_percent") if k in e}
         elif kind == "plan":
             self.total_steps = e.get("total_steps")
+        elif kind == "embed":
+            self.embed = {k: e[k] for k in ("done", "total", "computed", "seconds")}
         elif kind == "step":
             self.epoch, self.step = e["epoch"], e["step"]
             self.total_steps = e.get("total_steps", self.total_steps)
@@ -182,6 +191,14 @@ class RunProgress:
             return 0.0
         end = now if self.status == "running" and now is not None else (self.last_time or start)
         return max(end - start, 0.0)
+
+    def embed_pace(self) -> tuple[float | None, float | None]:
+        """(sequences computed per second, seconds left) of the embedding phase; None where unknown."""
+        e = self.embed
+        if not e or not e["seconds"] or not e["computed"]:
+            return None, None
+        rate = e["computed"] / e["seconds"]
+        return rate, max(e["total"] - e["done"], 0) / rate
 
     def eta(self, now: float | None = None) -> float | None:
         """Seconds left at the pace of the steps since the first one seen (None before two steps)."""

@@ -88,9 +88,10 @@ def test_a_carved_validation_split_keeps_groups_apart(tmp_path, amp_small):
     cfg = DataConfig(train=str(path), problem_type="single_label_classification", group_column="family",
                      validation_fraction=0.2)
     data = load_data(cfg, TrainingConfig())
-    train, val = data.splits["train"], data.splits["validation"]
-    assert not set(train.groups) & set(val.groups)
-    assert len(train) + len(val) == 96 and 0.1 < len(val) / 96 < 0.3
+    train, val, test = data.splits["train"], data.splits["validation"], data.splits["test"]
+    assert data.test_carved
+    assert not set(train.groups) & set(val.groups) and not (set(train.groups) | set(val.groups)) & set(test.groups)
+    assert len(train) + len(val) + len(test) == 96 and 0.1 < len(val) / 96 < 0.3 and 0.03 < len(test) / 96 < 0.2
     ungrouped = load_data(DataConfig(train=str(path), problem_type="single_label_classification",
                                      validation_fraction=0.2), TrainingConfig())
     assert set(ungrouped.splits["train"].groups or []) == set()  # no group column asked for: none read

@@ -53,7 +53,7 @@ def test_every_format_reads_the_same_records(tmp_path: Path, amp_dir: Path):
                           data.splits["train"].sequences + data.splits["validation"].sequences,
                           data.splits["train"].labels + data.splits["validation"].labels))
         seen.append(both)
-        assert len(recs) + len(data.splits["validation"]) == 20
+        assert len(recs) + len(data.splits["validation"]) + len(data.splits["test"]) == 20  # test carved too
     assert all(s == seen[0] for s in seen)
 
 
@@ -96,7 +96,7 @@ def test_bad_rows_are_named_precisely(tmp_path: Path, content: str, problem: str
 
 
 @pytest.mark.parametrize("name, content, pattern", [
-    ("train.csv", "sequence,target\nMKT,1\n", r"no sequence column 'aa_seq'; the columns are: sequence, target"),
+    ("train.csv", "name,target\n1,1\n", r"(?s)no column holds protein sequences.*the columns are: name, target"),
     ("train.xlsx", "x", r"unsupported file type '.xlsx'"),
     ("train.fasta", "MKT\n>a\nMKT\n", r"sequence text before the first '>' header"),
 ])
@@ -107,10 +107,14 @@ def test_bad_files_are_explained(tmp_path: Path, name: str, content: str, patter
 
 
 def test_custom_column_names(tmp_path: Path):
-    f = _write(tmp_path / "train.csv", "sequence,target\n" + "".join(f"MKT{'A' * i},{i % 2}\n" for i in range(10)))
+    f = _write(tmp_path / "train.csv", "sequence,target\n" + "".join(f"MKT{'A' * i},{i % 2}\n" for i in range(30)))
     data = _load(f"data.train={f}", "data.problem_type=single_label_classification", "data.sequence_column=sequence",
                  "data.label_column=target", "data.num_labels=2")
-    assert len(data.splits["train"]) + len(data.splits["validation"]) == 10
+    assert sum(len(data.splits[k]) for k in ("train", "validation", "test")) == 30
+    found = _load(f"data.train={f}")  # no column options: the columns and the task are found in the file
+    assert found.config.sequence_column == "sequence" and found.config.label_column == "target"
+    assert found.task.problem_type == "single_label_classification" and found.test_carved
+    assert [r.ids for r in found.splits.values()] == [r.ids for r in data.splits.values()]
 
 
 def test_lowercase_and_rare_residues_are_accepted(tmp_path: Path):

@@ -188,3 +188,15 @@ def test_a_stop_between_the_checkpoint_renames_loses_nothing(tmp_path, tiny_mode
 
     with pytest.raises(RunDirError, match="last/ checkpoint is missing"):
         train(run_dir=rd, resume=True, progress=False)
+
+
+def test_the_user_who_started_a_run_survives_a_resume_and_old_files_have_none():
+    old = RunProgress.from_events([{"event": "start", "time": 1.0, "model": "m", "resume": False, "pid": 7}])
+    assert old.user is None and old.status == "running"  # an events file from before the user was recorded
+    events = [{"event": "start", "time": 1.0, "resume": False, "pid": 7, "user": "alice"},
+              {"event": "end", "time": 2.0, "status": "aborted"},
+              {"event": "start", "time": 3.0, "resume": True, "pid": 8, "user": "bob"}]
+    assert RunProgress.from_events(events).user == "alice"  # Bob resumed Alice's run: still hers
+    assert RunProgress.from_events([{**events[0], "user": None}, events[2]]).user == "bob"  # nobody was recorded
+    events.append({"event": "start", "time": 4.0, "resume": False, "pid": 9, "user": "carol"})  # started anew
+    assert RunProgress.from_events(events).user == "carol"

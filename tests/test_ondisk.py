@@ -115,7 +115,8 @@ def test_a_cross_validation_fold_and_groups_on_disk_equal_in_memory(tmp_path, mo
         memory = _splits(tmp_path / "train.csv", args, "memory", cv)
         disk = _splits(tmp_path / "train.csv", args, "disk", cv)
         assert {k: v[:5] for k, v in memory[0].items()} == {k: v[:5] for k, v in disk[0].items()}
-    assert len(disk[0]["train"][0]) + len(disk[0]["validation"][0]) == 90  # the fold's pool: both files
+    # the fold's pool: both files, less the test split carved first
+    assert len(disk[0]["train"][0]) + len(disk[0]["validation"][0]) + len(disk[0]["test"][0]) == 90
 
 
 @pytest.mark.shared_data
@@ -219,7 +220,7 @@ def test_memory_does_not_grow_with_the_residues_on_disk(tmp_path, tiny_models):
     code = ("import sys; from plmforge.config import load_config; from plmforge.train.setup import assemble; "
             "from plmforge.train.memory import process_peak_mb; "
             "asm = assemble(load_config(None, sys.argv[1:])); "
-            "print('ROWS', len(asm.encoded['train']) + len(asm.encoded['validation'])); "
+            "print('ROWS', sum(len(asm.encoded[k]) for k in ('train', 'validation', 'test'))); "
             "print('PEAK', process_peak_mb())")
     peaks = {}
     for storage in ("memory", "disk"):

@@ -80,7 +80,12 @@ def test_run_directory_has_every_output(tmp_path, tiny_models, amp_small):
     import dataclasses
 
     assert cfg.head.pooling is None
-    assert load_config(rd / "config.yaml") == cfg.replace(head=dataclasses.replace(cfg.head, pooling="mean"))
+    saved = load_config(rd / "config.yaml")
+    # columns and counts left unset are written as resolved from the file; everything given is kept
+    given = {k: v for k, v in dataclasses.asdict(cfg.data).items() if v is not None}
+    assert {k: v for k, v in dataclasses.asdict(saved.data).items() if k in given} == given
+    assert (saved.data.sequence_column, saved.data.label_column, saved.data.id_column) == ("aa_seq", "label", "id")
+    assert saved == cfg.replace(head=dataclasses.replace(cfg.head, pooling="mean"), data=saved.data)
     assert main(["train", "--config", str(rd / "config.yaml"), f"output.dir={rd}_again"]) == 0
     again = json.loads((Path(f"{rd}_again") / "test_metrics.json").read_text())
     assert again["metrics"] == metrics["metrics"]

@@ -1,8 +1,10 @@
 """The web UI end to end in a real browser (Debian's Chromium driven by Playwright), on a free loopback
-port, with tiny random backbones and small real datasets: upload and preview a dataset, preview the
-command and check it against a CLI run of the same config, train and download the test metrics, predict
-a batch file and one residue-task sequence, abort a run mid-epoch and resume it, see a broken file's
-message, browse runs and evaluate. Screenshots of every tab at each stage go to tests/artifacts/ui/.
+port, as a biologist uses it: one CSV whose columns are not the defaults (peptides of the bundled AMP
+example, renamed), columns picked for them, a preview, Start with the pretrained AntiBERTy, progress in the
+embedding phase, test metrics with intervals and baselines on the page; a FASTA predicted with its own ids;
+a file with other columns evaluated; bad data refused at Start; two runs queued on one server; abort and
+resume; the command shown equals the run. Screenshots of each stage go to tests/artifacts/ui/ (and, with
+PLMFORGE_SCREENSHOTS=docs, to docs/screenshots/).
 
 Run alone: .venv/bin/python -m pytest tests/test_ui_browser.py  (needs `bash scripts/system.sh` once)."""
 
@@ -21,10 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import shared
+from conftest import REPO, shared
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "ui"
-pytestmark = pytest.mark.browser
+DOCS_SHOTS = REPO / "docs" / "screenshots"
+pytestmark = [pytest.mark.browser, pytest.mark.shared_data, pytest.mark.pretrained]
 
 
 def _free_port() -> int:
@@ -33,11 +36,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _lab_files(root: Path, amp_dir: Path) -> dict[str, Path]:
+    """What a lab would have: one CSV (name, protein, activity), a labelled hold-out with other column
+    names, and a FASTA to score."""
+    train = pd.read_csv(amp_dir / "train.csv").groupby("label").head(150)
+    one = train.rename(columns={"id": "name", "aa_seq": "protein", "label": "activity"})[["name", "protein",
+                                                                                          "activity"]]
+    one["name"] = [f"pep{i:04d}" for i in range(len(one))]
+    one.to_csv(root / "peptides.csv", index=False)
+    test = pd.read_csv(amp_dir / "test.csv").groupby("label").head(30)
+    test.rename(columns={"id": "pid", "aa_seq": "seq", "label": "truth"})[["seq", "truth", "pid"]].to_csv(
+        root / "holdout.csv", index=False)
+    fasta = "".join(f">query_{i:02d} from the bench\n{s}\n" for i, s in enumerate(test["aa_seq"].head(20)))
+    (root / "to_score.fasta").write_text(fasta)
+    return {"one": root / "peptides.csv", "holdout": root / "holdout.csv", "fasta": root / "to_score.fasta"}
+
+
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory, tiny_models):
+def ui(tmp_path_factory, tiny_models, amp_dir):
     from plmforge.config import load_config
     from plmforge.train.run import train
-    from plmforge.ui.app import launch
+    from plmforge.ui.app import launch, shutdown
 
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -55,28 +74,48 @@ def ui(tmp_path_factory, tiny_models):
                              "data.sequence_column=sequence", "data.label_column=paratope_labels",
                              "data.residue_classes=N,P", "data.id_column=pdb", "training.epochs=2",
                              f"output.dir={runs / 'paratope-residues'}"]), progress=False)
+    files = _lab_files(root, amp_dir)
+    store = os.environ.get("PLMFORGE_CACHE_DIR")
+    os.environ["PLMFORGE_CACHE_DIR"] = str(root / "store")  # a fresh store: the first run embeds everything
     port = _free_port()
-    demo = launch(port=port, runs_dir=runs, work_dir=work, block=False)
+    demo = launch(port=port, runs_dir=runs, work_dir=work, block=False, max_concurrent_runs=1)
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):
         old.unlink()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US", accept_downloads=True)
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(f"http://127.0.0.1:{port}/")
-        page.get_by_role("tab", name="Train").wait_for()
-        yield {"page": page, "runs": runs, "work": work, "root": root, "demo": demo}
-        browser.close()
-    demo.plmforge_app.jobs.stop_all()
-    demo.close()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+            context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US",
+                                          accept_downloads=True)
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            t0 = time.time()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_role("tab", name="Train").wait_for()
+            yield {"page": page, "runs": runs, "work": work, "root": root, "demo": demo, "files": files,
+                   "opened": t0, "port": port, "browser": browser}
+            browser.close()
+    finally:
+        shutdown(demo)
+        demo.close()
+        if store is not None:
+            os.environ["PLMFORGE_CACHE_DIR"] = store
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, docs: str | None = None, region: tuple[str, str] | None = None) -> None:
+    """The whole page to tests/artifacts/ui; for the docs, the part from element region[0] to region[1]."""
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if docs and os.environ.get("PLMFORGE_SCREENSHOTS") == "docs":
+        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+        clip = None
+        if region:
+            page.evaluate("window.scrollTo(0, 0)")
+            top, bottom = (page.locator(sel).bounding_box() for sel in region)
+            clip = {"x": 0, "y": top["y"] - 10, "width": page.viewport_size["width"],
+                    "height": bottom["y"] + bottom["height"] - top["y"] + 20}
+        page.screenshot(path=str(DOCS_SHOTS / f"{docs}.png"), full_page=True, clip=clip)
 
 
 def pick(page, elem_id: str, option: str, name: str | None = None) -> None:
@@ -92,109 +131,261 @@ def set_text(page, key: str, value: str) -> None:
     field.press("Tab")
 
 
+def value_of(page, key: str) -> str:
+    return page.locator(f"#f_{key.replace('.', '_')}").locator("input, textarea").first.input_value()
+
+
 def status_text(page) -> str:
     return page.locator("#status").inner_text()
 
 
-def wait_status(page, words: tuple[str, ...], timeout: float = 240.0) -> str:
+def wait_status(page, words: tuple[str, ...], timeout: float = 300.0, seen: list | None = None) -> str:
     end = time.time() + timeout
     while time.time() < end:
         text = status_text(page)
+        if seen is not None:
+            seen.append(text)
         if any(f"Status: {w}" in text for w in words):
             return text
-        time.sleep(0.5)
+        time.sleep(0.2)
     console = page.locator("#console textarea").first
     log = console.input_value() if console.count() else ""
     raise AssertionError(f"status never became {words}: {status_text(page)}\noptions: "
                          f"{page.locator('#options_msg').inner_text()}\nconsole:\n{log}")
 
 
-def test_upload_preview_command_train_and_download(ui, tiny_models, amp_small, tmp_path):
+def upload(page, paths: list[Path]) -> None:
+    page.get_by_role("radio", name="upload").check()
+    clear = page.locator("#upload").get_by_role("button", name="Clear")
+    if clear.count():
+        clear.click()
+    page.locator("#upload input[type=file]").set_input_files([str(p) for p in paths])
+    for p in paths:
+        page.locator("#upload").get_by_role("row", name=re.compile(re.escape(p.name))).wait_for()
+
+
+def test_one_file_from_upload_to_test_metrics_on_the_page(ui, tmp_path):
+    """The biologist's path: upload one file, nothing typed, Start; every phase shows progress."""
     from playwright.sync_api import expect
 
-    page = ui["page"]
-    shot(page, "01_train_first_view")
-    page.get_by_role("radio", name="upload").check()
-    page.locator("#upload input[type=file]").set_input_files([str(amp_small / f"{s}.csv")
-                                                              for s in ("train", "validation", "test")])
-    expect(page.locator("#upload").get_by_role("row", name=re.compile("test.csv"))).to_have_count(1)
-    model = page.locator("#model").get_by_role("combobox")
-    model.fill(str(tiny_models["esm"]))
-    model.press("Enter")
-    page.get_by_text("Task and labels").click()
-    pick(page, "section_data", "single_label_classification", name="problem type")
+    page, clicks = ui["page"], 0
+    # the bundled example is picked when the page opens: its columns are read and shown at once
+    expect(page.locator("#columns_md")).to_contain_text("aa_seq", timeout=30_000)
+    assert value_of(page, "data.label_column") == "label" and "2 classes" in page.locator("#columns_md").inner_text()
+    expect(page.locator("#run_view")).to_be_hidden()  # no empty result boxes before a run
+    shot(page, "01_first_view")
+    upload(page, [ui["files"]["one"]])
+    clicks += 2  # the radio, the file
+    # the columns were read from the file and chosen by their content, with the reasons shown
+    expect(page.locator("#columns_md")).to_contain_text("protein", timeout=30_000)
+    assert value_of(page, "data.sequence_column") == "protein"
+    assert value_of(page, "data.label_column") == "activity"
+    assert value_of(page, "data.id_column") == "name"
+    assert value_of(page, "data.problem_type") == "single_label_classification"
+    assert "2 classes" in page.locator("#columns_md").inner_text() or "2 distinct" in \
+        page.locator("#columns_md").inner_text()
     page.get_by_role("button", name="Preview dataset").click()
+    clicks += 1
     expect(page.locator("#data_msg")).to_contain_text("dataset OK", timeout=60_000)
     summary = page.locator("#data_summary").inner_text()
-    assert "train 96" in summary and "validation 32" in summary and "test 32" in summary
-    expect(page.locator("#data_rows")).to_contain_text("amp_0000")
-    shot(page, "02_train_dataset_preview")
+    assert "train" in summary and "validation" in summary and "test" in summary  # one file, three splits
+    expect(page.locator("#data_rows")).to_contain_text("pep0000")
+    shot(page, "02_columns_and_preview", docs="ui_1_data", region=("#step_data", "#preview_panel"))
 
-    set_text(page, "training.epochs", "2")
-    page.get_by_label("run name", exact=False).first.fill("amp-upload")
+    set_text(page, "training.epochs", "3")
+    page.get_by_label("run name", exact=False).first.fill("peptides")
     page.get_by_role("button", name="Preview command").click()
     expect(page.locator("#command")).to_contain_text("plmforge train")
     command = page.locator("#command .cm-content").inner_text().strip()
-    shot(page, "03_train_command")
-
-    # the command as shown, run by the CLI (into another directory): the same config
-    argv = shlex.split(command)
-    assert argv[:2] == ["plmforge", "train"]
-    cli_dir = tmp_path / "cli-run"
-    exe = Path(sys.executable).with_name("plmforge")
-    proc = subprocess.run([str(exe), *argv[1:], f"output.dir={cli_dir}"], capture_output=True, text=True,
-                          timeout=600, env=dict(os.environ, TQDM_DISABLE="1"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
 
     t0 = time.time()
     page.get_by_role("button", name="Start", exact=True).click()
-    expect(page.locator("#status")).to_contain_text("Progress:", timeout=120_000)
-    first_update = time.time() - t0
-    wait_status(page, ("finished",))
-    expect(page.locator("#test_metrics")).to_contain_text("auroc")
-    run_dir = ui["runs"] / "amp-upload"
-    shot(page, "04_train_finished")
-    (ARTIFACTS / "timings.json").write_text(json.dumps({"start_to_first_progress_seconds": round(first_update, 1)}))
-
-    from plmforge.config import load_run_config
-
-    ui_config, cli_config = load_run_config(run_dir), load_run_config(cli_dir)
-    assert ui_config.replace(output=cli_config.output) == cli_config
+    clicks += 1
+    seen: list[str] = []
+    expect(page.locator("#status")).to_contain_text("peptides", timeout=30_000)
+    first_status = time.time() - t0
+    embedding_shot = False
+    end = time.time() + 300
+    while time.time() < end:  # every phase says what it does; catch the embedding phase on screen
+        text = status_text(page)
+        seen.append(text)
+        if "Embedding:" in text and not embedding_shot:
+            shot(page, "03_embedding_phase", docs="ui_2_progress", region=("#step_train", "#progress_bar"))
+            embedding_shot = True
+        if "Status: finished" in text or "Status: failed" in text:
+            break
+        time.sleep(0.2)
+    text = wait_status(page, ("finished",), seen=seen)
+    finished_after = time.time() - ui["opened"]
+    embedding = [t for t in seen if "Embedding:" in t]
+    assert embedding, "the embedding phase never showed its progress:\n" + "\n---\n".join(seen[:20])
+    assert re.search(r"Embedding:\*?\*? [\d,]+ of [\d,]+ sequences", embedding[-1].replace("**", "")) or \
+        re.search(r"[\d,]+ of [\d,]+ sequences", embedding[-1])
+    assert any(re.search(r"Elapsed: (0:0[1-9]|0:[1-5]\d|\d+:\d\d)", t.replace("**", "")) for t in seen[:50])
+    assert any("setting up" in t for t in seen) or first_status < 2
+    # the results on the page: a sentence with the interval and the baseline comparison, and the table
+    verdict = page.locator("#verdict").inner_text()
+    assert "held-out test proteins" in verdict and "95% interval" in verdict and "baseline" in verdict
+    table = page.locator("#test_metrics").inner_text()
+    assert "95% CI low" in table and "baseline: composition" in table and "mcc" in table
+    expect(page.locator("#run_plots")).to_contain_text("roc")
+    page.locator("#run_plots").scroll_into_view_if_needed()  # the plots load when in view
+    page.wait_for_function("() => { const im = [...document.querySelectorAll('#run_plots img')];"
+                           " return im.length >= 5 && im.every(i => i.complete && i.naturalWidth > 0); }")
+    shot(page, "04_finished_with_test_metrics", docs="ui_3_results", region=("#status", "#run_view"))
+    run_dir = ui["runs"] / "peptides"
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    embeds = [e for e in events if e["event"] == "embed"]
+    blob = json.loads((run_dir / "test_metrics.json").read_text())
+    assert embeds and embeds[-1]["done"] == embeds[-1]["total"] and blob["n_samples"] > 0
     with page.expect_download() as download:
         page.locator("#download_metrics").click()
-    got = pd.read_csv(download.value.path())
-    expected = pd.read_csv(run_dir / "test_metrics.csv")
-    assert got.equals(expected)
-    cli_metrics = json.loads((cli_dir / "test_metrics.json").read_text())["metrics"]
-    assert json.loads((run_dir / "test_metrics.json").read_text())["metrics"] == pytest.approx(cli_metrics)
-    shown = page.locator("#test_metrics").inner_text()
-    assert f"{expected.set_index('metric').loc['auroc', 'value']:.6g}"[:5] in shown
+    assert pd.read_csv(download.value.path()).equals(pd.read_csv(run_dir / "test_metrics.csv"))
+
+    # the command shown is this run: the CLI resolves it to the same config
+    from plmforge.config import load_config, load_run_config
+
+    argv = shlex.split(command)
+    exe = Path(sys.executable).with_name("plmforge")
+    proc = subprocess.run([str(exe), *argv[1:], "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (tmp_path / "c.yaml").write_text(proc.stdout.split("# equivalent command:")[0])
+    shown, ran = load_config(tmp_path / "c.yaml", []), load_run_config(run_dir)
+    assert shown.head.pooling is None and ran.head.pooling == "mean"  # the default head is written as resolved
+    assert shown == ran.replace(head=shown.head)
+    (ARTIFACTS / "timings.json").write_text(json.dumps({
+        "start_to_first_status_seconds": round(first_status, 1), "open_to_finished_seconds": round(finished_after),
+        "clicks": clicks}))
 
 
-def test_predict_batch_file_and_one_residue_sequence(ui, amp_small):
+def test_fasta_prediction_keeps_its_ids_and_a_failure_clears_the_download(ui, tmp_path):
     from playwright.sync_api import expect
 
     page = ui["page"]
     page.get_by_role("tab", name="Predict").click()
-    pick(page, "pred_run", "amp-upload")
-    page.locator("#pred_file input[type=file]").set_input_files(str(amp_small / "test.csv"))
+    pick(page, "pred_run", "peptides")
+    page.locator("#pred_file input[type=file]").set_input_files(str(ui["files"]["fasta"]))
     page.get_by_role("button", name="Predict file").click()
-    expect(page.locator("#pred_msg")).to_contain_text("predicted 32 sequences", timeout=120_000)
+    expect(page.locator("#pred_msg")).to_contain_text("predicted 20 sequences", timeout=120_000)
     with page.expect_download() as download:
         page.locator("#pred_download").click()
     table = pd.read_csv(download.value.path())
-    assert len(table) == 32 and {"id", "prediction", "prob_1"} <= set(table.columns)
-    shot(page, "05_predict_batch")
+    assert list(table["id"]) == [f"query_{i:02d}" for i in range(20)]  # the FASTA's ids, not 'name'
+    header = page.locator("#pred_table thead").inner_text()
+    assert header.index("id") < header.index("prediction") < header.index("sequence")
+    whole = ui["files"]["fasta"].read_text().splitlines()[1]  # a row clicked shows its sequence whole
+    page.locator("#pred_table").get_by_text("query_00", exact=True).filter(visible=True).first.click()
+    expect(page.locator("#pred_whole textarea")).to_have_value(re.compile("query_00.*" + whole + "$"))
+    shot(page, "05_predict_fasta", docs="ui_4_predict")
+    bad = tmp_path / "broken.csv"
+    bad.write_text("protein\nMKTAYIAKQR\nMKT1ZZQ\n")
+    page.locator("#pred_file").get_by_role("button", name="Clear").click()
+    page.locator("#pred_file input[type=file]").set_input_files(str(bad))
+    page.get_by_role("button", name="Predict file").click()
+    expect(page.locator("#pred_msg")).to_contain_text("broken.csv", timeout=60_000)
+    expect(page.locator("#pred_download")).to_be_hidden()  # the previous result cannot be downloaded as this one
+
+    # one sequence: the prediction in large type; DNA is warned about and predicted only when told to go on
+    page.locator("#pred_sequence textarea").fill("ATGCGTACGTTAGCATGCAAGT")
+    page.get_by_role("button", name="Predict sequence").click()
+    expect(page.locator("#pred_msg")).to_contain_text("DNA", timeout=60_000)
+    page.locator("#pred_go_on input").check()
+    page.get_by_role("button", name="Predict sequence").click()
+    expect(page.locator("#pred_card")).to_contain_text("probability", timeout=60_000)
+    page.locator("#pred_go_on input").uncheck()
+    page.locator("#pred_sequence textarea").fill("GLFDIVKKVVGALGSLGKKVAKKLLPKL" * 10)
+    page.get_by_role("button", name="Predict sequence").click()
+    expect(page.locator("#pred_msg")).to_contain_text("predicted", timeout=60_000)  # not the DNA warning
+    expect(page.locator("#pred_card")).to_contain_text("probability", timeout=60_000)
+    card = page.locator("#pred_card").bounding_box()
+    assert card is not None and card["x"] + card["width"] <= 1400  # in view, however long the sequence
+    shot(page, "06_predict_one")
 
     pick(page, "pred_run", "paratope-residues")
     sequence = "EVQLVESGGGLVQPGGSLRLSCAASGFTFSSYAMSWVRQAPGKGLEWVS"
     page.locator("#pred_sequence textarea").fill(sequence)
     page.get_by_role("button", name="Predict sequence").click()
     expect(page.locator("#pred_msg")).to_contain_text("predicted", timeout=120_000)
-    spans = page.locator("#pred_residues span[title]")
-    expect(spans).to_have_count(len(sequence))  # one coloured span per residue
-    expect(page.locator("#pred_table")).to_contain_text("prob_1")
-    shot(page, "06_predict_residues")
+    expect(page.locator("#pred_residues span[title]")).to_have_count(len(sequence))  # one coloured span each
+    shot(page, "07_predict_residues")
+
+
+def test_evaluate_a_file_whose_columns_differ(ui):
+    from playwright.sync_api import expect
+
+    from plmforge.api import evaluate
+
+    page = ui["page"]
+    page.get_by_role("tab", name="Evaluate").click()
+    pick(page, "eval_run", "peptides")
+    page.locator("#eval_file input[type=file]").set_input_files(str(ui["files"]["holdout"]))
+    expect(page.locator("#eval_columns_md")).to_contain_text("seq", timeout=30_000)
+    menus = {r: page.locator(f"#eval_{r}_column input").first.input_value() for r in ("sequence", "label", "id")}
+    assert menus == {"sequence": "seq", "label": "truth", "id": "pid"}  # the run's names are not in this file
+    page.get_by_role("button", name="Evaluate").click()
+    expect(page.locator("#eval_msg")).to_contain_text("evaluated", timeout=120_000)
+    expected = evaluate(ui["runs"] / "peptides", ui["files"]["holdout"],
+                        columns={"sequence": "seq", "label": "truth", "id": "pid"}).metrics
+    with page.expect_download() as download:
+        page.locator("#eval_download").click()
+    got = pd.read_csv(download.value.path()).set_index("metric")["value"]
+    assert got["mcc"] == pytest.approx(expected["mcc"]) and got["auroc"] == pytest.approx(expected["auroc"])
+    assert "95% CI low" in page.locator("#eval_metrics").inner_text()
+    expect(page.locator("#eval_gallery")).to_contain_text("confusion matrix")
+    shot(page, "08_evaluate", docs="ui_5_evaluate")
+
+
+def test_bad_data_is_refused_at_start_and_nothing_is_launched(ui, tmp_path):
+    from playwright.sync_api import expect
+
+    page = ui["page"]
+    page.get_by_role("tab", name="Train").click()
+    bad = tmp_path / "broken.csv"
+    bad.write_text("name,protein,activity\np1,MKTAYIAKQR,1\np2,MKT1ZZQ,0\np3,GLFDIVKKV,1\np4,GLFDIVKKVA,0\n")
+    upload(page, [bad])
+    page.get_by_label("run name", exact=False).first.fill("never-started")
+    jobs = len(ui["demo"].plmforge_app.jobs.jobs)
+    page.get_by_role("button", name="Start", exact=True).click()
+    message = page.locator("#options_msg")
+    expect(message).to_contain_text("broken.csv", timeout=60_000)
+    assert "row 2" in message.inner_text() and "'1'" in message.inner_text().replace('"', "'")
+    assert not (ui["runs"] / "never-started").exists() and len(ui["demo"].plmforge_app.jobs.jobs) == jobs
+    assert "plmforge-error" in message.inner_html()
+    shot(page, "09_bad_data_refused")
+
+
+def test_two_runs_share_one_slot_through_the_queue(ui, tiny_models, amp_dir):
+    from playwright.sync_api import expect
+
+    page = ui["page"]
+    page.get_by_role("tab", name="Train").click()
+    upload(page, [ui["files"]["one"]])
+    expect(page.locator("#columns_md")).to_contain_text("protein", timeout=30_000)
+    model = page.locator("#model").get_by_role("combobox")
+    model.fill(str(tiny_models["esm"]))
+    model.press("Enter")
+    pick(page, "method", "full")
+    set_text(page, "training.epochs", "2")
+    set_text(page, "batching.batch_size", "2")
+    names = ("first-of-two", "second-of-two")
+    for name in names:
+        page.get_by_label("run name", exact=False).first.fill(name)
+        page.get_by_role("button", name="Start", exact=True).click()
+        expect(page.locator("#options_msg")).to_contain_text(name, timeout=60_000)
+    assert "queued" in page.locator("#options_msg").inner_text()
+    expect(page.locator("#status")).to_contain_text("position 1", timeout=30_000)
+    page.get_by_role("tab", name="Runs").click()
+    page.get_by_role("button", name="Refresh").click()
+    queue = page.locator("#queue_table")
+    expect(queue).to_contain_text("second-of-two")
+    expect(queue).to_contain_text("queued")
+    shot(page, "10_queue", docs="ui_6_queue")
+    page.get_by_role("tab", name="Train").click()
+    wait_status(page, ("finished",), timeout=400)  # the second run, once the first left the slot
+    from plmforge.events import RunProgress
+
+    first, second = (RunProgress.read(ui["runs"] / n) for n in names)
+    assert first.status == second.status == "finished" and second.started >= first.last_time - 1
 
 
 def test_abort_mid_epoch_then_resume(ui, tiny_models):
@@ -204,9 +395,13 @@ def test_abort_mid_epoch_then_resume(ui, tiny_models):
     page.get_by_role("tab", name="Train").click()
     page.get_by_role("radio", name="catalogue").check()
     pick(page, "catalogue", "amp (single_label_classification, bundled)")
+    model = page.locator("#model").get_by_role("combobox")
+    model.fill(str(tiny_models["esm"]))
+    model.press("Enter")
     pick(page, "method", "full")
+    page.get_by_text("Advanced: every other option").click()
+    page.get_by_text("Data options").click()
     set_text(page, "data.max_samples", "300")
-    page.get_by_text("Batching").click()
     set_text(page, "batching.batch_size", "1")
     set_text(page, "training.epochs", "2")
     page.get_by_label("run name", exact=False).first.fill("to-abort")
@@ -228,61 +423,24 @@ def test_abort_mid_epoch_then_resume(ui, tiny_models):
     progress = RunProgress.read(run_dir)
     assert progress.status == "aborted" and 0 < progress.step < progress.total_steps
     assert "Status: aborted" in text
-    shot(page, "07_train_aborted")
     page.get_by_role("button", name="Resume").click()
     wait_status(page, ("finished",), timeout=400)
     assert (run_dir / "test_metrics.json").is_file()
     assert RunProgress.read(run_dir).status == "finished"
-    shot(page, "08_train_resumed")
+    shot(page, "11_resumed")
 
 
-def test_broken_file_message(ui, tmp_path):
-    from playwright.sync_api import expect
-
-    page = ui["page"]
-    page.get_by_role("tab", name="Train").click()
-    bad = tmp_path / "broken.csv"
-    bad.write_text("aa_seq,label\nMKTAYIAKQR,1\nMKT1ZZQ,0\nGLFDIVKKV,1\n")
-    page.get_by_role("radio", name="upload").check()
-    page.locator("#upload").get_by_role("button", name="Clear").click()  # the first test's files
-    page.locator("#upload input[type=file]").set_input_files(str(bad))
-    expect(page.locator("#upload").get_by_role("row", name=re.compile("broken.csv"))).to_have_count(1)
-    # another dataset: what the catalogue said about the last one's task was cleared
-    expect(page.locator("#f_data_num_labels textarea, #f_data_num_labels input").first).to_have_value("")
-    pick(page, "section_data", "single_label_classification", name="problem type")
-    page.get_by_role("button", name="Preview dataset").click()
-    message = page.locator("#data_msg")
-    expect(message).to_contain_text("broken.csv", timeout=60_000)
-    text = message.inner_text()
-    assert "broken.csv" in text and "'1'" in text.replace('"', "'")
-    shot(page, "09_train_broken_file")
-
-
-def test_runs_tab_and_evaluate(ui, amp_small):
+def test_runs_tab(ui):
     from playwright.sync_api import expect
 
     page = ui["page"]
     page.get_by_role("tab", name="Runs").click()
     table = page.locator("#runs_table")
-    expect(table).to_contain_text("amp-upload")
+    expect(table).to_contain_text("peptides")
     expect(table).to_contain_text("to-abort")
     expect(table).to_contain_text("finished")
-    pick(page, "run_pick", "amp-upload")
+    pick(page, "run_pick", "peptides")
     expect(page.locator("#run_config")).to_contain_text("single_label_classification")
-    expect(page.locator("#run_metrics")).to_contain_text("auroc")
-    shot(page, "10_runs")
-
-    page.get_by_role("tab", name="Evaluate").click()
-    pick(page, "eval_run", "amp-upload")
-    page.locator("#eval_file input[type=file]").set_input_files(str(amp_small / "test.csv"))
-    page.get_by_role("button", name="Evaluate").click()
-    expect(page.locator("#eval_msg")).to_contain_text("evaluated", timeout=120_000)
-    from plmforge.api import evaluate
-
-    expected = evaluate(ui["runs"] / "amp-upload", amp_small / "test.csv").metrics
-    with page.expect_download() as download:
-        page.locator("#eval_download").click()
-    got = pd.read_csv(download.value.path()).set_index("metric")["value"]
-    assert got["auroc"] == pytest.approx(expected["auroc"]) and got["mcc"] == pytest.approx(expected["mcc"])
-    expect(page.locator("#eval_gallery")).to_contain_text("confusion matrix")
-    shot(page, "11_evaluate")
+    expect(page.locator("#run_metrics")).to_contain_text("95% CI low")
+    expect(page.locator("#run_verdict")).to_contain_text("held-out test proteins")
+    shot(page, "12_runs")

@@ -85,7 +85,11 @@ def test_previewed_command_runs_as_shown_and_gives_the_same_config(tmp_path, tin
     proc = subprocess.run([str(exe), *argv[1:]], capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert load_run_config(tmp_path / "run") == req.config
+    from plmforge.data.columns import resolve_columns
+
+    # the run saves the columns it found in the file (the form left them to be found)
+    assert req.config.data.sequence_column is None
+    assert load_run_config(tmp_path / "run") == req.config.replace(data=resolve_columns(req.config.data)[0])
     assert req.argv()[-len(req.overrides):] == list(req.overrides) and "sh" not in req.argv()[0]
 
 
@@ -216,3 +220,100 @@ def test_the_structure_method_reaches_the_form_through_the_registries():
     assert got == ["method.name=ses_adapter", "method.structure_columns=foldseek_seq"]
     config = forms.TrainingRequest.build([*got, "data.dataset=somewhere"]).config
     assert config.method.options.structure_columns == ("foldseek_seq",)
+
+
+def test_embedding_phase_progress_is_shown_with_pace_and_eta(tmp_path):
+    rd = tmp_path / "run"
+    rd.mkdir()
+    log = EventLog(rd / EVENTS_FILE)
+    log.emit("start", model="m", method="freeze", epochs=2, pid=os.getpid())
+    log.emit("phase", phase="embedding")
+    log.emit("embed", done=300, total=1200, computed=200, seconds=10.0)
+    log.close()
+    progress = RunProgress.read(rd)
+    rate, left = progress.embed_pace()
+    assert rate == pytest.approx(20.0) and left == pytest.approx(45.0)  # 900 left at 20 computed per second
+    text = views.progress_markdown(progress, "running", rd, now=progress.started + 12, clock_from=progress.started - 3)
+    assert "300 of 1,200 sequences" in text and "20.0 sequences/s" in text and "ETA 0:45" in text
+    assert "100 read from the embedding store" in text
+    assert "Elapsed:** 0:15" in text  # the clock runs from Start, not from the first event
+    assert "width:25.0%" in views.progress_bar_html(progress)
+    starting = views.progress_markdown(RunProgress(), "starting", rd, now=100.0, clock_from=40.0)
+    assert "loading the model" in starting and "1:00" in starting
+
+
+def test_results_in_words_and_table():
+    blob = {"n_samples": 200, "metrics": {"mcc": 0.5, "auroc": 0.8},
+            "intervals": {"mcc": {"low": 0.4, "high": 0.6}, "auroc": {"low": 0.75, "high": 0.85}},
+            "baselines": {"composition": {"metrics": {"mcc": 0.3, "auroc": 0.7}}},
+            "verdict": {"metric": "mcc", "best_baseline": "composition", "outcome": "better",
+                        "difference_interval": {"low": 0.05, "high": 0.35}}}
+    table = views.results_table(blob)
+    assert list(table.columns) == ["metric", "value", "95% CI low", "95% CI high", "baseline: composition"]
+    assert table.set_index("metric").loc["mcc"].tolist() == [0.5, 0.4, 0.6, 0.3]
+    text = views.results_sentence(blob)
+    assert "200 held-out test proteins" in text and "mcc = 0.500 (95% interval 0.400 to 0.600)" in text
+    assert "**better than** it" in text and "+0.050 and +0.350" in text
+    tie = {**blob, "verdict": {**blob["verdict"], "outcome": "not distinguishable"}}
+    assert "**not distinguishable from** it" in views.results_sentence(tie)
+    no_baseline = {"n_samples": 60, "metrics": {"loss": 0.58, "accuracy": 0.7}}  # Evaluate: the first real metric
+    assert "accuracy = 0.700" in views.results_sentence(no_baseline)
+    assert "No test metrics" in views.results_sentence(None, has_test=False)
+    assert views.results_sentence(None) == "" and views.results_table(None).empty
+
+
+def test_failure_reason_from_the_console_and_plain_errors():
+    log = "$ python -m plmforge.cli train ...\nloading\ndata error: train.csv, row 3, column 'label': 'x' is not a " \
+          "number\n  fix: use numbers for a regression\n"
+    assert views.failure_reason(log) == ("train.csv, row 3, column 'label': 'x' is not a number "
+                                         "fix: use numbers for a regression")
+    assert views.failure_reason("all fine\n") is None
+    assert views.plain_error("ConfigError: pick a model") == "pick a model"
+
+
+def test_prediction_tables_lead_with_id_and_prediction():
+    seq = "M" * 300
+    frame = pd.DataFrame({"id": ["p1"], "sequence": [seq], "prediction": [1], "prob_0": [0.1234567],
+                          "prob_1": [0.8765433]})
+    view = views.prediction_view(frame)
+    assert list(view.columns) == ["id", "prediction", "prob_0", "prob_1", "sequence"]
+    assert view["sequence"][0].endswith("(300 aa)") and len(view["sequence"][0]) < 40
+    assert view["prob_1"][0] == 0.8765
+    f32 = frame.astype({"prob_1": "float32"})  # model outputs: shown without float32 noise
+    assert str(views.prediction_view(f32)["prob_1"][0]) == "0.8765"
+    assert views.whole_rows(frame) == [f"id: p1 | prediction: 1 | prob_0: 0.1235 | prob_1: 0.8765 | sequence: {seq}"]
+    card = views.prediction_card(frame)
+    assert ">1<" in card and "probability 0.877" in card
+    value = views.prediction_card(pd.DataFrame({"id": ["p"], "sequence": ["MK"], "prediction": [0.4321]}))
+    assert "0.4321" in value and "predicted value" in value
+
+
+def test_form_shows_essentials_in_place_and_everything_else_under_advanced():
+    advanced = {f.key for fields_ in forms.advanced_fields().values() for f in fields_}
+    every = {f.key for fields_ in forms.section_fields().values() for f in fields_}
+    placed = set(forms.DATA_ESSENTIALS) | set(forms.TRAIN_ESSENTIALS)
+    assert every == advanced | (placed & every) and not advanced & placed  # nothing lost, nothing twice
+    assert "data.test_fraction" in every and "training.epochs" not in advanced
+    assert forms.field_of("training.epochs").kind == "int"
+
+
+def test_the_handlers_that_record_who_started_a_run_receive_the_login(tmp_path):
+    """With --auth, Start and both Resume buttons are given the request (its username goes into the run's
+    start event): gradio passes it only to a parameter it recognises as gr.Request."""
+    import warnings
+
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    from plmforge.ui.app import build
+
+    demo = build(tmp_path / "runs", tmp_path / "work")
+    fns = {bf.name: bf.fn for bf in demo.fns.values()}
+    for name in ("do_start", "do_resume", "resume_picked"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # gradio warns, then passes None, when it does not see the parameter
+            args, *_ = special_args(fns[name], [None], request=gr.Request(username="ana"))
+        assert getattr(args[-1], "username", None) == "ana", name
+    selected, *_ = special_args(fns["on_row"], [["row one", "row two"]],
+                                event_data=gr.SelectData(None, {"index": [1, 0], "value": "x"}))
+    assert fns["on_row"](*selected) == "row two"  # a row clicked in the predictions shows whole

@@ -40,12 +40,15 @@ class PreparedData:
     source: str
     notes: list[str] = field(default_factory=list)
     cv: dict | None = None  # a cross-validation fold's run: {'folds': K, 'fold': i, 'group_column': ...}
+    config: DataConfig | None = None  # the data config with the columns found in the file filled in
+    test_carved: bool = False
 
     def split_mapping(self, seed: int, ids: bool = True) -> dict:
         return {
             "source": self.source,
             "seed": seed,
             "validation_carved_from_train": self.validation_carved,
+            "test_carved_from_train": self.test_carved,
             **({"cross_validation": self.cv} if self.cv else {}),
             "counts": {k: len(v) for k, v in self.splits.items()},
             "samples": {name: list(recs.ids) if ids else [] for name, recs in self.splits.items()},
@@ -174,9 +177,9 @@ def resolve_task(cfg: DataConfig, training: TrainingConfig, entry: CatalogueEntr
 
 
 def carve_validation(train: Records, fraction: float, seed: int, problem: ProblemType,
-                     group_column: str | None = None) -> tuple[Records, Records]:
-    """Hold out a validation split (stratified by class when every class can be kept on both sides;
-    whole groups on one side when the records have groups)."""
+                     group_column: str | None = None, name: str = "validation") -> tuple[Records, Records]:
+    """Hold out a validation (or test) split: stratified by class when every class can be kept on both
+    sides; whole groups on one side when the records have groups."""
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(train))  # arrays, not lists of ints: a split on disk may have millions of rows
@@ -187,13 +190,14 @@ def carve_validation(train: Records, fraction: float, seed: int, problem: Proble
         if n_val < n_classes or len(idx) - n_val < n_classes:
             stratify = None  # too few samples to keep every class in both parts
     if len(idx) < 4:
-        raise DataError(f"only {len(idx)} training samples: too few to carve a validation split",
-                        file=train.source, hint="provide a validation file")
+        raise DataError(f"only {len(idx)} training samples: too few to carve a {name} split",
+                        file=train.source, hint=f"provide a {name} file" + (" or set data.test_fraction=0"
+                                                                           if name == "test" else ""))
     if train.groups is not None:
         tr, va = group_split(len(idx), fraction, seed, stratify, train.groups, source=train.source,
                              group_column=group_column)
-        log.info("validation carved by group (%s): %d groups, %d of %d samples (%.1f%%; whole groups, so not "
-                 "exactly data.validation_fraction)", group_column, len({train.groups[i] for i in va}), len(va),
+        log.info("%s carved by group (%s): %d groups, %d of %d samples (%.1f%%; whole groups, so not "
+                 "exactly the fraction asked for)", name, group_column, len({train.groups[i] for i in va}), len(va),
                  len(idx), 100 * len(va) / len(idx))
     else:
         tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
@@ -258,6 +262,7 @@ def shared_sequences(splits: dict[str, Records]) -> list[str]:
     return notes
 
 
+MIN_TO_CARVE_TEST = 20  # training samples from which data.test_fraction holds out a test split
 DISK_ABOVE = CHUNKED_ABOVE  # bytes of local split files from which data.storage=auto keeps the splits on disk
 
 
@@ -310,6 +315,9 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
     """Every split validated; `fields` are the further per-residue columns the model family reads.
     With `cv.fold` set, training and validation data are pooled and that fold becomes the validation.
     Large local files (data.storage) are read in chunks and kept on disk; the result is the same."""
+    from plmforge.data.columns import resolve_columns
+
+    cfg, _ = resolve_columns(cfg)
     folding = cv is not None and cv.fold is not None
     splits, source, entry, read_notes = _read_splits(cfg, with_labels, fields, folding)
     problem = _problem(cfg, entry)
@@ -318,6 +326,16 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
         if recs.labels is not None:
             problem.check_label_range(recs.labels, task.num_labels, recs.rows, cfg.label_column)
     group_notes = _check_groups(splits, cfg.group_column)
+    test_carved = "test" not in splits and cfg.test_fraction > 0 and len(splits["train"]) >= MIN_TO_CARVE_TEST
+    if "test" not in splits and cfg.test_fraction > 0 and not test_carved:
+        log.warning("only %d training samples: no test split is carved (that needs %d); the run reports validation "
+                    "metrics only", len(splits["train"]), MIN_TO_CARVE_TEST)
+    if test_carved:  # one file: hold out a test split first, so every run ends with test metrics
+        whole = len(splits["train"])
+        splits["train"], splits["test"] = carve_validation(splits["train"], cfg.test_fraction, training.seed,
+                                                           problem, cfg.group_column, "test")
+        log.info("no test split given: %d of %d training samples held out as test (data.test_fraction=%g, seed %d); "
+                 "see split_mapping.json", len(splits["test"]), whole, cfg.test_fraction, training.seed)
     fold_info = None
     if folding:
         assert cv is not None
@@ -330,7 +348,8 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
                  f" (groups of {cfg.group_column} kept apart)" if cfg.group_column else "")
     carved = "validation" not in splits
     if carved:
-        splits["train"], splits["validation"] = carve_validation(splits["train"], cfg.validation_fraction,
+        fraction = cfg.validation_fraction / (1 - cfg.test_fraction) if test_carved else cfg.validation_fraction
+        splits["train"], splits["validation"] = carve_validation(splits["train"], fraction,
                                                                  training.seed, problem, cfg.group_column)
     splits = {k: _limit(splits[k], cfg.max_samples, training.seed)
               for k in ("train", "validation", "test") if k in splits}
@@ -344,4 +363,4 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
         log.info("no validation split given: %d of %d training samples held out as validation (seed %d); "
                  "see split_mapping.json", len(splits["validation"]),
                  len(splits["validation"]) + len(splits["train"]), training.seed)
-    return PreparedData(splits, task, carved, source, notes, fold_info)
+    return PreparedData(splits, task, carved, source, notes, fold_info, cfg, test_carved)

@@ -49,7 +49,9 @@ class DatasetSummary:
     seed: int
     splits: dict[str, SplitSummary]
     warnings: list[str] = field(default_factory=list)
-    streamed: bool = False  # read in chunks: a validation split to carve is still inside train
+    streamed: bool = False  # read in chunks: a validation (and test) split to carve is still inside train
+    test_carved: bool = False
+    test_fraction: float = 0.0
 
     def render(self) -> str:
         task = self.task
@@ -57,6 +59,9 @@ class DatasetSummary:
                  f"loss: {self.loss})", f"metrics: {', '.join(task.metrics)}; monitor {task.monitor} ({task.direction})"]
         if self.streamed:
             lines.append(f"read in chunks of {CHUNK_ROWS:,} rows (a large dataset); memory stays bounded")
+        if self.test_carved:
+            lines.append(f"test: carved from train ({self.test_fraction:.0%}, seed {self.seed}; data.test_fraction=0 "
+                         "keeps no test split)" + ("; the train line below still includes it" if self.streamed else ""))
         if self.validation_carved:
             lines.append(f"validation: carved from train ({self.validation_fraction:.0%}, seed {self.seed}); "
                          "training records it in split_mapping.json"
@@ -73,6 +78,9 @@ def summarise(config: RunConfig, residue_limit: int | None = None, stream: bool 
     `residue_limit`: the model's length limit, to count the sequences it would truncate. Local files
     of STREAM_ABOVE bytes or more (or any, with `stream=True`) are read in chunks of rows, so memory
     does not grow with the sequences; `progress` shows a bar per file."""
+    from plmforge.data.columns import resolve_columns
+
+    config = config.replace(data=resolve_columns(config.data)[0])
     files = split_files(config.data)
     if stream is None:
         stream = files is not None and local_size(p for parts in files.values() for p, _ in parts) >= STREAM_ABOVE
@@ -89,7 +97,8 @@ def summarise(config: RunConfig, residue_limit: int | None = None, stream: bool 
     if stream:
         notes.append("read whole: hub datasets and FLIP layouts cannot be read in chunks")
     return DatasetSummary(data.source, task, task.problem.loss_name, data.validation_carved,
-                          config.data.validation_fraction, config.training.seed, splits, notes)
+                          config.data.validation_fraction, config.training.seed, splits, notes,
+                          test_carved=data.test_carved, test_fraction=config.data.test_fraction)
 
 
 def _length_notes(config: RunConfig, lengths: dict[str, np.ndarray], limit: int | None) -> list[str]:
@@ -189,8 +198,10 @@ def _summarise_streamed(config: RunConfig, files: dict[str, list[tuple[str, str 
     if cfg.max_samples is not None:
         notes.append(f"data.max_samples={cfg.max_samples}: training keeps a random {cfg.max_samples} of each split")
     source = cfg.train or (entry.location if entry else cfg.dataset) or ""
+    carve_test = "test" not in files and cfg.test_fraction > 0
     return DatasetSummary(source, task, problem.loss_name, "validation" not in files, cfg.validation_fraction,
-                          config.training.seed, splits, notes, streamed=True)
+                          config.training.seed, splits, notes, streamed=True, test_carved=carve_test,
+                          test_fraction=cfg.test_fraction)
 
 
 def _shared(digests: dict[str, _SplitDigest]) -> list[str]:
@@ -223,7 +234,11 @@ def check_dataset(overrides: list[str], residue_limit: Callable[[RunConfig], int
     """`plmforge data check`: with no problem type set (and none from the catalogue), the likely one is
     inferred from the labels (of the first chunk, for a file read in chunks) and said so, with how to
     override it."""
+    from plmforge.data.columns import resolve_columns
+
     config = load_config(None, overrides)
+    data, said = resolve_columns(config.data)
+    config = config.replace(data=data)
     note = None
     if config.data.problem_type is None and lookup(config.data.dataset or "") is None:
         problem, why, extra = infer_problem_type(_first_train_table(config.data, stream), config.data)
@@ -233,6 +248,11 @@ def check_dataset(overrides: list[str], residue_limit: Callable[[RunConfig], int
     summary = summarise(config, residue_limit(config) if residue_limit else None, stream, progress)
     if note:
         summary.warnings.insert(0, note)
+    for k, line in enumerate(said):
+        text = (f"{line}; if that is wrong, pass --problem-type (or data.problem_type=...)"
+                if line.startswith("problem type inferred") else
+                f"inferred from the file: {line} (set data.{line.split()[0]}_column=... to choose another)")
+        summary.warnings.insert(k, text)
     return summary
 
 

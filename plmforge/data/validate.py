@@ -98,6 +98,9 @@ def table_to_records(table: Table, cfg: DataConfig, problem_type: str | None, wi
                      fields: tuple[str, ...] = ()) -> Records:
     """Validated records of one table: labels parsed by the problem type; `fields` are further
     per-residue columns (one symbol per residue) that the model family takes as inputs."""
+    from plmforge.data.columns import columns_for_table
+
+    cfg = columns_for_table(table, cfg, with_labels)
     seq_col = require_column(table, cfg.sequence_column, "sequence")
     lab_col = require_column(table, cfg.label_column, "label") if with_labels else None
     df = table.df

@@ -7,6 +7,7 @@ residue.py) combine a kind with a level."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,7 @@ class MultiLabel(LabelKind):
             parts = list(value)
         else:
             text = str(value).strip().strip("[]")
-            parts = [p.strip() for p in text.split(",")]
+            parts = [p.strip() for p in re.split(r"[,;]", text)]
             if any(p == "" for p in parts):
                 raise DataError(f"malformed multi-label string {value!r} (empty item)", hint=hint, **err)
         classes = [_class_index(p, err, hint) for p in parts]

@@ -33,6 +33,31 @@ from plmforge.train.stopping import EarlyStopping, TrainingInterrupted, graceful
 log = logging.getLogger("plmforge")
 
 
+class EmbedPace:
+    """`embed` events while the frozen backbone fills the store: sequences done of the total, how many were
+    computed (the rest were read from the store), at most one event a second plus the last one; readers
+    derive the pace and ETA from the computed sequences."""
+
+    def __init__(self, events: EventLog, total: int, every: float = 1.0) -> None:
+        self.events, self.total, self.every = events, total, every
+        self.done = self.computed = 0
+        self.started = self.last = time.time()
+
+    def add(self, n: int, computed: bool) -> None:
+        self.done += n
+        self.computed += n if computed else 0
+        if time.time() - self.last >= self.every:
+            self._emit()
+
+    def _emit(self) -> None:
+        self.last = time.time()
+        self.events.emit("embed", done=self.done, total=self.total, computed=self.computed,
+                         seconds=round(self.last - self.started, 3))
+
+    def finish(self) -> None:
+        self._emit()
+
+
 @dataclass
 class FitResult:
     best_epoch: int
@@ -165,13 +190,18 @@ class Trainer:
         inner.eval()
         self.events.emit("phase", phase="embedding")
         before = self.cache.store.computed
+        total = sum(len(self.cache.keys[s]) for s in ("train", "validation"))
+        pace = EmbedPace(self.events, total)
         for split in ("train", "validation"):
             loader = self.accelerator.prepare(self.loader(split, train=False))
             with torch.no_grad():
                 for batch in tqdm(loader, desc=f"embedding {split}", unit="batch", leave=False, mininterval=1.0,
                                   disable=not self.accelerator.is_main_process):
-                    if self.cache.missing(split, batch):
+                    computed = self.cache.missing(split, batch)
+                    if computed:
                         self.cache.fill(split, batch, inner.encode)
+                    pace.add(len(batch["idx"]), computed)
+        pace.finish()
         self.cache.store.flush()
         self.accelerator.wait_for_everyone()
         self.cache.store.refresh()  # entries other processes computed

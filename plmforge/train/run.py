@@ -136,7 +136,8 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
     main = state.is_main_process
     events = EventLog(rd / EVENTS_FILE if main else None, [ConsoleProgress()] if main and progress else [])
     events.emit("start", run_dir=str(rd), model=config.model.name, method=config.method.name,
-                epochs=config.training.epochs, resume=resume, pid=os.getpid())
+                epochs=config.training.epochs, resume=resume, pid=os.getpid(),
+                user=os.environ.get("PLMFORGE_USER") or None)
     events.emit("phase", phase="setup")
     try:
         with file_logging(rd / "train.log", early.records) if main else nullcontext():

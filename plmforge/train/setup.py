@@ -54,6 +54,8 @@ def prepare_data(config: RunConfig) -> PreparedData:
 
 def assemble(config: RunConfig, tokenizer_dir: Path | None = None) -> Assembled:
     data = prepare_data(config)
+    if data.config is not None:  # the columns found in the file are saved with the run
+        config = config.replace(data=data.config)
     config = resolve_head(config, data.task)
     backbone = load_run_backbone(config, tokenizer_dir)
     scaler = data.task.problem.fit_scaler(data.task.normalisation, data.splits["train"].labels or [])

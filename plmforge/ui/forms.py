@@ -32,8 +32,15 @@ SECTIONS = {
     "training": (),
     "output": ("dir", "overwrite"),  # the run name under the runs directory
 }
-SECTION_TITLES = {"data": "Task and labels", "model": "Model options", "head": "Head", "batching": "Batching",
+SECTION_TITLES = {"data": "Data options", "model": "Model options", "head": "Head", "batching": "Batching",
                   "training": "Training", "output": "Outputs"}
+# fields the three steps of the Train tab show in place (step 1: columns, task and splits; step 3: the usual
+# training knobs); every other field of every section goes under Advanced
+COLUMN_KEYS = {"sequence": "data.sequence_column", "label": "data.label_column", "id": "data.id_column",
+               "group": "data.group_column", "mask": "data.mask_column"}
+DATA_ESSENTIALS = (*COLUMN_KEYS.values(), "data.problem_type", "data.num_labels", "data.validation_fraction",
+                   "data.test_fraction")
+TRAIN_ESSENTIALS = ("training.epochs", "training.learning_rate", "batching.batch_size")
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,22 @@ def section_fields() -> dict[str, list[Field]]:
     """The form's sections (besides model, dataset and method pickers) and their fields."""
     hints = typing.get_type_hints(RunConfig)
     return {name: dataclass_fields(hints[name], name, skip) for name, skip in SECTIONS.items()}
+
+
+def field_of(key: str) -> Field:
+    """The form field of a config key, e.g. training.epochs."""
+    section = key.split(".", 1)[0]
+    found = [f for f in section_fields().get(section, []) if f.key == key]
+    if not found:
+        raise KeyError(key)
+    return found[0]
+
+
+def advanced_fields() -> dict[str, list[Field]]:
+    """Every section's fields that the steps do not show in place (the Advanced part of the form)."""
+    shown = set(DATA_ESSENTIALS) | set(TRAIN_ESSENTIALS)
+    out = {name: [f for f in fields_ if f.key not in shown] for name, fields_ in section_fields().items()}
+    return {name: fields_ for name, fields_ in out.items() if fields_}
 
 
 def method_fields() -> dict[str, list[Field]]:
@@ -267,3 +290,43 @@ def dataset_override(source: str, catalogue_name: str | None, uploads: list[str]
             raise cfgmod.ConfigError(f"{text!r} is not a HuggingFace dataset id (owner/name)")
         return text
     raise cfgmod.ConfigError(f"unknown dataset source {source!r}; one of {', '.join(DATASET_SOURCES)}")
+
+
+# ---- what the dataset's file says ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileLook:
+    """The columns of a dataset's (training) file as plmforge.data.columns infers them, and a warning when
+    its sequences are probably not proteins."""
+
+    inference: Any  # plmforge.data.columns.ColumnInference
+    warning: str | None
+
+
+def first_file(location: str) -> Path | None:
+    """The file whose header names the columns: the file itself, or a split directory's training file;
+    None for what is not local (a hub id)."""
+    from plmforge.data.catalogue import lookup
+    from plmforge.data.readers import find_split_files
+
+    entry = lookup(location)
+    path = Path(entry.location if entry else location).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        files = find_split_files(path)
+        return files.get("train") or next(iter(files.values()), None)
+    return None
+
+
+def look_at_file(path: Path, given: dict[str, str | None] | None = None, with_labels: bool = True) -> FileLook:
+    """Read the header and first rows of `path` and infer its columns (`given`: columns already chosen,
+    e.g. a run's, kept when the file has them)."""
+    from plmforge.data.columns import infer_columns, nonprotein_warning, peek_table
+
+    table = peek_table(path)
+    inference = infer_columns(table, given, with_labels=with_labels)
+    column = inference.choices["sequence"].column
+    warning = None
+    if column is not None and column in table.df.columns:
+        warning = nonprotein_warning([str(v) for v in table.df[column].tolist()])
+    return FileLook(inference, warning)

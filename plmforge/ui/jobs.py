@@ -59,7 +59,8 @@ class Jobs:
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
-    def _launch(self, run_dir: Path, argv: list[str]) -> Job:
+    def _launch(self, run_dir: Path, argv: list[str], env: dict[str, str] | None = None) -> Job:
+        """Start `argv` for `run_dir` with this environment plus `env` (e.g. PLMFORGE_USER, who asked)."""
         key = str(run_dir.resolve())
         with self._lock:
             current = self.jobs.get(key)
@@ -67,28 +68,35 @@ class Jobs:
                 raise RuntimeError(f"{run_dir} is already training (process {current.process.pid})")
             log_path = self.log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_dir.name}.log"
             # no console bars: the page shows progress from the events file; the log keeps the messages
-            env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")
+            full_env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1",
+                            **(env or {}))
             with log_path.open("w") as log:
                 log.write("$ " + " ".join(argv) + "\n")
                 log.flush()
                 process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           env=env, start_new_session=True)
+                                           env=full_env, start_new_session=True)
             job = Job(run_dir, argv, process, log_path, time.time())
             self.jobs[key] = job
             return job
 
-    def start(self, run_dir: Path, argv: list[str]) -> Job:
-        return self._launch(run_dir, argv)
+    def start(self, run_dir: Path, argv: list[str], env: dict[str, str] | None = None) -> Job:
+        return self._launch(run_dir, argv, env)
 
-    def resume(self, run_dir: Path, python: str | None = None) -> Job:
-        """Continue a stopped run; one aborted before it wrote its run directory starts again as it was."""
+    def resume(self, run_dir: Path, python: str | None = None, env: dict[str, str] | None = None,
+               previous_argv: list[str] | None = None) -> Job:
+        """Continue a stopped run; one aborted before it wrote its run directory starts again as it was.
+        `previous_argv`: the command of its last launch when this Jobs did not make it (e.g. the server
+        restarted since); by default that of this Jobs' last process for the run."""
         previous = self.get(run_dir)
-        complete = is_run_dir(run_dir) and (run_dir / "model_stats.json").is_file()
-        if not complete and previous is not None and not previous.running and "--resume" not in previous.argv:
-            # stopped while being set up: nothing trained yet, so start it again in place
-            return self._launch(run_dir, [*previous.argv, "output.overwrite=true"])
-        return self._launch(run_dir, [python or sys.executable, "-m", "plmforge.cli", "train", "--resume",
-                                      str(run_dir)])
+        if previous_argv is None and previous is not None and not previous.running:
+            previous_argv = previous.argv
+        return self._launch(run_dir, resume_argv(run_dir, previous_argv, python), env)
+
+    def alive(self) -> list[Job]:
+        """The processes of this UI that are still running: a snapshot, safe to take from any thread."""
+        with self._lock:
+            jobs = list(self.jobs.values())
+        return [job for job in jobs if job.running]
 
     def get(self, run_dir: Path | str | None) -> Job | None:
         if not run_dir:
@@ -114,6 +122,17 @@ class Jobs:
         for job in list(self.jobs.values()):
             if job.running:
                 self.abort(job.run_dir, grace=10.0)
+
+
+def resume_argv(run_dir: Path, previous_argv: list[str] | None, python: str | None = None) -> list[str]:
+    """The command that continues `run_dir`: `plmforge train --resume RUN`, or, when the run was stopped
+    while being set up (its run files not written yet, so nothing to resume from), its previous command
+    again with output.overwrite=true (nothing had been trained, so nothing is lost)."""
+    complete = is_run_dir(run_dir) and (run_dir / "model_stats.json").is_file()
+    if not complete and previous_argv and "--resume" not in previous_argv:
+        overwrite = "output.overwrite=true"
+        return [*previous_argv, overwrite] if overwrite not in previous_argv else list(previous_argv)
+    return [python or sys.executable, "-m", "plmforge.cli", "train", "--resume", str(run_dir)]
 
 
 # ---- the runs directory -------------------------------------------------------------------------------
@@ -145,7 +164,8 @@ def is_run_dir(path: Path) -> bool:
 
 
 def list_runs(runs_dir: Path, jobs: Jobs | None = None) -> list[dict[str, Any]]:
-    """One row per run under `runs_dir` (newest first): name, status, model, method, best metric, date."""
+    """One row per run under `runs_dir` (newest first): name, status, who started it (the start event's
+    user; "" for runs from before it was recorded), model, method, best and test metrics, date."""
     rows = []
     if not runs_dir.is_dir():
         return rows
@@ -166,7 +186,7 @@ def list_runs(runs_dir: Path, jobs: Jobs | None = None) -> list[dict[str, Any]]:
             best = _best_from_history(path)
         metrics = read_metrics(path) or {}
         test = ", ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:4] if isinstance(v, int | float))
-        rows.append({"run": path.name, "status": run_status(path, progress, jobs),
+        rows.append({"run": path.name, "status": run_status(path, progress, jobs), "user": progress.user or "",
                      "model": _name(config, "model"), "method": _name(config, "method"), "best": best, "test": test,
                      "date": time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "config.yaml").stat().st_mtime)),
                      "path": str(path)})

@@ -5,6 +5,7 @@ every view is testable without a browser."""
 from __future__ import annotations
 
 import html
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from plmforge.data.inspect import DatasetSummary
 from plmforge.errors import PlmforgeError
 from plmforge.events import RunProgress
 
-ROW_COLUMNS = ["split", "id", "length", "sequence", "label"]  # the dataset preview's first rows
+ROW_COLUMNS = ["split", "id", "label", "length", "sequence"]  # the dataset preview's first rows (sequence last)
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 
@@ -45,14 +46,18 @@ def ok_box(text: str) -> str:
 def dataset_markdown(summary: DatasetSummary) -> str:
     task = summary.task
     sizes = ", ".join(f"**{name}** {s.size:,}" for name, s in summary.splits.items())
+    carved = [f"{name} {fraction:.0%}" for name, fraction, done in (
+        ("test", getattr(summary, "test_fraction", 0.0), getattr(summary, "test_carved", False)),
+        ("validation", summary.validation_fraction, summary.validation_carved)) if done]
     lines = [f"**Dataset** `{summary.source}`", "",
-             f"Splits: {sizes}" + (" (validation will be carved from train: "
-                                    f"{summary.validation_fraction:.0%}, seed {summary.seed})"
-                                    if summary.validation_carved else ""),
+             f"Splits: {sizes}" + (f" (carved from the training file: {', '.join(carved)} of its rows, seed "
+                                    f"{summary.seed}" + ("; train still counts them" if summary.streamed else "") + ")"
+                                    if carved else ""),
              "", f"Problem type **{task.problem_type}**, {task.num_labels} label(s); loss: {summary.loss}; "
                  f"metrics {', '.join(task.metrics)}; monitor **{task.monitor}** ({task.direction})."]
-    if "test" not in summary.splits:
-        lines.append("\nNo test split: training will report validation metrics only.")
+    if "test" not in summary.splits and not getattr(summary, "test_carved", False):
+        lines.append("\nNo test split: the run will report validation metrics only. Set *test fraction* above "
+                     "(e.g. 0.1) or add a test file to get test metrics, intervals and baselines.")
     for s in summary.splits.values():
         lines.append(f"\n- {s.line()}")
     lines += [f"\n> warning: {w}" for w in summary.warnings]
@@ -65,8 +70,9 @@ def dataset_rows(summary: DatasetSummary) -> pd.DataFrame:
     for name, s in summary.splits.items():
         for row in s.head:
             seq = row["sequence"]
-            rows.append({"split": name, "id": row["id"], "length": len(seq),
-                         "sequence": seq if len(seq) <= 60 else seq[:57] + "...", "label": row.get("label", "")})
+            label = str(row.get("label", ""))
+            rows.append({"split": name, "id": row["id"], "label": label if len(label) <= 30 else label[:27] + "...",
+                         "length": len(seq), "sequence": short_sequence(seq, 60)})
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
 
 
@@ -111,15 +117,54 @@ def length_figure(summary: DatasetSummary) -> Figure:
 
 
 # ---- training progress --------------------------------------------------------------------------------
-def progress_markdown(p: RunProgress, status: str, run_dir: Path | None, now: float | None = None) -> str:
+PHASE_WORDS = {
+    "setup": "setting up: loading the model and reading the data",
+    "embedding": "embedding the sequences with the frozen model (once: later runs read them from the store)",
+    "training": "training",
+    "validation": "scoring the validation split",
+    "testing": "testing the best checkpoint on the test split",
+    "baselines": "fitting baselines and bootstrap intervals on the test split",
+}
+
+
+def embed_line(p: RunProgress) -> str | None:
+    """Sequences embedded of the total, the pace and the time left (the embedding phase)."""
+    if not p.embed or p.phase != "embedding":
+        return None
+    rate, left = p.embed_pace()
+    stored = p.embed["done"] - p.embed["computed"]
+    line = f"**Embedding:** {p.embed['done']:,} of {p.embed['total']:,} sequences"
+    if rate:
+        line += f" ({rate:.1f} sequences/s, ETA {_duration(left)})"
+    if stored:
+        line += f"; {stored:,} read from the embedding store"
+    return line
+
+
+def progress_markdown(p: RunProgress, status: str, run_dir: Path | None, now: float | None = None,
+                      clock_from: float | None = None, queued: str | None = None) -> str:
+    """The status area of a run: what it is doing now in words, progress, time since Start and ETA, loss,
+    parameters, best epoch, and the reason of a failure. `clock_from`: when Start was pressed (the clock
+    runs from there, also while the model loads); `queued`: the run waits for a free slot."""
     now = now or time.time()
+    if queued:
+        return f"**Status:** queued - {queued}\n\nRun directory: `{run_dir}`"
+    elapsed = (now if status in ("running", "starting") else (p.last_time or now)) - clock_from \
+        if clock_from else p.elapsed(now)
     if status == "starting":
-        return f"**Starting** - loading data and model...\n\nRun directory: `{run_dir}`"
+        return (f"**Status:** starting - {PHASE_WORDS['setup']}  \n**Elapsed:** {_duration(elapsed)}  \n"
+                f"**Run directory:** `{run_dir}`")
     pct = 100 * p.fraction
-    lines = [f"**Status:** {status}" + (f" - {p.phase}" if p.phase and p.phase != status else ""),
-             f"**Progress:** {pct:.0f}% (step {p.step} of {p.total_steps or '?'}, epoch {p.epoch} of "
-             f"{p.epochs or '?'})",
-             f"**Elapsed:** {_duration(p.elapsed(now))}  **ETA:** {_duration(p.eta(now))}"]
+    phase = PHASE_WORDS.get(p.phase or "", p.phase or "")
+    lines = [f"**Status:** {status}" + (f" - {phase}" if phase and p.phase != status else "")]
+    embedding = embed_line(p)
+    if embedding:
+        lines.append(embedding)
+    if p.total_steps:
+        lines.append(f"**Progress:** {pct:.0f}% (step {p.step} of {p.total_steps}, epoch {p.epoch} of "
+                     f"{p.epochs or '?'})")
+    eta = p.eta(now) if p.phase == "training" else (p.embed_pace()[1] if embedding else None)
+    lines.append(f"**Elapsed:** {_duration(elapsed)}  **ETA:** {_duration(eta)}")
     if p.loss is not None:
         lines.append(f"**Loss:** {p.loss:.4f}  **Learning rate:** {p.lr:.2e}")
     if p.params:
@@ -131,14 +176,25 @@ def progress_markdown(p: RunProgress, status: str, run_dir: Path | None, now: fl
                           and isinstance(v, int | float))
         lines.append(f"**Best epoch:** {p.best_epoch} ({shown})")
     if p.error:
-        lines.append(f"**Error:** {p.error}")
+        lines.append(f"**Why it stopped:** {plain_error(p.error)}")
     if run_dir is not None:
         lines.append(f"**Run directory:** `{run_dir}`")
     return "  \n".join(lines)
 
 
+def plain_error(text: str) -> str:
+    """A failure as a person reads it: without the Python exception class in front."""
+    return re.sub(r"^[A-Z][A-Za-z]*(Error|Exception|Interrupt): ", "", text.strip())
+
+
+def progress_fraction(p: RunProgress) -> float:
+    if p.phase == "embedding" and p.embed and p.embed["total"]:
+        return p.embed["done"] / p.embed["total"]
+    return p.fraction
+
+
 def progress_bar_html(p: RunProgress) -> str:
-    pct = 100 * p.fraction
+    pct = 100 * progress_fraction(p)
     return (f'<div class="plmforge-progress" style="background:#e5e7eb;border-radius:6px;height:14px;width:100%">'
             f'<div style="background:#2563eb;height:14px;border-radius:6px;width:{pct:.1f}%"></div></div>'
             f'<div style="font-size:0.85em">{pct:.0f}%</div>')
@@ -255,3 +311,159 @@ def metrics_figure(p: RunProgress) -> Figure:
     if len(frame):
         ax.legend(fontsize=7)
     return fig
+
+
+# ---- results in view ----------------------------------------------------------------------------------
+def warning_box(text: str) -> str:
+    return f"<div class='plmforge-warning'>{html.escape(text)}</div>"
+
+
+def _ci(intervals: dict | None, key: str) -> tuple[float | None, float | None]:
+    ci = (intervals or {}).get(key) or {}
+    return ci.get("low"), ci.get("high")
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or not isinstance(v, int | float) else round(float(v), 4)
+
+
+def results_table(blob: dict[str, Any] | None) -> pd.DataFrame:
+    """Test metrics with their 95% intervals, next to each baseline's value of the same metric."""
+    columns = ["metric", "value", "95% CI low", "95% CI high"]
+    if not blob or not isinstance(blob.get("metrics"), dict):
+        return pd.DataFrame(columns=columns)
+    baselines = blob.get("baselines") or {}
+    columns += [f"baseline: {name}" for name in baselines]
+    rows = []
+    for key, value in blob["metrics"].items():
+        if not isinstance(value, int | float) and value is not None:
+            continue
+        low, high = _ci(blob.get("intervals"), key)
+        row = {"metric": key, "value": _num(value), "95% CI low": _num(low), "95% CI high": _num(high)}
+        for name, b in baselines.items():
+            row[f"baseline: {name}"] = _num((b.get("metrics") or {}).get(key))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def results_sentence(blob: dict[str, Any] | None, has_test: bool = True) -> str:
+    """The verdict in words: the judged metric with its interval, and how it compares with the best
+    baseline; or why there are no test metrics and how to get them."""
+    if not blob or not isinstance(blob.get("metrics"), dict):
+        if has_test:
+            return ""
+        return ("**No test metrics:** this run had no test split (data.test_fraction=0, or a split directory "
+                "without a test file). Set *Test fraction* in step 1, add a test file, or use the Evaluate tab "
+                "with a labelled file.")
+    n = blob.get("n_samples")
+    verdict = blob.get("verdict") or {}
+    metric = verdict.get("metric") or next((m for m in blob["metrics"] if m != "loss"), None) or \
+        next(iter(blob["metrics"]), None)
+    value = blob["metrics"].get(metric) if metric else None
+    low, high = _ci(blob.get("intervals"), metric or "")
+    text = f"**On {n} held-out test proteins**" if n else "**On the test split**"
+    if isinstance(value, int | float):
+        text += f", {metric} = {value:.3f}"
+        if low is not None:
+            text += f" (95% interval {low:.3f} to {high:.3f})"
+    text += "."
+    if verdict:
+        words = {"better": "better than", "worse": "worse than", "not distinguishable": "not distinguishable from",
+                 "undefined": "not comparable with"}
+        diff = verdict.get("difference_interval") or {}
+        text += (f" Compared with the best baseline ({verdict.get('best_baseline')}), the model is "
+                 f"**{words.get(verdict.get('outcome'), verdict.get('outcome'))}** it: the difference in {metric} "
+                 f"lies between {diff.get('low', float('nan')):+.3f} and {diff.get('high', float('nan')):+.3f} "
+                 "(paired bootstrap, 95%).")
+    return text
+
+
+def read_test_blob(run_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    path = run_dir / "test_metrics.json"
+    try:
+        blob = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    return blob if isinstance(blob, dict) else None
+
+
+# ---- columns of a file --------------------------------------------------------------------------------
+def columns_markdown(inference: Any, warning: str | None = None) -> str:
+    """What was chosen for each column and why, what could not be decided, and the task it implies."""
+    lines = [f"**Columns of** `{Path(inference.source).name}`: {', '.join(map(str, inference.columns))}", ""]
+    for role, choice in inference.choices.items():
+        if choice.column is not None:
+            lines.append(f"- **{role}**: `{choice.column}` - {choice.reason}")
+        elif role in ("sequence", "label"):
+            lines.append(f"- **{role}**: not found - {choice.reason}")
+    for role, why in inference.ambiguous.items():
+        lines.append(f"- **{role}: please choose** - {why}")
+    if inference.problem_type:
+        lines.append(f"- **task**: {inference.problem_type.replace('_', ' ')} - {inference.problem_reason}")
+    lines.append("\nChange any choice in the menus above; Preview checks every row with it.")
+    return "\n".join(lines)
+
+
+# ---- predictions --------------------------------------------------------------------------------------
+def short_sequence(seq: str, keep: int = 24) -> str:
+    return seq if len(seq) <= keep else f"{seq[:keep]}... ({len(seq)} aa)"
+
+
+def prediction_view(frame: pd.DataFrame, rows: int = 200) -> pd.DataFrame:
+    """A prediction table as people read it: id and prediction first, then scores, the sequence last and
+    shortened (the CSV keeps it whole)."""
+    frame = frame.head(rows).copy()
+    first = [c for c in ("id", "position", "residue_index", "residue", "prediction") if c in frame.columns]
+    last = [c for c in ("sequence", "predicted_labels") if c in frame.columns]
+    middle = [c for c in frame.columns if c not in first and c not in last]
+    frame = frame[first + middle + last]
+    if "sequence" in frame.columns:
+        frame["sequence"] = frame["sequence"].astype(str).map(short_sequence)
+    for c in frame.columns:
+        if pd.api.types.is_float_dtype(frame[c]):
+            frame[c] = frame[c].astype("float64").round(4)  # float32 noise off the screen
+    return frame
+
+
+def whole_rows(frame: pd.DataFrame, rows: int = 200) -> list[str]:
+    """The rows prediction_view shows, in its order, as one line each with the sequence unshortened."""
+    view = prediction_view(frame, rows)
+    whole = frame.head(rows)
+    out = []
+    for i in range(len(view)):
+        cells = [f"{c}: {view.iloc[i][c]}" for c in view.columns if c != "sequence"]
+        if "sequence" in whole.columns:
+            cells.append(f"sequence: {whole.iloc[i]['sequence']}")
+        out.append(" | ".join(cells))
+    return out
+
+
+def prediction_card(frame: pd.DataFrame) -> str:
+    """One sequence's prediction in large type: the class (with its probability) or the value."""
+    if frame.empty or "prediction" not in frame.columns or "residue" in frame.columns:
+        return ""
+    row = frame.iloc[0]
+    value = row["prediction"]
+    probs = {c[5:]: row[c] for c in frame.columns if c.startswith("prob_")}
+    if probs and str(value) in probs:
+        detail = f"probability {float(probs[str(value)]):.3f}"
+    elif probs:
+        detail = ", ".join(f"{k}: {float(v):.3f}" for k, v in probs.items())
+    else:
+        detail = "predicted value"
+    shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return (f"<div class='plmforge-card'><div style='font-size:0.9em'>{html.escape(str(row.get('id', '')))}"
+            f"</div><div style='font-size:2em;font-weight:600'>{html.escape(shown)}</div>"
+            f"<div>{html.escape(detail)}</div></div>")
+
+
+def failure_reason(log_text: str) -> str | None:
+    """The message a failed command printed (its `error:` / `data error:` line and the fix after it)."""
+    lines = [ln.rstrip() for ln in log_text.splitlines()]
+    for i in range(len(lines) - 1, -1, -1):
+        if re.match(r"^(data )?error: ", lines[i]):
+            tail = [ln.strip() for ln in lines[i + 1:i + 3] if ln.strip().startswith("fix:")]
+            return " ".join([re.sub(r"^(data )?error: ", "", lines[i]), *tail])
+    return None
