@@ -116,8 +116,19 @@ def _run_path(run_dir: str | Path) -> Path:
                           f"failed: {type(exc).__name__}: {exc}") from None
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
-    """A finished run (a local directory, or `owner/name` of a run pushed with `plmforge push`)."""
+def load_run(run_dir: str | Path, checkpoint: str = "best", trust_unverified: bool = False) -> LoadedRun:
+    """A finished run (a local directory, or `owner/name` of a run pushed with `plmforge push`). Its weights
+    are verified against the checksums recorded when they were written; `trust_unverified` loads a run
+    without that record (with a warning)."""
+    token = ckpt.TRUST_UNVERIFIED.set(True) if trust_unverified else None
+    try:
+        return _load_run(run_dir, checkpoint)
+    finally:
+        if token is not None:
+            ckpt.TRUST_UNVERIFIED.reset(token)
+
+
+def _load_run(run_dir: str | Path, checkpoint: str) -> LoadedRun:
     rd = _run_path(run_dir)
     if (rd / "cv.json").is_file() and not (rd / checkpoint).exists():
         raise RunDirError(f"{rd} is a cross-validation run: give one of its fold runs ({rd / 'fold_1'} ...), or all of "
@@ -129,6 +140,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
     meta = json.loads((rd / "task.json").read_text())
     task = TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["task"].items()})
     scaler = LabelScaler(**meta["label_scaler"])
+    if (rd / "backbone").is_dir():  # an export: its merged backbone is plmforge's output too
+        ckpt.verify_all(rd / "backbone")
+    ckpt.verify(rd / checkpoint, (ckpt.WEIGHTS,))  # before anything is built from the run
     backbone = load_run_backbone(config, rd / "tokenizer")
     model = build_model(config, backbone, task)
     ckpt.load_weights(rd / checkpoint, model)
@@ -343,6 +357,15 @@ def mean_scores(members: list) -> Any:
     return np.mean(np.stack([np.asarray(m) for m in members]), axis=0)
 
 
+def evaluation_file(data: str | Path) -> Path:
+    """The labelled file `evaluate` reads: the file itself, or a directory's test file (else its train file)."""
+    path = Path(data)
+    if path.is_dir():
+        files = find_split_files(path)
+        path = files.get("test", files["train"])
+    return path
+
+
 def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int | None = None,
              max_tokens: int | None = None, precision: str = "fp32", stream: bool | None = None,
              columns: dict[str, str] | None = None) -> EvaluationResult:
@@ -350,14 +373,18 @@ def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int |
     64 MB or more (or any, with `stream=True`) are read in chunks onto disk, as training's data.storage=disk
     reads them: the metrics equal a whole read, and memory holds the predictions and labels, not the file."""
     loaded = _run(run)
-    path = Path(data)
-    if path.is_dir():
-        files = find_split_files(path)
-        path = files.get("test", files["train"])
+    path = evaluation_file(data)
     records = _labelled(loaded, path, stream, loaded.input_columns(path, columns, with_labels=True))
     result = predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision)
     preds = result.predictions
     metrics = split_metrics(loaded.task, preds)
+    undefined = sorted(k for k, v in metrics.items() if isinstance(v, float) and v != v)
+    if undefined:
+        present = np.unique(np.asarray(preds.labels)) if preds.labels is not None else []
+        why = (f"the file holds one class only ({present[0]})" if len(present) == 1 else
+               "the labels do not vary enough")
+        log.warning("%s: %s cannot be computed (shown as n/a); evaluate on a file with more than one class",
+                    why, ", ".join(undefined))
     blob = metrics_blob(metrics, loaded.task, "eval", len(records), preds.labels, preds.scores, {"data": str(path)})
     blob.update(compare(loaded.task, None, preds.labels, preds.scores, loaded.config.output.bootstrap,
                         loaded.config.training.seed, baselines=False))  # intervals (baselines need the run's splits)

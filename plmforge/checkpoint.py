@@ -8,8 +8,10 @@ into `last/engine_state/` (`engine_dir=`, moved in before the checkpoint replace
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -22,6 +24,8 @@ from safetensors.torch import load_file, save_file
 
 from plmforge.errors import RunDirError
 from plmforge.methods import trainable_state_dict
+
+log = logging.getLogger("plmforge")
 
 WEIGHTS = "model.safetensors"
 TRAINING_STATE = "training_state.pt"
@@ -116,10 +120,31 @@ def is_sealed(directory: Path) -> bool:
     return (directory / CHECKSUMS).is_file()
 
 
+TRUST_UNVERIFIED: contextvars.ContextVar[bool] = contextvars.ContextVar("plmforge_trust_unverified", default=False)
+
+
+def trusting() -> bool:
+    """Whether files without a checksum record may be used (--trust-unverified, trust_unverified=True, or
+    PLMFORGE_TRUST_UNVERIFIED=1)."""
+    return TRUST_UNVERIFIED.get() or os.environ.get("PLMFORGE_TRUST_UNVERIFIED") == "1"
+
+
+def unverified(what: Path, detail: str) -> None:
+    """A file or directory without a checksum record: refused, or used with a loud warning when trusted."""
+    if trusting():
+        log.warning("UNVERIFIED: %s %s; used only because --trust-unverified was given", what, detail)
+        return
+    raise RunDirError(f"{what} {detail}: its contents cannot be checked against what plmforge wrote, so they are "
+                      "not used (a damaged or altered file would give wrong answers silently); restore the "
+                      "record from a copy of the run, or, if you know where the files come from, pass "
+                      "--trust-unverified (trust_unverified=True in Python)")
+
+
 def verify_all(directory: Path) -> None:
-    """Every file the record lists is there and unchanged (a directory without a record is left alone)."""
+    """Every file the record lists is there and unchanged (no record: refused unless trusted)."""
     record = directory / CHECKSUMS
     if not record.is_file():
+        unverified(directory, f"has no checksum record ({CHECKSUMS})")
         return
     names = tuple(json.loads(record.read_text()))
     missing = [n for n in names if not (directory / n).is_file()]
@@ -151,14 +176,21 @@ def _fsync_dir(path: Path) -> None:
 
 
 def verify(directory: Path, names: tuple[str, ...]) -> None:
-    """Check files against the checksums recorded when the checkpoint was written (older checkpoints
-    without checksums.json are read as they are)."""
+    """Check files against the checksums recorded when the checkpoint was written; a checkpoint without
+    the record, or a file it does not list, is refused unless trusted (--trust-unverified)."""
     record = directory / CHECKSUMS
     if not record.is_file():
+        unverified(directory, f"has no checksum record ({CHECKSUMS})")
         return
-    sums = json.loads(record.read_text())
+    try:
+        sums = json.loads(record.read_text())
+    except ValueError:
+        raise RunDirError(f"{record} is damaged (not JSON): the checkpoint cannot be verified; restore the run "
+                          "directory from a copy") from None
     for name in names:
-        if name in sums and (directory / name).is_file() and sha256(directory / name) != sums[name]:
+        if (directory / name).is_file() and name not in sums:
+            unverified(directory / name, f"is not listed in {record.name}")
+        elif name in sums and (directory / name).is_file() and sha256(directory / name) != sums[name]:
             raise RunDirError(f"{directory / name} does not match the checksum recorded when it was written: the "
                               "file was changed or damaged after training wrote it; do not use it (train again, or "
                               "restore the run directory from a copy)")
@@ -187,6 +219,12 @@ def load_weights(directory: Path, model: torch.nn.Module, engine: str | None = N
     missing = [n for n, p in model.named_parameters() if p.requires_grad and n not in state]
     if missing:
         raise RunDirError(f"checkpoint {directory} lacks trained weights such as {missing[0]!r}")
+    # (sharded engines hold partitions, not whole tensors: their own loaders check)
+    wrong = [k for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)] if engine is None else []
+    if wrong:  # e.g. an edited task.json (another number of labels) builds a head of another size
+        raise RunDirError(f"checkpoint {directory} does not fit the model its run describes: {wrong[0]!r} has shape "
+                          f"{tuple(state[wrong[0]].shape)} in the checkpoint but {tuple(own[wrong[0]].shape)} in the "
+                          "model (were config.yaml or task.json edited?); restore them from a copy of the run")
     if engine == "fsdp":  # FSDP2: each process keeps its own shard of the full tensors
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
@@ -264,7 +302,9 @@ def load_file_checked(path: Path) -> dict[str, Any]:
     """A file written by save_file_checked: checksum verified (files without a record are read as they
     are), then read with weights_only=True, so no pickled code runs."""
     record = path.with_name(path.name + ".sha256")
-    if record.is_file() and sha256(path) not in json.loads(record.read_text()):
+    if not record.is_file():
+        unverified(path, f"has no checksum record ({record.name})")
+    elif sha256(path) not in json.loads(record.read_text()):
         raise RunDirError(f"{path} does not match the checksum recorded when it was written: the file was changed "
                           "or damaged after training wrote it; do not use it (train again, or restore the run "
                           "directory from a copy)")

@@ -46,6 +46,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and the equivalent command")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from RUN_DIR/last")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    _trust_arg(p)
     p.set_defaults(func=_train)
 
 
@@ -154,8 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="a labelled file, or a directory with a test (or train) file")
     p.add_argument("--output", help="directory for the metrics files (default RUN_DIR/eval_<name>)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier evaluation there")
     _inference_args(p, "--data", "onto disk")
     _column_args(p, ("sequence", "label", "id"))
+    _trust_arg(p)
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("predict", help="predict with a trained run (several runs of one task: their mean)")
     p.add_argument("run_dir", nargs="+", help="a run directory; more than one predict as an ensemble (the mean of "
@@ -164,10 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--input", help="CSV, TSV, JSONL, Parquet or FASTA file of sequences")
     group.add_argument("--sequence", help="one amino-acid sequence")
     p.add_argument("--output", help="CSV to write (default RUN_DIR/predictions.csv for --input)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     _inference_args(p, "--input", "and append the predictions")
     _column_args(p, ("sequence", "id"))
+    _trust_arg(p)
     p.set_defaults(func=_predict)
     p = sub.add_parser("export", help="write a self-contained model directory (adapters merged)")
+    _trust_arg(p)
     p.add_argument("run_dir")
     p.add_argument("--merge", required=True, metavar="OUT_DIR", help="directory to write")
     p.add_argument("--overwrite", action="store_true")
@@ -207,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dir", help="store directory (default $PLMFORGE_CACHE_DIR or ~/.cache/plmforge/embeddings)")
         if name == "clear":
             p.add_argument("--model", help="only the entries of models whose source contains this text")
+            p.add_argument("--yes", "-y", action="store_true", help="delete without asking")
         p.set_defaults(func=func)
     ui = sub.add_parser("ui", help="the web UI: train, follow, evaluate and predict from a browser")
     ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
@@ -254,8 +261,15 @@ def _train(args: argparse.Namespace) -> int:
     if args.overwrite:
         overrides.append("output.overwrite=true")
     config = load_config(args.config, overrides)
-    if args.dry_run:
+    if args.dry_run:  # the output directory is checked as the run would check it
         import tempfile
+
+        from plmforge.owned import check_output_dir
+        from plmforge.train.run import run_inputs
+
+        check_output_dir(config.output.dir, "cv" if config.cv.folds and config.cv.fold is None else "run",
+                         overwrite=config.output.overwrite, inputs=run_inputs(config),
+                         other="choose another output.dir (or --resume to continue it)")
 
         with tempfile.TemporaryDirectory() as tmp:
             save_config(config, Path(tmp) / "c.yaml")
@@ -267,6 +281,11 @@ def _train(args: argparse.Namespace) -> int:
     else:
         train(config)
     return 0
+
+
+def _trust_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-unverified", action="store_true",
+                   help="use weights that have no checksum record (e.g. copied without checksums.json); logged")
 
 
 def _column_args(p: argparse.ArgumentParser, roles: tuple[str, ...]) -> None:
@@ -284,12 +303,18 @@ def _predict(args: argparse.Namespace) -> int:
     from plmforge.api import load_run, predict, predict_ensemble
     from plmforge.data.stream import read_in_chunks
 
+    from plmforge.outputs import frame_path
+    from plmforge.owned import check_output_file
+
+    default = "predictions.csv" if len(args.run_dir) == 1 else "ensemble_predictions.csv"
+    out = Path(args.output) if args.output else Path(args.run_dir[0]) / default
+    if args.input is not None or args.output is not None:  # checked before any model is loaded
+        check_output_file(out, overwrite=args.overwrite, inputs=[args.input],
+                          companions=[frame_path(out, "_sequences")])
     runs = [load_run(r) for r in args.run_dir]
     what = [args.sequence] if args.sequence is not None else Path(args.input)
     kwargs = dict(batch_size=args.batch_size, max_tokens=args.max_tokens, precision=args.precision,
                   columns=_columns(args))
-    default = "predictions.csv" if len(runs) == 1 else "ensemble_predictions.csv"
-    out = Path(args.output) if args.output else runs[0].run_dir / default
     # an ensemble reads its input whole unless told otherwise
     if args.input is not None and read_in_chunks(args.input, args.stream if len(runs) == 1 else bool(args.stream)):
         if len(runs) > 1:
@@ -313,12 +338,18 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from plmforge.api import evaluate
+    from plmforge.api import evaluate, evaluation_file
+    from plmforge.owned import MARKER, check_output_dir, mark
 
+    name = evaluation_file(args.data).name.split(".")[0]  # test.csv.gz -> eval_test
+    out = Path(args.output) if args.output else Path(args.run_dir) / f"eval_{name}"
+    check_output_dir(out, "eval", overwrite=args.overwrite, inputs=[args.data, args.run_dir],
+                     other="choose another --output")
     report = evaluate(args.run_dir, args.data, batch_size=args.batch_size, max_tokens=args.max_tokens,
                       precision=args.precision, stream=args.stream, columns=_columns(args))
-    out = Path(args.output) if args.output else Path(args.run_dir) / f"eval_{Path(report.data).stem}"
     report.write(out)
+    if not (out / MARKER).exists():
+        mark(out, "eval")
     from plmforge.outputs import with_interval
 
     intervals = report.blob.get("intervals") or {}
@@ -335,11 +366,9 @@ def _embed(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from plmforge.embed import EmbedOptions, embed
-    from plmforge.errors import RunDirError
+    from plmforge.owned import check_output_file
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise RunDirError(f"{out} exists; choose another --out or pass --overwrite")
+    out = check_output_file(args.out, overwrite=args.overwrite, inputs=[args.input], flag="--out")
     if args.max_tokens < 64:
         raise PlmforgeError(f"--max-tokens must be >= 64, got {args.max_tokens}")
     options = EmbedOptions(args.per_residue, args.layer, args.max_tokens, args.precision, args.cache_dir)
@@ -353,11 +382,9 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _structure(args: argparse.Namespace) -> int:
-    from plmforge.errors import RunDirError
+    from plmforge.owned import check_output_file
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise RunDirError(f"{out} exists; choose another --out or pass --overwrite")
+    out = check_output_file(args.out, overwrite=args.overwrite, inputs=[args.dataset, *args.paths], flag="--out")
     if args.workers is not None and args.workers < 1:
         raise PlmforgeError(f"--workers must be >= 1, got {args.workers}")
     if args.dataset:
@@ -370,9 +397,11 @@ def _structure(args: argparse.Namespace) -> int:
         result = structure_tokens(args.paths, args.workers, args.ss)
     except FileNotFoundError as exc:  # --ss mkdssp without mkdssp
         raise PlmforgeError(str(exc)) from None
-    result.write(out)
+    if result.chains:  # no file at all when nothing could be read (a header-only CSV looks like a result)
+        result.write(out)
     files = len(result.reports)
-    print(f"wrote {len(result.chains)} protein chains from {files} files to {out} in {result.seconds:.1f} s "
+    print(f"wrote {len(result.chains)} protein chains from {files} files to {out if result.chains else 'no file'} "
+          f"in {result.seconds:.1f} s "
           f"({files / max(result.seconds, 1e-9):.1f} structures/s); secondary structure: "
           f"{result.secondary.description}")
     for report in result.reports:
@@ -386,6 +415,11 @@ def _structure(args: argparse.Namespace) -> int:
         print(f"left out ({len(skipped)}):")
         for file, chain, why in skipped:
             print(f"  {Path(file).name}{' chain ' + chain if chain else ''}: {why}")
+    failed = result.failures()
+    if failed:  # the good files are written; the exit code says not everything was
+        print(f"error: {failed} of the inputs failed (listed above); {len(result.chains)} chains were written",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -483,7 +517,20 @@ def _cache_info(args: argparse.Namespace) -> int:
 def _cache_clear(args: argparse.Namespace) -> int:
     from plmforge.store import cache_root, clear_store
 
+    from plmforge.store import store_infos
+
     root = cache_root(args.dir)
+    infos = [i for i in (store_infos(root) if root.is_dir() else [])
+             if args.model is None or args.model in i.fingerprint.get("source", "")]
+    if infos and not args.yes:
+        listing = "\n".join(f"  {i.digest}  {i.fingerprint.get('source', '?')}  {i.entries:,} entries, {i.megabytes} MB"
+                            for i in infos)
+        print(f"would delete {len(infos)} stored model setting(s) from {root}:\n{listing}")
+        if not sys.stdin.isatty():
+            raise PlmforgeError("nothing deleted: pass --yes to delete these stored embeddings")
+        if input("delete them? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 0
     removed = clear_store(root, args.model) if root.is_dir() else []
     print(f"removed {len(removed)} stored model setting(s) from {root}")
     return 0
@@ -500,6 +547,11 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     setup_console(args.verbose)
+    token = None
+    if getattr(args, "trust_unverified", False):  # weights without a checksum record, used knowingly
+        from plmforge.checkpoint import TRUST_UNVERIFIED
+
+        token = TRUST_UNVERIFIED.set(True)
     try:
         return args.func(args)
     except PlmforgeError as exc:
@@ -509,6 +561,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {exc}" if str(exc) else "interrupted: finished epochs are kept in the run directory "
               "(last/); continue with plmforge train --resume RUN_DIR", file=sys.stderr)
         return 130
+    finally:
+        if token is not None:
+            from plmforge.checkpoint import TRUST_UNVERIFIED
+
+            TRUST_UNVERIFIED.reset(token)
 
 
 if __name__ == "__main__":

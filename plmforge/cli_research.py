@@ -35,6 +35,7 @@ def _instruct_parser(sub: argparse._SubParsersAction) -> None:
                                                                "description")
     g.add_argument("--input", help="a file of records (JSON, JSONL, CSV) to answer in batch")
     g.add_argument("--output", help="with --input: CSV of the answers (default answers.csv)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     g.add_argument("--max-new-tokens", type=int, default=64)
     g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     g.add_argument("--temperature", type=float, default=1.0)
@@ -75,6 +76,15 @@ def _instruct_generate(args: argparse.Namespace) -> int:
             raise PlmforgeError(f"--fragment must be START-END with START < END (0-based, END excluded), "
                                 f"got {args.fragment!r}")
         ref = (int(start), int(end))
+    if args.sequence:
+        odd = sorted(set(args.sequence.strip().upper()) - set("ACDEFGHIKLMNPQRSTVWYBZUOX"))
+        if odd:
+            raise PlmforgeError(f"--sequence holds {', '.join(map(repr, odd))}, which are not amino-acid letters "
+                                "(stop codons '*' and gaps '-' included); give the protein's residues only")
+    if args.input:
+        from plmforge.owned import check_output_file
+
+        check_output_file(args.output or "answers.csv", overwrite=args.overwrite, inputs=[args.input])
     built = load_instruct(args.run_dir, args.checkpoint)
     options = {"max_new_tokens": args.max_new_tokens, "do_sample": args.sample, "temperature": args.temperature,
                "top_p": args.top_p}

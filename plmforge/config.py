@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import yaml
 
 from plmforge.checks import fraction, positive
-from plmforge.errors import ConfigError, choice_error, did_you_mean
+from plmforge.errors import ConfigError, RunDirError, choice_error, did_you_mean
 from plmforge.heads import HEADS
 from plmforge.methods import METHODS
 from plmforge.metrics import METRICS
@@ -335,7 +335,8 @@ def _coerce(section: str, key: str, value: Any, ftype: Any) -> Any:
     if value is None:
         if "None" in text:
             return None
-        raise ConfigError(f"{where} must not be empty")
+        raise ConfigError(f"{where} must not be empty (in YAML and in overrides, ~ or null alone mean 'nothing': "
+                          f"for your home directory write a path under it, e.g. {where}=~/runs/x)")
     if text.startswith("tuple"):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -449,17 +450,43 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, name, parsed
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} is given twice (lines {seen[key]} and {key_node.start_mark.line + 1}); "
+                "keep one", key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A YAML config file's mapping of sections (the file must exist and hold a mapping)."""
+    """A YAML config file's mapping of sections (the file must exist and hold a mapping of mappings; no key
+    may be given twice)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(p)!r} is not a text file") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections")
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections (section: {{key: value}})")
+    for section, values in raw.items():
+        if values is not None and not isinstance(values, dict):
+            raise ConfigError(f"config file {str(p)!r}: section {section!r} must be a mapping of keys to values, "
+                              f"got {values!r}")
     return raw
 
 
@@ -497,7 +524,11 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     import logging
 
     rd = Path(run_dir)
-    raw = yaml.safe_load((rd / "config.yaml").read_text()) or {}
+    try:
+        raw = read_config_file(rd / "config.yaml")
+    except ConfigError as exc:
+        raise RunDirError(f"{rd} is not a usable plmforge run: {exc}; "
+                          "restore its config.yaml from a copy of the run") from None
     notes = []
     method = raw.get("method") or {}
     if method.get("name", "freeze") in METHODS:
@@ -507,7 +538,11 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     task_file = rd / "task.json"
     head = raw.get("head") or {}
     if task_file.is_file() and head.get("pooling") in HEADS:
-        problem = PROBLEM_TYPES.get(json.loads(task_file.read_text())["task"]["problem_type"])
+        try:
+            problem = PROBLEM_TYPES.get(json.loads(task_file.read_text())["task"]["problem_type"])
+        except (ValueError, KeyError, TypeError):
+            raise RunDirError(f"{task_file} is damaged (not the JSON training wrote); restore it from a copy of "
+                              "the run") from None
         if problem is not None and HEADS[head["pooling"]].per_residue != problem.per_residue:
             notes.append(f"head.pooling={head['pooling']} (the run used the {problem.name} default head)")
             raw["head"] = {**head, "pooling": None}

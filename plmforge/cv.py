@@ -21,14 +21,13 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from plmforge import plots
+from plmforge import owned, plots
 from plmforge.api import load_run, mean_scores, predict_records
 from plmforge.compare import compare
 from plmforge.config import RunConfig, load_run_config, save_config
@@ -37,7 +36,7 @@ from plmforge.events import RunProgress
 from plmforge.inference import Predictions, split_metrics
 from plmforge.logs import file_logging
 from plmforge.outputs import metrics_blob, prediction_frames, summary_table, with_interval, write_frames, write_metrics
-from plmforge.train.run import CONFIG_FILE, preview_command, train
+from plmforge.train.run import CONFIG_FILE, preview_command, run_inputs, train
 from plmforge.train.setup import prepare_data
 
 log = logging.getLogger("plmforge")
@@ -72,6 +71,7 @@ def cross_validate(config: RunConfig | None = None, *, run_dir: str | Path | Non
         if not is_cv_run(rd):
             raise RunDirError(f"cannot resume {rd}: it is not a cross-validation run ({CV_FILE} is missing)")
         config = load_run_config(rd)
+        config = config.replace(output=dataclasses.replace(config.output, dir=str(rd)))  # where it is now
     assert config is not None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("cross-validation runs its folds one after another in one process, so it cannot run under "
@@ -82,17 +82,15 @@ def cross_validate(config: RunConfig | None = None, *, run_dir: str | Path | Non
     if config.cv.fold is not None:
         raise ConfigError(f"cv.fold={config.cv.fold} names one fold's run: train it with plmforge train, or drop "
                           "cv.fold to run every fold")
-    rd = Path(config.output.dir)
-    if not resume and rd.exists() and any(rd.iterdir()) and not config.output.overwrite:
-        raise RunDirError(f"run directory {rd} already holds results; choose another output.dir, pass --overwrite "
-                          "to replace it, or --resume to continue it")
+    rd = Path(config.output.dir).expanduser()
+    if not resume:
+        owned.check_output_dir(rd, "cv", overwrite=config.output.overwrite, inputs=run_inputs(config),
+                               other="choose another output.dir (or --resume to continue it)")
     # the folds (and the data) are checked before anything is written
     data = prepare_data(fold_config(config, 1, rd))
     assignment = _assignment(config, rd)
     if not resume:
-        if rd.exists():
-            shutil.rmtree(rd)
-        rd.mkdir(parents=True)
+        owned.replace_dir(rd, "cv", run_inputs(config))
         save_config(config, rd / CONFIG_FILE)
         (rd / "command.txt").write_text(preview_command(config) + "\n")
         (rd / CV_FILE).write_text(json.dumps(assignment, indent=1))

@@ -138,6 +138,9 @@ def embed(model: str | ModelConfig, sequences: str | Path | list[str] | dict[str
     return Embeddings(unique_ids(records.ids), records.ids, records.sequences, arrays, attrs)
 
 
+FLUSH_SECONDS = 60.0  # the store is written at least this often while embedding
+
+
 def _fill(backbone: Backbone, encoded_all: EncodedSplit, keys: list[str], store: EmbeddingStore, opts: EmbedOptions,
           state: Any) -> None:
     """Compute what the store lacks; with several processes, each takes every n-th missing record."""
@@ -154,15 +157,28 @@ def _fill(backbone: Backbone, encoded_all: EncodedSplit, keys: list[str], store:
     loader = eval_loader(encoded, dataclasses.replace(batching, eval_batch_size=None), collate)
     bar = tqdm(total=len(mine), desc="embedding", unit="seq", mininterval=1.0, disable=not state.is_main_process)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.precision == "bf16")
-    with torch.inference_mode(), autocast:
-        for batch in loader:
-            inputs = {k: v.to(device) for k, v in batch["inputs"].items()}
-            mask = batch["attention_mask"].to(device)
-            states = _layer_states(model, inputs, mask, opts.layer).float()  # (B, L, H)
-            if not opts.per_residue:
-                states = masked_mean(states, batch["residue_mask"].to(device))  # (B, H)
-            for b, i in enumerate(batch["idx"].tolist()):
-                n = int(mask[b].sum())
-                store.put(keys[mine[i]], (states[b] if not opts.per_residue else states[b, :n]).cpu().numpy())
-            bar.update(len(batch["idx"]))
+    flushed = time.time()
+    try:
+        with torch.inference_mode(), autocast:
+            for batch in loader:
+                inputs = {k: v.to(device) for k, v in batch["inputs"].items()}
+                mask = batch["attention_mask"].to(device)
+                states = _layer_states(model, inputs, mask, opts.layer).float()  # (B, L, H)
+                if not opts.per_residue:
+                    states = masked_mean(states, batch["residue_mask"].to(device))  # (B, H)
+                for b, i in enumerate(batch["idx"].tolist()):
+                    n = int(mask[b].sum())
+                    store.put(keys[mine[i]], (states[b] if not opts.per_residue else states[b, :n]).cpu().numpy())
+                bar.update(len(batch["idx"]))
+                if time.time() - flushed > FLUSH_SECONDS:  # a kill loses at most this much work
+                    store.flush()
+                    flushed = time.time()
+    except KeyboardInterrupt:
+        store.flush()  # what was computed is kept: the same command again computes only the rest
+        bar.close()
+        distinct = set(keys)
+        kept = sum(1 for k in distinct if k in store)
+        raise KeyboardInterrupt(f"embedding stopped: {kept} of {len(distinct)} distinct sequences are "
+                                f"kept in the embedding store ({store.dir}); run the same plmforge embed command "
+                                "again to compute only the rest") from None
     bar.close()

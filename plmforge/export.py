@@ -13,31 +13,33 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from plmforge import owned
 from plmforge.api import load_run
+from plmforge.checkpoint import seal
 from plmforge.config import save_config
-from plmforge.errors import ConfigError, RunDirError
+from plmforge.errors import ConfigError
 from plmforge.heads import HEADS
 from plmforge.methods import METHODS
 
 
 def export_merged(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
-    run = load_run(run_dir)
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise RunDirError(f"{out} already exists and is not empty; choose another directory or pass --overwrite")
+    owned.check_output_dir(out, "export", overwrite=overwrite, inputs=[run_dir], other="choose another directory")
+    run = load_run(run_dir)
     spec = METHODS[run.config.method.name]
     if spec.uses_peft and not spec.mergeable:
         raise ConfigError(f"method {spec.name!r} cannot be merged: its base weights are 4-bit quantised, so merging "
                           "would re-quantise the adapters; use the run directory itself (or its best/adapter "
                           "with peft) for prediction")
     backbone = run.model.backbone.merge_and_unload() if spec.uses_peft else run.model.backbone
-    if out.exists():
-        shutil.rmtree(out)
+    owned.replace_dir(out, "export", [run_dir, run.config.model.name])
     (out / "best").mkdir(parents=True)
     backbone.save_pretrained(str(out / "backbone"))
     run.backbone.tokenizer.save_pretrained(str(out / "tokenizer"))
     head = {f"head.{k}": v.detach().contiguous() for k, v in run.model.head.state_dict().items()}
     save_file(head, str(out / "best" / "model.safetensors"))
+    seal(out / "best")  # an export is verified when loaded, as a run is
+    seal(out / "backbone")
     config = run.config.replace(
         model=run.config.model.__class__(name="backbone", max_length=run.config.model.max_length,
                                           trust_remote_code=run.config.model.trust_remote_code),

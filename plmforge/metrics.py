@@ -233,7 +233,26 @@ def check_metrics(names: tuple[str, ...], kind: str, problem_type: str) -> None:
 
 
 def compute_metrics(names: tuple[str, ...], y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    return {name: METRICS[name].fn(y_true, scores) for name in names}
+    """The metrics by name; one undefined on these labels (e.g. AUROC with one class) is NaN, reported as
+    n/a, without the libraries' warnings on the console."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)  # e.g. scikit-learn's 'a single label was found'
+        try:
+            from sklearn.exceptions import UndefinedMetricWarning
+
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+        except ImportError:
+            pass
+        try:
+            from scipy.stats import ConstantInputWarning
+
+            warnings.simplefilter("ignore", ConstantInputWarning)
+        except ImportError:
+            pass
+        return {name: METRICS[name].fn(y_true, scores) for name in names}
 
 
 def direction_of(monitor: str) -> str:

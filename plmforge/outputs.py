@@ -121,7 +121,9 @@ def write_frames(path: Path, blocks: Iterable[dict[str, pd.DataFrame]]) -> list[
 
 def with_interval(value: float | None, interval: dict | None) -> str:
     """0.8123 [0.7701, 0.8512]"""
-    text = "nan" if value is None else f"{value:.4f}"
+    if value is None or value != value:
+        return "n/a (undefined on these labels)"
+    text = f"{value:.4f}"
     if interval and interval.get("low") is not None:
         text += f" [{interval['low']:.4f}, {interval['high']:.4f}]"
     return text

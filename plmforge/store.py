@@ -59,27 +59,70 @@ def record_key(fields: dict[str, str]) -> str:
 
 
 def weights_signature(source: str) -> str:
-    """Names, sizes and the first and last MiB of every weight file of a model directory (or of the
-    hub snapshot it was loaded from): changes whenever the weights do, without reading 60 GB."""
-    path = Path(source)
+    """A digest of the full content of every weight file of a model directory: it changes whenever any
+    byte of the weights does. Each file's sha256 is computed once and remembered by path, size, mtime and
+    inode (file_hashes.json next to the store). A hub id in the local hub cache is named by its revision
+    (the cache's snapshot directory is the commit sha); one not downloaded yet by its id."""
+    path = Path(source).expanduser()
     if not path.is_dir():
-        try:
-            from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
 
-            path = Path(snapshot_download(source, local_files_only=True))
-        except Exception:  # not in the local hub cache: the id alone (a new revision is a new download)
+        try:
+            snapshot = Path(snapshot_download(source, local_files_only=True))
+        except LocalEntryNotFoundError:  # not downloaded yet: loading it downloads the current revision
+            log.info("embedding store: %s is not in the local hub cache; its entries are keyed by the id", source)
             return f"hub:{source}"
-    h = hashlib.sha256()
+        return f"hub:{source}@{snapshot.name}"
     files = sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".ckpt", ".h5", ".msgpack"))
+    if not files:
+        return f"dir:{path.resolve()}"
+    h = hashlib.sha256()
+    known = _FileHashes.load()
     for f in files:
-        size = f.stat().st_size
-        h.update(f"{f.relative_to(path)}:{size}".encode())
-        with f.open("rb") as fh:
-            h.update(fh.read(1 << 20))
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), os.SEEK_END)
-                h.update(fh.read(1 << 20))
-    return h.hexdigest()[:20] if files else f"dir:{path}"
+        h.update(f"{f.relative_to(path)}:{known.sha256(f)}".encode())
+    known.save()
+    return h.hexdigest()[:20]
+
+
+class _FileHashes:
+    """sha256 of files, remembered by (resolved path, size, mtime, inode) in the store's root."""
+
+    def __init__(self, path: Path, table: dict[str, str]) -> None:
+        self.path, self.table, self.changed = path, table, False
+
+    @classmethod
+    def load(cls) -> _FileHashes:
+        path = cache_root() / "file_hashes.json"
+        try:
+            table = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):  # a damaged record: hash again (it is only a cache)
+            log.warning("embedding store: %s is unreadable; file hashes are computed again", path)
+            table = {}
+        return cls(path, table if isinstance(table, dict) else {})
+
+    def sha256(self, f: Path) -> str:
+        st = f.stat()
+        key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+        if key not in self.table:
+            h = hashlib.sha256()
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(8 << 20), b""):
+                    h.update(chunk)
+            self.table[key] = h.hexdigest()
+            self.changed = True
+        return self.table[key]
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f"file_hashes.{uuid.uuid4().hex}.tmp")
+            tmp.write_text(json.dumps(self.table))
+            tmp.replace(self.path)
+        except OSError as exc:  # a read-only cache directory: the hashes are computed again next time
+            log.warning("embedding store: cannot remember file hashes in %s (%s)", self.path, exc)
 
 
 def digest(fingerprint: dict[str, Any]) -> str:

@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +38,11 @@ from typing import Any
 
 import yaml
 
+from plmforge import owned
 from plmforge.config import _SECTION_TYPES, RunConfig, config_from_dict, save_config
 from plmforge.errors import ConfigError, PlmforgeError, RunDirError, did_you_mean
 from plmforge.logs import file_logging
-from plmforge.train.run import CONFIG_FILE, train
+from plmforge.train.run import CONFIG_FILE, run_inputs, train
 from plmforge.train.setup import prepare_data
 
 log = logging.getLogger("plmforge")
@@ -186,17 +186,15 @@ def sweep(base: RunConfig | None, space: list[Param] | None, trials: int, out_di
     out = Path(out_dir or base.output.dir)
     if base.cv.folds:
         raise ConfigError("a sweep's trials are single runs: drop cv.folds (cross-validate the best config after)")
+    if not resume:
+        owned.check_output_dir(out, "sweep", overwrite=base.output.overwrite, inputs=run_inputs(base),
+                               other="choose another --out (or --resume to continue it)")
     check_space(base, space)
     data = prepare_data(base)  # the data and the monitored metric, checked before anything is written
     monitor, direction = data.task.monitor, data.task.direction
     del data  # (splits kept on disk go with it)
     if not resume:
-        if out.exists() and any(out.iterdir()):
-            if not base.output.overwrite:
-                raise RunDirError(f"sweep directory {out} already holds results; choose another --out, pass "
-                                  "--overwrite to replace it, or --resume to continue it")
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
+        owned.replace_dir(out, "sweep", run_inputs(base))
         save_config(base, out / BASE_FILE)
         (out / SPACE_FILE).write_text(yaml.safe_dump(_space_dict(space), sort_keys=False))
     state = {"monitor": monitor, "direction": direction, "trials": trials, "prune": prune,

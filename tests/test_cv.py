@@ -183,7 +183,7 @@ def test_train_refuses_cv_without_a_fold_and_cli_refuses_a_full_run_dir(tmp_path
     from plmforge.cv import cross_validate
     from plmforge.errors import RunDirError
 
-    with pytest.raises(RunDirError, match="already holds results"):
+    with pytest.raises(RunDirError, match="not a plmforge cross-validation run.*something"):
         cross_validate(cfg)
     assert (tmp_path / "x" / "something").read_text() == "earlier result"
 

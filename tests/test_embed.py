@@ -91,3 +91,35 @@ def test_two_processes_share_the_work_without_duplicates_or_gaps(tiny_models, tm
             np.testing.assert_allclose(fh[name][()], arr, atol=1e-5)
     [info] = store_infos(tmp_path / "store2")
     assert info.entries == df["aa_seq"].nunique() and len(list((tmp_path / "store2" / info.digest).glob("*.h5"))) == 2
+
+
+def test_ctrl_c_keeps_what_was_embedded_and_the_rerun_computes_only_the_rest(tiny_models, tmp_path, amp_dir,
+                                                                              monkeypatch, capsys):
+    """Issue 25, finding 6: an interrupted `plmforge embed` keeps every computed vector (proven by counting
+    what the rerun computes) and says how to continue."""
+    import plmforge.embed as emb
+
+    seqs = pd.read_csv(amp_dir / "test.csv")["aa_seq"].head(60)
+    (tmp_path / "in.fasta").write_text("".join(f">p{i}\n{s}\n" for i, s in enumerate(seqs)))
+    computed: list[int] = []
+    real = emb._layer_states
+
+    def counting(model, inputs, mask, layer):
+        computed.append(int(mask.shape[0]))
+        if len(computed) == 3 and stop:  # Ctrl-C in the middle of the run
+            raise KeyboardInterrupt
+        return real(model, inputs, mask, layer)
+
+    monkeypatch.setattr(emb, "_layer_states", counting)
+    argv = ["embed", "--model", str(tiny_models["esm"]), "--input", str(tmp_path / "in.fasta"), "--out",
+            str(tmp_path / "e.h5"), "--cache-dir", str(tmp_path / "store"), "--max-tokens", "256"]
+    stop = True
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    kept = sum(computed[:2])
+    assert f"{kept} of {len(set(seqs))} distinct sequences are kept" in err and "plmforge embed command again" in err
+    assert "train --resume" not in err and not (tmp_path / "e.h5").exists()
+    computed.clear()
+    stop = False
+    assert main(argv) == 0
+    assert sum(computed) == len(set(seqs)) - kept  # only what was missing

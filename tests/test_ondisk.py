@@ -371,9 +371,10 @@ def test_an_ensemble_reads_a_large_input_whole_unless_told(tmp_path, tiny_models
     out = tmp_path / "ens.csv"
     assert main(["predict", rd, rd, "--input", str(amp_small / "test.csv"), "--output", str(out)]) == 0
     assert "ensemble of 2 runs" in capsys.readouterr().out and len(pd.read_csv(out)) == 32
-    assert main(["predict", rd, "--input", str(amp_small / "test.csv"), "--output", str(out)]) == 0
+    assert main(["predict", rd, "--input", str(amp_small / "test.csv"), "--output", str(out), "--overwrite"]) == 0
     assert "read in 1 chunk)" in capsys.readouterr().out
-    assert main(["predict", rd, rd, "--input", str(amp_small / "test.csv"), "--output", str(out), "--stream"]) != 0
+    assert main(["predict", rd, rd, "--input", str(amp_small / "test.csv"), "--output", str(out), "--stream",
+                 "--overwrite"]) != 0
     assert "an ensemble reads its input whole" in capsys.readouterr().err
 
 
@@ -425,7 +426,8 @@ def test_evaluating_a_file_on_disk_equals_evaluating_it_whole(tmp_path, tiny_mod
     before = (tmp_path / "cli" / "eval_metrics.json").read_text()
     with pytest.raises(DataError, match=r"row 41"):
         evaluate(rd, data, stream=True)
-    assert main(["evaluate", str(rd), "--data", str(data), "--output", str(tmp_path / "cli"), "--stream"]) != 0
+    assert main(["evaluate", str(rd), "--data", str(data), "--output", str(tmp_path / "cli"), "--stream",
+                 "--overwrite"]) != 0
     assert "row 41" in capsys.readouterr().err
     assert (tmp_path / "cli" / "eval_metrics.json").read_text() == before
 

@@ -215,7 +215,7 @@ def test_the_cli_trains_from_a_config_file(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "test ptm_accuracy" in out and "test perplexity" in out
     assert main(["ptm", "train", "--config", str(cfg)]) != 0  # the run directory is not overwritten silently
-    assert "not empty" in capsys.readouterr().err
+    assert "already holds a PTM-Mamba run" in capsys.readouterr().err
 
 
 @pytest.mark.shared_data

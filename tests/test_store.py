@@ -145,5 +145,41 @@ def test_float16_store_and_the_cache_commands(tmp_path, tiny_models, amp_small, 
     assert info.digest in out and "float16" in out and "160" in out
     assert main(["cache", "clear", "--dir", str(store_dir), "--model", "no-such-model"]) == 0
     assert store_infos(store_dir)
-    assert main(["cache", "clear", "--dir", str(store_dir)]) == 0
+    capsys.readouterr()
+    assert main(["cache", "clear", "--dir", str(store_dir)]) == 2  # not a terminal and no --yes: nothing goes
+    assert "would delete 1" in capsys.readouterr().out and store_infos(store_dir)
+    assert main(["cache", "clear", "--dir", str(store_dir), "--yes"]) == 0
     assert not store_infos(store_dir) and "removed 1" in capsys.readouterr().out
+
+
+def test_the_weights_signature_reads_every_byte_and_remembers_file_hashes(tmp_path, monkeypatch):
+    """Finding 5 of issue 25: a byte changed in the middle of a 5 MiB weight file changes the signature
+    (the first and last MiB alone did not); the hashes are remembered by path, size, mtime and inode."""
+    import os
+
+    import plmforge.store as store
+
+    monkeypatch.setenv("PLMFORGE_CACHE_DIR", str(tmp_path / "store"))
+    model = tmp_path / "merged"
+    model.mkdir()
+    weights = model / "model.safetensors"
+    data = bytearray(os.urandom(5 << 20))
+    weights.write_bytes(bytes(data))
+    first = weights_signature(str(model))
+    assert (tmp_path / "store" / "file_hashes.json").is_file()
+    stat = weights.stat()
+    data[len(data) // 2] ^= 1
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert weights_signature(str(model)) != first
+    reads = []
+    real_open = type(weights).open
+
+    def counting(self, *a, **k):
+        reads.append(self.name)
+        return real_open(self, *a, **k)
+
+    monkeypatch.setattr(type(weights), "open", counting)
+    weights_signature(str(model))
+    assert "model.safetensors" not in reads  # unchanged since: its hash is remembered
+    assert store.weights_signature("owner/not-downloaded-model") == "hub:owner/not-downloaded-model"

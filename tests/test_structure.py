@@ -291,4 +291,45 @@ def test_dataset_join_cli_reports_rows_and_never_overwrites_its_input(tmp_path, 
     assert rc == 1 and "5 rows without structure columns" in err and "row 5 (line 6), id nope" in err
     assert main(["structure", "--dataset", str(data), "--structures", str(files()), "--out", str(data),
                  "--overwrite"]) != 0
-    assert "overwrite the input" in capsys.readouterr().err
+    assert "is an input of this command" in capsys.readouterr().err
+
+
+def test_failed_inputs_give_exit_1_and_nothing_that_looks_valid(tmp_path, capsys):
+    """Issue 25, finding 7: bad files are listed and the exit code is 1 (good files still written); a file
+    of HETATM records only is not a protein chain; an mmCIF mkdssp reads no residues from (written by gemmi)
+    gets its real 8-state DSSP, not all coil."""
+    import gemmi
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    good = files() / "1l2y.pdb"
+    (bad / "truncated.pdb").write_text(good.read_text()[:200])
+    (bad / "notes.pdb").write_text("this is a text file renamed\n")
+    (bad / "binary.pdb").write_bytes(bytes(range(256)) * 8)
+    (bad / "fake.pdb.gz").write_bytes(b"not gzip at all")
+    (bad / "ligand.pdb").write_text(
+        "HETATM    1  N   ALA L   1      11.104   6.134  -6.504  1.00  0.00           N\n"
+        "HETATM    2  CA  ALA L   1      11.639   6.071  -5.147  1.00  0.00           C\n"
+        "HETATM    3  C   ALA L   1      13.144   5.869  -5.142  1.00  0.00           C\n"
+        "HETATM    4  O   ALA L   1      13.826   6.355  -6.041  1.00  0.00           O\nEND\n")
+    out = tmp_path / "all_bad.csv"
+    assert main(["structure", str(bad), "--out", str(out), "--workers", "1"]) == 1
+    captured = capsys.readouterr()
+    assert not out.exists()  # no header-only table
+    assert "5 of the inputs failed" in captured.err and "ligand.pdb" in captured.out
+    assert "HETATM records only" in captured.out or "no protein chain" in captured.out
+    mixed = tmp_path / "mixed.csv"
+    assert main(["structure", str(good), str(bad / "notes.pdb"), "--out", str(mixed), "--workers", "1"]) == 1
+    assert len(pd.read_csv(mixed)) == 1  # the good file is written
+    capsys.readouterr()
+    st = gemmi.read_structure(str(files() / "1ahsA.pdb"))
+    st.setup_entities()
+    cif = tmp_path / "1ahsA_gemmi.cif"
+    st.make_mmcif_document().write_file(str(cif))
+    via_gemmi = tmp_path / "gemmi.csv"
+    assert main(["structure", str(cif), "--out", str(via_gemmi), "--workers", "1", "--ss", "mkdssp"]) == 0
+    direct = tmp_path / "direct.csv"
+    assert main(["structure", str(files() / "1ahsA.pdb"), "--out", str(direct), "--workers", "1", "--ss",
+                 "mkdssp"]) == 0
+    ss_gemmi, ss_direct = pd.read_csv(via_gemmi)["ss8_seq"][0], pd.read_csv(direct)["ss8_seq"][0]
+    assert set(ss_gemmi) != {"L"} and ss_gemmi == ss_direct

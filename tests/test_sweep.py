@@ -112,3 +112,16 @@ def test_a_space_value_that_makes_no_valid_run_is_named_before_any_trial(tmp_pat
     with pytest.raises(ConfigError, match="head.pooling='maximum' does not make a valid run"):
         sweep(base, parse_space({"head.pooling": ["mean", "maximum"]}), 2)
     assert not (tmp_path / "x").exists()
+
+
+def test_the_real_median_pruner_stops_trials_below_the_median(tmp_path, tiny_models, amp_small):
+    """Optuna's own MedianPruner on real trials: a learning rate too small to learn falls below the
+    median of the finished trials at the same epoch and is stopped there; the others run to the end."""
+    base = load_config(None, _base(amp_small, tiny_models, "training.epochs=3", "training.monitor=loss"))
+    result = sweep(base, parse_space({"training.learning_rate": [0.01, 1e-12]}), 6, tmp_path / "s")
+    rows = result.trials
+    pruned = [t for t in rows if t["state"] == "pruned"]
+    assert pruned, rows
+    assert all(t["epochs_run"] < 3 for t in pruned)
+    assert all(t["training.learning_rate"] == 1e-12 for t in pruned), rows
+    assert all(t["epochs_run"] == 3 for t in rows if t["state"] == "complete")

@@ -180,7 +180,7 @@ def test_early_stopping_stops(tmp_path, tiny_models, amp_small):
 
 def test_existing_run_is_not_overwritten_and_bad_data_keeps_it(tmp_path, tiny_models, amp_small):
     train(_config(tmp_path, tiny_models, amp_small))
-    with pytest.raises(RunDirError, match="already holds results"):
+    with pytest.raises(RunDirError, match="already holds a plmforge training run"):
         train(_config(tmp_path, tiny_models, amp_small))
     bad = tmp_path / "bad"
     bad.mkdir()

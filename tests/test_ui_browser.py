@@ -247,12 +247,15 @@ def test_one_file_from_upload_to_test_metrics_on_the_page(ui, tmp_path):
 
     argv = shlex.split(command)
     exe = Path(sys.executable).with_name("plmforge")
-    proc = subprocess.run([str(exe), *argv[1:], "--dry-run"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([str(exe), *argv[1:], f"output.dir={tmp_path / 'again'}", "--dry-run"],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (tmp_path / "c.yaml").write_text(proc.stdout.split("# equivalent command:")[0])
     shown, ran = load_config(tmp_path / "c.yaml", []), load_run_config(run_dir)
     assert shown.head.pooling is None and ran.head.pooling == "mean"  # the default head is written as resolved
-    assert shown == ran.replace(head=shown.head)
+    import dataclasses
+
+    assert shown == ran.replace(head=shown.head, output=dataclasses.replace(ran.output, dir=str(tmp_path / "again")))
     (ARTIFACTS / "timings.json").write_text(json.dumps({
         "start_to_first_status_seconds": round(first_status, 1), "open_to_finished_seconds": round(finished_after),
         "clicks": clicks}))

@@ -62,14 +62,35 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     if not p.is_file():
         raise DataError("no such file", file=str(p))
     name = p.name.lower()
-    try:
-        if name.endswith(".jsonl"):
-            return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-        if name.endswith(".json"):
+    if name.endswith(".jsonl"):
+        records = []
+        for lineno, line in enumerate(p.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"line {lineno} is not valid JSON: {exc.msg} (column {exc.colno})",
+                                file=str(p), hint="one JSON object per line") from None
+            if not isinstance(records[-1], dict):
+                raise DataError(f"line {lineno} holds {type(records[-1]).__name__}, not an object with the fields "
+                                "sequence, conversation/question, answer, ...", file=str(p)) from None
+        return records
+    if name.endswith(".json"):
+        try:
             blob = json.loads(p.read_text())
-            return blob if isinstance(blob, list) else blob.get("data", [blob])
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", file=str(p)) from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                            file=str(p)) from None
+        records = blob if isinstance(blob, list) else blob.get("data", [blob]) if isinstance(blob, dict) else None
+        if not isinstance(records, list):
+            raise DataError(f"holds a {type(blob).__name__}: expected a list of records (objects) or "
+                            "{\"data\": [...]}", file=str(p))
+        for i, r in enumerate(records, start=1):
+            if not isinstance(r, dict):
+                raise DataError(f"record {i} is a {type(r).__name__}, not an object with the fields sequence, "
+                                "conversation/question, answer, ...", file=str(p))
+        return records
     if name.endswith((".csv", ".tsv")):
         import pandas as pd
 

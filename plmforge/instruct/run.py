@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,9 @@ from typing import Any
 import torch
 import yaml
 
+from plmforge import owned
 from plmforge.checkpoint import is_sealed, seal, verify_all
+from plmforge.config import read_config_file
 from plmforge.errors import ConfigError, RunDirError
 from plmforge.instruct.config import InstructConfig, instruct_config_from_dict, training_arguments
 from plmforge.instruct.data import (
@@ -175,6 +176,14 @@ def _trainer_class():  # type: ignore[no-untyped-def]
     return InstructTrainer
 
 
+def _save_final(trainer: Any, directory: Path) -> None:
+    """The trained weights, gathered from every process under a sharded engine (the Trainer's save_model
+    hands ZeRO-3 / FSDP's full state to _save), then their checksum record."""
+    trainer.save_model(str(directory))
+    if trainer.args.should_save:
+        seal(directory)
+
+
 def load_trainable(model: ProteinTextModel, directory: Path) -> None:
     from safetensors.torch import load_file
 
@@ -229,22 +238,26 @@ def train_instruct(config: InstructConfig, callbacks: list[Any] | None = None) -
     TrainerCallbacks. The first Ctrl-C or SIGTERM stops at the end of the current step with a checkpoint
     saved there (a second one stops at once)."""
     tcfg = config.training
-    out = Path(tcfg.output_dir)
+    out = Path(tcfg.output_dir).expanduser()
     resume = tcfg.resume_from_checkpoint
-    if out.exists() and any(out.iterdir()) and not resume:
-        if not tcfg.overwrite_output_dir:
-            raise RunDirError(f"{out} is not empty; choose another training.output_dir, set "
-                              "training.overwrite_output_dir=true, or resume with training.resume_from_checkpoint")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = [config.data.train, config.data.validation, config.data.test]
+    if not resume:
+        owned.check_output_dir(out, "instruct", overwrite=tcfg.overwrite_output_dir, inputs=inputs,
+                               how="set training.overwrite_output_dir=true",
+                               other="choose another training.output_dir (or resume with "
+                                     "training.resume_from_checkpoint)")
     built = build(config, out / "tokenizer" if resume and (out / "tokenizer").is_dir() else None)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    built.tokenizer.save_pretrained(str(out / "tokenizer"))
     d = config.data
     maxlen = config.model.max_sequence_length
+    # the data is read before anything is written: a data error leaves no directory behind
     train_set = _Dataset(features(built, load_examples(d.train, d.task, maxlen, d.max_samples)))
     eval_set = _Dataset(features(built, load_examples(d.validation, d.task, maxlen, d.max_samples))) \
         if d.validation else None
+    if not resume:
+        owned.replace_dir(out, "instruct", inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    built.tokenizer.save_pretrained(str(out / "tokenizer"))
     stages = tcfg.stage.split("+")
     history: list[dict[str, Any]] = []
     trainer = None
@@ -257,7 +270,7 @@ def train_instruct(config: InstructConfig, callbacks: list[Any] | None = None) -
                 raise KeyboardInterrupt(f"stopped at step {step} of stage {stage}; the state is saved in its "
                                         "checkpoint: continue with training.resume_from_checkpoint=last")
     assert trainer is not None
-    trainer._save(str(out / "final"))
+    _save_final(trainer, out / "final")
     (out / "log_history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     metrics = None
     if d.test:
@@ -280,6 +293,7 @@ def _train_stage(config: InstructConfig, built: Built, stage: str, stages: list[
     two = len(stages) > 1
     stage_dir = out / "align" if stage == "align" and two else out
     if stage == "align" and two and resume and (stage_dir / "final" / WEIGHTS).is_file():
+        verify_all(stage_dir / "final")
         load_trainable(built.model, stage_dir / "final")  # stage 1 finished before the stop
         log.info("stage align: finished earlier, its adapter read from %s", stage_dir / "final")
         return None
@@ -295,7 +309,7 @@ def _train_stage(config: InstructConfig, built: Built, stage: str, stages: list[
     trainer.train(resume_from_checkpoint=ckpt)
     history += [{"stage": stage, **h} for h in trainer.state.log_history]
     if stage == "align" and two and not flag.requested:
-        trainer._save(str(stage_dir / "final"))  # the second stage starts from this adapter
+        _save_final(trainer, stage_dir / "final")  # the second stage starts from this adapter
     return trainer
 
 
@@ -328,10 +342,17 @@ def load_instruct(run_dir: str | Path, checkpoint: str = "final") -> Built:
     for needed in ("config.yaml", "tokenizer", checkpoint):
         if not (rd / needed).exists():
             raise RunDirError(f"{rd} is not a finished plmforge instruct run: {needed} is missing")
-    config = instruct_config_from_dict(yaml.safe_load((rd / "config.yaml").read_text()))
+    try:
+        raw = read_config_file(rd / "config.yaml")
+    except ConfigError as exc:
+        raise RunDirError(f"{rd} is not a usable plmforge instruct run: {exc}") from None
+    config = instruct_config_from_dict(raw)
+    verify_all(rd / checkpoint)  # weights without their checksum record are not used (--trust-unverified)
     built = build(config, rd / "tokenizer")
     load_trainable(built.model, rd / checkpoint)
     built.model.eval()
+    if torch.cuda.is_available() and not getattr(built.model.decoder, "is_loaded_in_4bit", False):
+        built.model.cuda()  # generation runs where the weights are (untested here: no GPU on the CI machine)
     return built
 
 

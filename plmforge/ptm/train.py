@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import yaml
 
+from plmforge import owned
 from plmforge.checkpoint import load_file_checked, save_file_checked
 from plmforge.checks import fraction, positive
 from plmforge.config import apply_overrides, read_config_file, section_kwargs
@@ -63,8 +64,14 @@ class PtmModelConfig:
         for key in ("d_model", "n_layers", "d_state"):
             positive(f"model.{key}", getattr(self, key))
         for item in self.ptm_tokens:
-            if ":" not in item:
+            name, _, residues = str(item).rpartition(":")
+            if not name.strip() or not residues:
                 raise ConfigError(f"model.ptm_tokens: write each extra PTM as Name:RESIDUES, got {item!r}")
+            odd = sorted(set(residues) - set("ACDEFGHIKLMNPQRSTVWY"))
+            if odd:
+                raise ConfigError(f"model.ptm_tokens: {item!r} names {', '.join(map(repr, odd))}, not one of the 20 "
+                                  "amino-acid letters; write the residues the modification sits on, e.g. "
+                                  "Hypusine:K")
 
     def extra_ptms(self) -> dict[str, str]:
         return dict(item.rsplit(":", 1) for item in self.ptm_tokens)
@@ -222,17 +229,15 @@ def train_ptm(config: PtmConfig) -> PtmResult:
     tcfg = config.training
     resume = _resume_path(tcfg)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    out = _output_dir(tcfg, resume, accelerator.is_main_process)
+    out = _output_dir(tcfg, resume, accelerator.is_main_process, [config.dataset.dataset_location])
     tok = PtmTokenizer.with_extra(config.model.extra_ptms())
     ids, seqs = read_sequences(config.dataset, tok, tcfg.max_length)
     split = split_ids(ids, config.dataset)
     parts = {s: [seqs[i] for i, k in enumerate(ids) if split[k] == s] for s in ("train", "val", "test")}
     plm = plm_features(config, seqs, tok)
     if accelerator.is_main_process:  # only now that data and options are known good: a refused run writes nothing
-        if out.exists() and resume is None:
-            import shutil
-
-            shutil.rmtree(out)
+        if resume is None:
+            owned.replace_dir(out, "ptm", [config.dataset.dataset_location])
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         (out / "split_mapping.json").write_text(json.dumps(split))
@@ -320,11 +325,12 @@ def _resume_path(tcfg: PtmTrainingConfig) -> Path | None:
     return resume
 
 
-def _output_dir(tcfg: PtmTrainingConfig, resume: Path | None, main: bool) -> Path:
-    out = Path(tcfg.output_dir)
-    if main and resume is None and out.exists() and any(out.iterdir()) and not tcfg.overwrite_output_dir:
-        raise RunDirError(f"{out} is not empty; choose another training.output_dir, set "
-                          "training.overwrite_output_dir=true, or resume from its last.ckpt")
+def _output_dir(tcfg: PtmTrainingConfig, resume: Path | None, main: bool, inputs: list[str]) -> Path:
+    out = Path(tcfg.output_dir).expanduser()
+    if main and resume is None:
+        owned.check_output_dir(out, "ptm", overwrite=tcfg.overwrite_output_dir, inputs=inputs,
+                               how="set training.overwrite_output_dir=true",
+                               other="choose another training.output_dir (or resume from its last.ckpt)")
     if out.exists() and not out.is_dir():
         raise RunDirError(f"training.output_dir {out} is a file; choose a directory")
     return out

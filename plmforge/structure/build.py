@@ -46,7 +46,8 @@ class FileReport:
     chains: list[ChainTokens] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (chain or '', reason)
     notes: list[str] = field(default_factory=list)
-    error: str | None = None  # the file as a whole could not be read
+    error: str | None = None  # the file as a whole could not be read, or gave no protein chain
+    failed: list[str] = field(default_factory=list)  # chains whose tokens could not be computed
     seconds: float = 0.0
 
 
@@ -59,6 +60,10 @@ class StructureResult:
     @property
     def chains(self) -> list[ChainTokens]:
         return [c for r in self.reports for c in r.chains]
+
+    def failures(self) -> int:
+        """Inputs that failed: unreadable files, files without a protein chain, chains not computed."""
+        return sum(1 for r in self.reports if r.error) + sum(len(r.failed) for r in self.reports if not r.error)
 
     def skipped(self) -> list[tuple[str, str, str]]:
         """(file, chain or '', reason) for every broken file and every chain left out."""
@@ -125,11 +130,19 @@ def process_file(path: Path, secondary: SecondaryStructure) -> FileReport:
                 ss[chain.name], unassigned[chain.name] = pydssp_states(chain)
         for chain in read.chains:
             notes = list(chain.notes)
+            if chain.sequence and unassigned.get(chain.name) == len(chain.sequence):
+                report.skipped.append((chain.name, f"{secondary.tool} assigned no secondary-structure state to any "
+                                                   "of its residues: not computed, so not written"))
+                report.failed.append(chain.name)
+                continue
             if unassigned.get(chain.name):
                 notes.append(f"{unassigned[chain.name]} residues without a secondary-structure state (written as L)")
             cid = f"{stem}_{chain.name}" if chain.name.strip() else stem
             report.chains.append(ChainTokens(cid, str(path), chain.name, chain.sequence, foldseek_tokens(chain),
                                              ss[chain.name], notes))
+        if not report.chains and not report.error:
+            reasons = "; ".join(f"chain {c}: {why}" for c, why in report.skipped) or "none found"
+            report.error = f"no protein chain written ({reasons})"
     except StructureFileError as exc:
         report.error = str(exc)
         report.chains = []

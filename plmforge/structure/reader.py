@@ -107,7 +107,10 @@ def read_structure(path: str | Path) -> ReadResult:
             continue
         chain = _protein_chain(ch)
         if chain is None:
-            if len(polymer):
+            if len(polymer) and all(r.het_flag == "H" for r in polymer):
+                skipped.append((ch.name, f"HETATM records only ({len(polymer)} residues): a ligand or a modified "
+                                         "residue, not a protein chain"))
+            elif len(polymer):
                 skipped.append((ch.name, f"no amino-acid residue with a CA atom ({len(polymer)} polymer residues)"))
             continue
         chains.append(chain)
@@ -121,6 +124,7 @@ def _protein_chain(ch) -> Chain | None:  # type: ignore[no-untyped-def]
 
     kept: list[tuple[str, int, str, dict[str, np.ndarray]]] = []
     no_ca = 0
+    atom_records = 0  # residues written as ATOM: a chain of HETATM records only is a ligand, not a protein
     unknown: dict[str, int] = {}
     for res in ch.first_conformer():  # two residue types at one position: the first, as Foldseek reads it
         if res.entity_type not in (gemmi.EntityType.Polymer, gemmi.EntityType.Unknown):
@@ -137,7 +141,8 @@ def _protein_chain(ch) -> Chain | None:  # type: ignore[no-untyped-def]
             no_ca += 1
             continue
         kept.append((res.name, res.seqid.num, res.seqid.icode.strip(), atoms))
-    if not kept:
+        atom_records += res.het_flag == "A"
+    if not kept or not atom_records:
         return None
     names = [k[0] for k in kept]
     coords = {a: np.stack([k[3].get(a, np.full(3, np.nan, np.float32)) for k in kept]) for a in BACKBONE}

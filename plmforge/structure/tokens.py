@@ -98,13 +98,9 @@ def mkdssp_states(path: Path, chains: list[Chain], exe: str | None = None) -> tu
         raise FileNotFoundError("mkdssp is not installed")
     with tempfile.TemporaryDirectory(prefix="plmforge-dssp-") as tmp:
         src = _mkdssp_input(path, Path(tmp))
-        out = Path(tmp) / "out.dssp"
-        run = subprocess.run([exe, "--output-format", "dssp", str(src), str(out)], capture_output=True, text=True,
-                             timeout=600)
-        if run.returncode != 0 or not out.exists():
-            msg = (run.stderr or run.stdout).strip().splitlines()
-            raise StructureFileError(f"mkdssp failed: {msg[-1] if msg else 'exit code ' + str(run.returncode)}")
-        states = parse_dssp(out.read_text())
+        states = _run_mkdssp(exe, src, Path(tmp))
+        if not states and src.suffix == ".cif":  # an mmCIF mkdssp reads no residues from (e.g. written by
+            states = _run_mkdssp(exe, _mmcif_as_pdb(src, Path(tmp)), Path(tmp))  # gemmi): as PDB records
     result, unassigned = {}, {}
     for chain in chains:
         seen: dict[tuple[str, int, str], int] = {}  # a repeated residue number takes the next state listed
@@ -117,6 +113,31 @@ def mkdssp_states(path: Path, chains: list[Chain], exe: str | None = None) -> tu
         unassigned[chain.name] = sum(s is None for s in letters)
         result[chain.name] = "".join(s or COIL for s in letters)
     return result, unassigned
+
+
+def _run_mkdssp(exe: str, src: Path, tmp: Path) -> dict[tuple[str, int, str], list[str]]:
+    out = tmp / "out.dssp"
+    out.unlink(missing_ok=True)
+    run = subprocess.run([exe, "--output-format", "dssp", str(src), str(out)], capture_output=True, text=True,
+                         timeout=600)
+    if run.returncode != 0 or not out.exists():
+        msg = (run.stderr or run.stdout).strip().splitlines()
+        raise StructureFileError(f"mkdssp failed: {msg[-1] if msg else 'exit code ' + str(run.returncode)}")
+    return parse_dssp(out.read_text())
+
+
+def _mmcif_as_pdb(src: Path, tmp: Path) -> Path:
+    """The mmCIF's first model as PDB records (author chain names and numbering kept), for mkdssp."""
+    import gemmi
+
+    st = gemmi.read_structure(str(src))
+    st.setup_entities()
+    try:
+        text = st.make_pdb_string()
+    except (RuntimeError, ValueError) as exc:  # too large for PDB records, or chain names too long
+        raise StructureFileError(f"mkdssp read no residues from this mmCIF, and it cannot be written as PDB "
+                                 f"records for another try ({exc})") from None
+    return _mkdssp_input_text(text, tmp)
 
 
 def parse_dssp(text: str) -> dict[tuple[str, int, str], list[str]]:
@@ -149,6 +170,10 @@ def _mkdssp_input(path: Path, tmp: Path) -> Path:
         dst = tmp / "in.cif"
         dst.write_text(text)
         return dst
+    return _mkdssp_input_text(text, tmp)
+
+
+def _mkdssp_input_text(text: str, tmp: Path) -> Path:
     keep = ["HEADER    PLMFORGE INPUT" + " " * 30 + "01-JAN-00   XXXX"]
     for line in text.splitlines():
         record = line[:6]

@@ -51,7 +51,8 @@ class MemoryEstimate:
         return self.available_mb is None or self.total_mb <= 0.9 * self.available_mb
 
     def write(self, run_dir: Path) -> None:
-        (run_dir / "memory_estimate.json").write_text(json.dumps(asdict(self), indent=1))
+        blob = {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        (run_dir / "memory_estimate.json").write_text(json.dumps(blob, indent=1))
 
 
 def _dims(config: Any) -> tuple[int, int, int, int]:
@@ -100,8 +101,8 @@ def estimate(model: torch.nn.Module, backbone_config: Any, lengths: list[int], c
         activations = layers * per_layer
     overhead = (300 if device.type == "cuda" else CPU_OVERHEAD_MB) * MB
     total = params + grads + adam + activations + overhead
-    est = MemoryEstimate(device.type, round(params / MB, 1), round(grads / MB, 1), round(adam / MB, 1),
-                         round(activations / MB, 1), round(overhead / MB, 1), round(total / MB, 1),
+    # exact values (a small model's parts are far below 0.1 MB); the report and the file round them
+    est = MemoryEstimate(device.type, params / MB, grads / MB, adam / MB, activations / MB, overhead / MB, total / MB,
                          available_mb(device), {"sequences": n_seq, "padded_length": length, "tokens": tokens,
                                                 "attention_materialised": materialised})
     if not est.fits:

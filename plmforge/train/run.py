@@ -6,10 +6,10 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import torch
 from accelerate import PartialState
 
 from plmforge import checkpoint as ckpt
-from plmforge import plots, threshold
+from plmforge import owned, plots, threshold
 from plmforge.compare import compare, judged_metric
 from plmforge.config import RunConfig, config_to_overrides, load_run_config, save_config
 from plmforge.errors import ConfigError, RunDirError
@@ -50,16 +50,21 @@ def preview_command(config: RunConfig) -> str:
     return " ".join(["plmforge", "train", *map(shlex.quote, config_to_overrides(config))])
 
 
-def _check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
+def run_inputs(config: RunConfig) -> list[str]:
+    """The local paths a run reads: its data files and a local model directory (never replaced)."""
+    return owned.inputs_of(config.data) + ([config.model.name] if Path(config.model.name).expanduser().exists()
+                                            else [])
+
+
+def _check_run_dir(run_dir: Path, overwrite: bool, resume: bool, config: RunConfig | None = None) -> None:
     if resume:
         if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / "model_stats.json").is_file():
             raise RunDirError(f"cannot resume: {run_dir} is not a complete plmforge run directory ({CONFIG_FILE} "
                               "or model_stats.json is missing: the run stopped while it was being set up); "
-                              "start it again with --overwrite")
+                              "start it again (with --overwrite if plmforge made the directory)")
         return
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise RunDirError(f"run directory {run_dir} already holds results; choose another output.dir, "
-                          "pass --overwrite to replace it, or --resume to continue it")
+    owned.check_output_dir(run_dir, "run", overwrite=overwrite, inputs=run_inputs(config) if config else (),
+                           other="choose another output.dir (or --resume to continue it)")
 
 
 def check_hardware(config: RunConfig) -> None:
@@ -110,13 +115,15 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
         rd = Path(run_dir or (config.output.dir if config else ""))
         _check_run_dir(rd, False, True)
         config = load_run_config(rd)
+        # the directory given is the run (a copied or moved run continues where it is, not where it was made)
+        config = config.replace(output=dataclasses.replace(config.output, dir=str(rd)))
     assert config is not None
     if config.cv.folds and config.cv.fold is None:
         raise ConfigError(f"cv.folds={config.cv.folds} asks for cross-validation: run it with plmforge.cv."
                           "cross_validate(config) (the CLI does: plmforge train ... --cv K), or set cv.fold to train "
                           "one fold")
-    rd = Path(config.output.dir)
-    _check_run_dir(rd, config.output.overwrite, resume)
+    rd = Path(config.output.dir).expanduser()
+    _check_run_dir(rd, config.output.overwrite, resume, config)
     check_hardware(config)
     # one process, or one of several under `accelerate launch` / torchrun (CPU-only machines use gloo)
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -129,8 +136,8 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
         memory = estimate_memory(asm.model, asm.backbone.model.config, [int(n) for n in asm.encoded["train"].lengths],
                                  asm.config, METHODS[asm.config.method.name].frozen_backbone, state.device)
         report_memory(memory)
-    if state.is_main_process and not resume and rd.exists() and config.output.overwrite:
-        shutil.rmtree(rd)
+    if state.is_main_process and not resume:
+        owned.replace_dir(rd, "run", run_inputs(config))  # checked again; a new directory gets its marker
     state.wait_for_everyone()
     rd.mkdir(parents=True, exist_ok=True)
     main = state.is_main_process

@@ -85,9 +85,12 @@ class App:
         anything wrong is raised before a process is launched. Returns the request and running/queued."""
         req = self.request(data)
         rd = req.run_dir
-        if rd.exists() and any(rd.iterdir()) and not req.config.output.overwrite:
-            raise ConfigError(f"a run named {rd.name!r} already exists: choose another run name, tick 'Replace "
-                              "an existing run', or Resume it")
+        from plmforge.owned import check_output_dir
+        from plmforge.train.run import run_inputs
+
+        check_output_dir(rd, "run", overwrite=req.config.output.overwrite, inputs=run_inputs(req.config),
+                         how="tick 'Replace an existing run of this name'",
+                         other="choose another run name (or Resume it)")
         self.check(data)
         location = req.config.data.train or req.config.data.dataset or ""
         first = forms.first_file(location)
@@ -183,6 +186,26 @@ def exposure_warning(host: str, has_auth: bool) -> str | None:
             "training and read its run files; add --auth user:password (or use the default --host 127.0.0.1)")
 
 
+def check_host(host: str) -> None:
+    """The interface to listen on must be an address of this machine (before the port is looked at)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise forms.cfgmod.ConfigError(f"--host {host!r} is not an address or a known host name ({exc}); use "
+                                       "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None
+    for family, kind, proto, _, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as s:
+                s.bind((address[0], 0))
+            return
+        except OSError:
+            continue
+    raise forms.cfgmod.ConfigError(f"--host {host!r} is not an address of this machine, so nothing can listen on "
+                                   "it; use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
+
+
 def launch(host: str = "127.0.0.1", port: int | None = None, runs_dir: str | Path = "runs",
            auth: str | None = None, work_dir: str | Path = ".plmforge-ui", max_upload_mb: int = 200,
            block: bool = True, max_concurrent_runs: int | None = None) -> Any:
@@ -199,7 +222,11 @@ def launch(host: str = "127.0.0.1", port: int | None = None, runs_dir: str | Pat
         if ":" not in auth:
             raise forms.cfgmod.ConfigError("--auth takes user:password")
         user, password = auth.split(":", 1)
+        if not user.strip() or not password:
+            raise forms.cfgmod.ConfigError("--auth takes user:password with a user name and a password, e.g. "
+                                           "--auth alice:a-long-secret")
         credentials = (user, password)
+    check_host(host)
     warning = exposure_warning(host, credentials is not None)
     if warning:
         log.warning(warning)
