@@ -67,7 +67,7 @@ class LoadedRun:
         """The run's data settings with the columns of an input file: `columns` given (role -> name) win;
         then the run's own columns where the file has them; the others are found in the file (and logged).
         A FASTA file's ids always come from its headers."""
-        from plmforge.data.columns import infer_columns, peek_table
+        from plmforge.data.columns import infer_columns, named_columns, peek_table
         from plmforge.data.readers import file_format
 
         cfg = self.config.data
@@ -76,6 +76,7 @@ class LoadedRun:
             return dataclasses.replace(cfg, id_column=columns.get("id", "id"),
                                        label_column=columns.get("label", cfg.label_column))
         table = peek_table(path)
+        columns = named_columns(table, columns, option="--{role}-column")  # named by the user: must be there
         own = {"sequence": cfg.sequence_column, "label": cfg.label_column, "id": cfg.id_column,
                "mask": cfg.mask_column, "group": None}
         found = infer_columns(table, {**own, **columns}, with_labels=with_labels)

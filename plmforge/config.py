@@ -516,6 +516,15 @@ def _not_taken(method: str, keys: Any) -> list[str]:
     return [k for k in keys if k != "name" and k not in METHODS[method].option_names]
 
 
+def saved_before_test_splits(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config saved before test splits were carved from the training data keeps none (data.test_fraction=0),
+    so a resumed run or sweep reads the splits it was started with."""
+    data = raw.get("data")
+    if isinstance(data, dict) and "test_fraction" not in data:
+        raw["data"] = {**data, "test_fraction": 0.0}
+    return raw
+
+
 def load_run_config(run_dir: str | Path) -> RunConfig:
     """The config saved in a run directory. Runs written before methods had their own option classes
     saved every method option, and residue runs saved `head.pooling: mean` although they used the
@@ -546,9 +555,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
         if problem is not None and HEADS[head["pooling"]].per_residue != problem.per_residue:
             notes.append(f"head.pooling={head['pooling']} (the run used the {problem.name} default head)")
             raw["head"] = {**head, "pooling": None}
-    data = raw.get("data")
-    if isinstance(data, dict) and "test_fraction" not in data:  # written before test splits were carved
-        raw["data"] = {**data, "test_fraction": 0.0}
+    saved_before_test_splits(raw)
     if notes:
         logging.getLogger("plmforge").info("%s was written by an earlier plmforge; not applicable and left out: %s",
                                            rd / "config.yaml", "; ".join(notes))

@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from plmforge import owned
-from plmforge.config import _SECTION_TYPES, RunConfig, config_from_dict, save_config
+from plmforge.config import _SECTION_TYPES, RunConfig, config_from_dict, save_config, saved_before_test_splits
 from plmforge.errors import ConfigError, PlmforgeError, RunDirError, did_you_mean
 from plmforge.logs import file_logging
 from plmforge.train.run import CONFIG_FILE, run_inputs, train
@@ -173,7 +173,7 @@ def sweep(base: RunConfig | None, space: list[Param] | None, trials: int, out_di
         if not (out / SWEEP_FILE).is_file():
             raise RunDirError(f"cannot resume: {out} is not a sweep directory ({SWEEP_FILE} is missing)")
         state = json.loads((out / SWEEP_FILE).read_text())
-        base = config_from_dict(yaml.safe_load((out / BASE_FILE).read_text()))
+        base = config_from_dict(saved_before_test_splits(yaml.safe_load((out / BASE_FILE).read_text())))
         space = parse_space(yaml.safe_load((out / SPACE_FILE).read_text()))
         prune = state["prune"]
     assert base is not None and space is not None

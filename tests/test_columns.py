@@ -47,8 +47,37 @@ def test_whole_numbers_are_classes_with_their_count(tmp_path):
     inf = infer(_csv(tmp_path / "c.csv", _frame(seq=PEPTIDES, kind=[0, 1, 2, 0, 1, 2, 0, 1])))
     assert inf.problem_type == "single_label_classification" and inf.num_labels == 3
     assert "3 classes" in inf.problem_reason
-    many = infer(_csv(tmp_path / "v.csv", _frame(seq=PEPTIDES * 10, count=list(range(80)))))
+    many = infer(_csv(tmp_path / "v.csv", _frame(seq=PEPTIDES * 10, count=[(i * 7) % 60 for i in range(80)])))
     assert many.problem_type == "regression"  # more distinct whole numbers than classes would have
+    temps = infer(_csv(tmp_path / "t.csv", _frame(seq=PEPTIDES * 5, tm=[40 + (i * 11) % 45 for i in range(40)])))
+    assert temps.problem_type == "regression"  # 40..84: values, not classes numbered from 0
+
+
+def test_ids_and_row_numbers_are_never_labels(tmp_path):
+    words = ["soluble", "insoluble"] * 4
+    inf = infer(_csv(tmp_path / "w.csv", _frame(id=list(range(8)), sequence=PEPTIDES, solubility=words)))
+    assert inf.choices["label"].column is None and "holds words as classes" in inf.ambiguous["label"]
+    only = infer(_csv(tmp_path / "o.csv", _frame(id=list(range(8)), sequence=PEPTIDES)))
+    assert only.choices["label"].column is None and "label" in only.ambiguous
+    index = infer(_csv(tmp_path / "i.csv", _frame(n=list(range(1, 9)), sequence=PEPTIDES, y=[0.5] * 8)))
+    assert index.choices["label"].column == "y"
+    floats = infer(_csv(tmp_path / "f.csv", _frame(sequence=PEPTIDES, expr=[0.1 * i + 0.05 for i in range(8)],
+                                                   tag=[f"p{i}" for i in range(8)])))
+    assert floats.choices["id"].column == "tag"  # unique numbers are values, not names
+
+
+def test_per_residue_digits_and_parquet_lists(tmp_path):
+    seqs = [p * 3 for p in PEPTIDES] * 8
+    digits = ["".join("1" if i % 4 == 0 else "0" for i in range(len(s))) for s in seqs]
+    inf = infer(_csv(tmp_path / "d.csv", _frame(sequence=seqs, sites=digits)))
+    assert inf.problem_type == "residue_single_label_classification"  # not a huge whole number
+    frame = _frame(sequence=seqs, sites=[[int(ch) for ch in d] for d in digits],
+                   go=[[0, 3] if i % 2 else [1] for i in range(len(seqs))])
+    frame.to_parquet(tmp_path / "l.parquet")
+    lists = infer_columns(peek_table(tmp_path / "l.parquet"), {"label": "sites"})
+    assert lists.problem_type == "residue_single_label_classification"
+    sets = infer_columns(peek_table(tmp_path / "l.parquet"), {"label": "go"})
+    assert sets.problem_type == "multi_label_classification" and sets.num_labels == 4
 
 
 def test_per_residue_labels_make_a_residue_task(tmp_path):
@@ -129,3 +158,15 @@ def test_data_check_infers_and_says_so_and_a_doubt_stops_with_the_candidates(tmp
     bad = _csv(tmp_path / "doubt.csv", _frame(chain=PEPTIDES, a=[0.1] * 8, b=[0.2] * 8))
     refused = subprocess.run([*exe[:-1], str(bad)], capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "a, b" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_column_the_user_names_is_used_or_refused_never_guessed(tmp_path):
+    from plmforge.data.columns import named_columns
+
+    table = peek_table(_csv(tmp_path / "n.csv", _frame(sequence=PEPTIDES, tm=[40.5 + i for i in range(8)],
+                                                         label=[0, 1] * 4)))
+    assert named_columns(table, {"label": "TM"}) == {"label": "tm"}  # the file's spelling, found without case
+    with pytest.raises(DataError, match="no label column 'melting'.*sequence, tm, label"):
+        named_columns(table, {"label": "melting"}, option="--{role}-column")
+    cfg, _ = resolve_columns(load_config(None, [f"data.train={tmp_path / 'n.csv'}", "data.label_column=TM"]).data)
+    assert cfg.label_column == "tm" and cfg.problem_type == "regression"

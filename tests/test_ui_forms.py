@@ -317,3 +317,22 @@ def test_the_handlers_that_record_who_started_a_run_receive_the_login(tmp_path):
     selected, *_ = special_args(fns["on_row"], [["row one", "row two"]],
                                 event_data=gr.SelectData(None, {"index": [1, 0], "value": "x"}))
     assert fns["on_row"](*selected) == "row two"  # a row clicked in the predictions shows whole
+
+
+def test_picking_another_label_column_changes_the_task_and_a_hub_entry_resets_it(tmp_path):
+    from plmforge.ui import step_data
+    from plmforge.ui.app import build
+
+    data = tmp_path / "two.csv"
+    rows = [f"MKTAYIAKQRQISFVK{'A' * i},{0.5 * i},{i % 2}" for i in range(30)]
+    data.write_text("sequence,target,class\n" + "\n".join(rows) + "\n")
+    demo = build(tmp_path / "runs", tmp_path / "work")
+    rechoose = {bf.name: bf.fn for bf in demo.fns.values()}["rechoose"]
+    regression = rechoose("local path", None, None, str(data), None, "sequence", "target")
+    classes = rechoose("local path", None, None, str(data), None, "sequence", "class")
+    assert regression[0]["value"] == "regression"
+    assert classes[0]["value"] == "single_label_classification" and classes[1]["value"] == "2"
+    assert "class" in classes[4] and "2 classes" in classes[4]
+    # a catalogue entry read from the hub: its own task and the usual columns, never the previous dataset's
+    out = step_data.column_outputs(None, "", "DLKcat")
+    assert [u["value"] for u in out[:3]] == ["aa_seq", "label", ""] and out[5]["value"] == "regression"

@@ -270,3 +270,19 @@ def test_submissions_from_many_threads_at_once_take_the_slots_once(jobs, runs, t
         thread.join()
     assert sorted(results) == sorted(["running", "running"] + ["queued"] * 3 + ["refused"] * 3)
     assert len(jobs.alive()) == 2 and len(q.entries()) == 3
+
+
+def test_a_run_deleted_while_the_server_was_down_is_not_made_again(tmp_path):
+    """An interrupted run that had written files and whose directory the user then deleted stays deleted."""
+    import json as _json
+
+    runs = tmp_path / "runs"
+    (runs / "kept").mkdir(parents=True)
+    state = tmp_path / "work" / "queue.json"
+    state.parent.mkdir(parents=True)
+    rows = [{"run_dir": str(runs / n), "argv": ["x"], "user": None, "submitted": 0.0, "kind": "resume"}
+            for n in ("kept", "deleted", "never-started")]
+    state.write_text(_json.dumps({"version": 1, "queued": [], "interrupted": rows,
+                                  "interrupted_with_files": [str(runs / "kept"), str(runs / "deleted")]}))
+    q = RunQueue(Jobs(tmp_path / "work"), state, 1, runs_dir=runs)
+    assert sorted(e.run_dir.name for e in q.entries()) == ["kept", "never-started"]

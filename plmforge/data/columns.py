@@ -74,13 +74,20 @@ def _values(table: Table, column: str) -> list[str]:
     for v in table.df[column].tolist():
         if v is None or (isinstance(v, float) and v != v):
             continue
-        if hasattr(v, "__len__") and not isinstance(v, str):  # a list or array cell (e.g. Parquet labels per residue)
-            items = [str(x) for x in v]
-            v = "".join(items) if all(len(x) == 1 for x in items) else ",".join(items)
+        if hasattr(v, "__len__") and not isinstance(v, str):  # a list or array cell (Parquet labels per residue,
+            v = ",".join(str(x) for x in v)  # or a set of classes): commas kept, the residue check drops them
         text = str(v).strip()
         if text:
             out.append(text)
     return out
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _sequence_like(values: list[str], named: bool = False) -> tuple[bool, str]:
@@ -127,9 +134,15 @@ def _label_kind(values: list[str], sequences: list[str] | None) -> tuple[str, st
     """(problem type, reason, classes, extra overrides) for a label column, or None if it is not one."""
     if not values:
         return None
+    residue = _residue_kind(values, sequences)  # before numbers: "0011010..." is one label per residue
+    if residue is not None:
+        return residue
+    # 0.0/1.0 (a class column with a missing value read as floats, or written so) are whole numbers too
+    values = [v[:-2] if v.endswith(".0") and _INT.fullmatch(v[:-2]) else v for v in values]
     if all(_INT.fullmatch(v) for v in values):
         distinct = sorted({int(v) for v in values})
-        if len(distinct) <= MAX_CLASSES and min(distinct) >= 0:
+        # classes are numbered from 0 (or 1) and most numbers up to the largest occur; 40..84 are values
+        if len(distinct) <= MAX_CLASSES and 0 <= min(distinct) <= 1 and len(distinct) >= 0.5 * (max(distinct) + 1):
             n = max(distinct) + 1
             if len(distinct) == 1:
                 return ("single_label_classification", f"whole numbers, but only one class ({distinct[0]}) in "
@@ -142,18 +155,32 @@ def _label_kind(values: list[str], sequences: list[str] | None) -> tuple[str, st
         numbers = None
     if numbers is not None:
         return "regression", f"numbers from {min(numbers):.3g} to {max(numbers):.3g}", None, ()
-    if sequences is not None and len(sequences) == len(values):
-        compact = [re.sub(r"[\s,]", "", v) for v in values]
-        if all(len(c) == len(re.sub(r"\s", "", s)) > 1 for c, s in zip(compact, sequences, strict=True)):
-            symbols = sorted({ch for c in compact for ch in c})
-            if all(ch.isdigit() for ch in symbols):
-                return "residue_single_label_classification", "one digit per residue", None, ()
-            return ("residue_single_label_classification", f"one symbol per residue ({','.join(symbols)})", None,
-                    (f"data.residue_classes={','.join(symbols)}",))
     if all(_JOINED.fullmatch(v) or _INT.fullmatch(v) for v in values) and any(_JOINED.fullmatch(v) for v in values):
         classes = {int(x) for v in values for x in re.findall(r"\d+", v)}
         return "multi_label_classification", f"sets of class numbers: {len(classes)} classes", max(classes) + 1, ()
     return None
+
+
+def _residue_kind(values: list[str], sequences: list[str] | None) -> tuple[str, str, None, tuple[str, ...]] | None:
+    """A per-residue label column: on every row one symbol per residue of the sequence."""
+    if sequences is None or len(sequences) != len(values):
+        return None
+    compact = [re.sub(r"[\s,]", "", v) for v in values]
+    if not all(len(c) == len(re.sub(r"\s", "", s)) > 1 for c, s in zip(compact, sequences, strict=True)):
+        return None
+    symbols = sorted({ch for c in compact for ch in c})
+    if all(ch.isdigit() for ch in symbols):
+        return "residue_single_label_classification", "one digit per residue", None, ()
+    return ("residue_single_label_classification", f"one symbol per residue ({','.join(symbols)})", None,
+            (f"data.residue_classes={','.join(symbols)}",))
+
+
+def _row_numbers(values: list[str]) -> bool:
+    """Whole numbers, one per row, counting up: an index, not a label."""
+    if not values or not all(_INT.fullmatch(v) for v in values):
+        return False
+    numbers = [int(v) for v in values]
+    return len(set(numbers)) == len(numbers) and max(numbers) - min(numbers) == len(numbers) - 1
 
 
 def _text_labels(values: list[str]) -> bool:
@@ -189,7 +216,7 @@ def _id_choice(table: Table, taken: set[str], given: str | None) -> ColumnChoice
             continue
         values = [str(v) for v in table.df[c].tolist()]
         if values and len(set(values)) == len(values) and all(0 < len(v) <= 80 for v in values) and \
-                not all(_INT.fullmatch(v) for v in values) and not _sequence_like(_values(table, c))[0]:
+                not all(_number(v) for v in values) and not _sequence_like(_values(table, c))[0]:
             found.append(c)
     found.sort(key=lambda c: _named(c, ID_NAMES))
     if not found:
@@ -253,6 +280,13 @@ def _label_choice(table: Table, given: str | None, taken: set[str], sequences: l
                    key=lambda c: _named(c, LABEL_NAMES))
     if named:  # a column called label (target, fitness, ...) is the label; validation names any bad value
         kind = _label_kind(_values(table, named[0]), _aligned(table, named[0], seq_values))
+        words = _values(table, named[0])
+        if kind is None and words and all(w.isalpha() for w in words) and _text_labels(words) and \
+                (seq_values is None or max(map(len, words)) < 0.5 * min(map(len, seq_values or ["x"]))):
+            # kept as the label (a given problem type lets validation name the rows); no task is inferred
+            ambiguous["label"] = (f"the column {named[0]!r} holds words as classes; plmforge reads classes as "
+                                  "numbers 0, 1, 2, ...: replace the words by numbers (and keep their meaning in a "
+                                  "note)")
         reason = f"named like a label column; {kind[1]}" if kind else "named like a label column"
         choice = ColumnChoice("label", named[0], reason, tuple(named))
         return (choice, *kind[:1], kind[1], kind[2], kind[3]) if kind else (choice, None, "", None, ())
@@ -261,13 +295,13 @@ def _label_choice(table: Table, given: str | None, taken: set[str], sequences: l
         if c in taken or c.lower() in STRUCTURE_COLUMNS:
             continue
         values = _values(table, c)
+        if _named(c, ID_NAMES) < len(ID_NAMES) or _row_numbers(values):
+            continue  # ids and row numbers are never labels
         kind = _label_kind(values, _aligned(table, c, seq_values))
         if kind is not None:
             found.append((c, kind))
         elif _text_labels(values) and _named(c, ID_NAMES) == len(ID_NAMES):
             text.append(c)
-    ids = [c for c, _ in found if _named(c, ID_NAMES) < len(ID_NAMES)]
-    found = [f for f in found if f[0] not in ids] or found
     if not found:
         why = "no column of numbers, classes or per-residue labels"
         if text:
@@ -322,10 +356,30 @@ def nonprotein_warning(sequences: Sequence[str]) -> str | None:
     return None
 
 
+def named_columns(table: Table, names: Mapping[str, str | None], option: str = "data.{role}_column") -> dict[str, str]:
+    """Columns the user named, as the file spells them (matched without regard to case); a name the file
+    lacks is an error, never replaced by a guess."""
+    columns = [str(c) for c in table.df.columns]
+    out = {}
+    for role, name in names.items():
+        if not name:
+            continue
+        if name in columns:
+            out[role] = name
+            continue
+        folded = [c for c in columns if c.lower() == str(name).lower()]
+        if len(folded) == 1:
+            out[role] = folded[0]
+            continue
+        raise DataError(f"no {role} column {name!r} in this file; the columns are: {', '.join(columns)}",
+                        file=table.source, hint=f"name one of them with {option.format(role=role)}")
+    return out
+
+
 def resolve_columns(cfg: DataConfig) -> tuple[DataConfig, list[str]]:
     """The data config with unset columns (and problem type) filled from the training file, and what was
     chosen, in words. Catalogue and hub datasets keep the usual names (aa_seq, label)."""
-    if cfg.sequence_column is not None and cfg.label_column is not None:
+    if cfg.sequence_column is not None and cfg.label_column is not None and cfg.problem_type is not None:
         return cfg, []
     path = _training_file(cfg)
     labelled_by_file = cfg.train is not None and any(label is not None for _, label in spec_parts(cfg.train))
@@ -335,6 +389,9 @@ def resolve_columns(cfg: DataConfig) -> tuple[DataConfig, list[str]]:
         return dataclasses.replace(cfg, sequence_column=cfg.sequence_column or "aa_seq",
                                    label_column=cfg.label_column or "label"), []
     table = peek_table(path)
+    named = named_columns(table, {"sequence": cfg.sequence_column,
+                                  "label": None if labelled_by_file else cfg.label_column})
+    cfg = dataclasses.replace(cfg, **{f"{role}_column": name for role, name in named.items()})
     inf = infer_columns(table, {"sequence": cfg.sequence_column, "label": cfg.label_column, "id": cfg.id_column,
                                 "group": cfg.group_column, "mask": cfg.mask_column})
     for role in ("sequence", "label"):
@@ -342,6 +399,10 @@ def resolve_columns(cfg: DataConfig) -> tuple[DataConfig, list[str]]:
             raise DataError(inf.ambiguous.get(role, f"no {role} column found"), file=str(path),
                             hint=f"name it with data.{role}_column=COLUMN (the columns are: "
                                  f"{', '.join(inf.columns)})")
+    if cfg.problem_type is None and inf.problem_type is None and "label" in inf.ambiguous and \
+            inf.choices["label"].column is not None:  # e.g. words as classes: no task can be read from them
+        raise DataError(inf.ambiguous["label"], file=str(path),
+                        hint="or set data.problem_type if the column is meant otherwise")
     changes: dict[str, object] = {}
     said = []
     for role in ("sequence", "label", "id"):
@@ -350,7 +411,7 @@ def resolve_columns(cfg: DataConfig) -> tuple[DataConfig, list[str]]:
         if getattr(cfg, key) is None and choice.column is not None:
             changes[key] = choice.column
             said.append(f"{role} column {choice.column!r}: {choice.reason}")
-    if cfg.problem_type is None and inf.problem_type is not None and cfg.label_column is None:
+    if cfg.problem_type is None and inf.problem_type is not None:
         changes["problem_type"] = inf.problem_type
         said.append(f"problem type inferred: {inf.problem_type} ({inf.problem_reason})")
         for extra in inf.extra:

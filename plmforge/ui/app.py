@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from plmforge.config import config_to_override_text
-from plmforge.errors import ConfigError
+from plmforge.errors import ConfigError, DataError
 from plmforge.ui import forms, step_data, step_model, step_train, tab_evaluate, tab_predict, tab_runs
 from plmforge.ui.jobs import Jobs, is_run_dir, list_runs
 from plmforge.ui.queue import RunQueue
@@ -93,8 +93,12 @@ class App:
                          other="choose another run name (or Resume it)")
         self.check(data)
         location = req.config.data.train or req.config.data.dataset or ""
-        first = forms.first_file(location)
-        warning = forms.look_at_file(first).warning if first is not None else None
+        try:
+            first = forms.first_file(location)
+        except DataError:  # e.g. a FLIP layout: checked above by the same reader as training's
+            first = None
+        chosen = {"sequence": req.config.data.sequence_column} if req.config.data.sequence_column else None
+        warning = forms.look_at_file(first, chosen).warning if first is not None else None
         if warning and not go_on:
             raise ConfigError(f"{warning}: pick the right sequence column, or tick 'go on anyway' in step 1")
         return req, self.queue.submit(rd, req.argv(), user)

@@ -347,7 +347,10 @@ class RunQueue:
     def _save(self) -> None:
         """Write the state file whole under a temporary name in its directory, then rename it in."""
         state = {"version": STATE_VERSION, "queued": [e.to_json() for e in self._queued],
-                 "interrupted": [e.to_json() for e in self._interrupted]}
+                 "interrupted": [e.to_json() for e in self._interrupted],
+                 # runs that had written files when stopped: if their directory is gone at the next start, the
+                 # user deleted it, and the run is not made again
+                 "interrupted_with_files": [str(e.run_dir) for e in self._interrupted if e.run_dir.is_dir()]}
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.state_file.name}.", suffix=".tmp", dir=self.state_file.parent)
         try:
@@ -371,10 +374,15 @@ class RunQueue:
                 raise TypeError("the file does not hold a JSON object")
             queued = [QueueEntry.from_json(row) for row in state.get("queued", [])]
             interrupted = [QueueEntry.from_json(row) for row in state.get("interrupted", [])]
+            had_files = {str(p) for p in state.get("interrupted_with_files", [])}
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"cannot read the run queue {self.state_file}: {exc}; fix or remove the file "
                               "(removing it empties the queue)") from exc
-        back = [e for e in interrupted if run_status(e.run_dir) in RESUMABLE]
+        # a run whose directory was deleted meanwhile is not made again
+        gone = [e.run_dir.name for e in interrupted if str(e.run_dir) in had_files and not e.run_dir.is_dir()]
+        back = [e for e in interrupted if e.run_dir.name not in gone and run_status(e.run_dir) in RESUMABLE]
+        if gone:
+            log.info("run queue: %s were deleted since the server stopped: not started again", ", ".join(gone))
         keys: set[str] = set()
         for entry in back + queued:
             if entry.key not in keys:

@@ -111,10 +111,16 @@ def column_outputs(found: forms.FileLook | None, note: str, catalogue_name: str 
     """Updates for the five column menus, the four task fields, the explanation, the warning and go-on."""
     import gradio as gr
 
-    if found is None:
-        keep = [gr.skip()] * 5
-        task = [gr.skip()] * 4 if catalogue_name else task_values(None, None)
-        return [*keep, *task, note, "", gr.update(visible=False, value=False)]
+    if found is None:  # nothing local to read (a hub dataset): the usual names, or none (read at Start)
+        entry = lookup(catalogue_name) if catalogue_name else None
+        usual = ("aa_seq", "label") if entry is not None else ()
+        menus = [widgets.column_update(usual, {"sequence": "aa_seq", "label": "label"}.get(role) if usual else None)
+                 for role in forms.COLUMN_KEYS]
+        task = (task_values(entry.problem_type, entry.num_labels, entry.metrics, entry.monitor) if entry is not None
+                else task_values(None, None))  # never the previous dataset's task
+        if entry is not None and not note:
+            note = f"**{catalogue_name}** is read from the HuggingFace Hub when the run starts (columns aa_seq, label)."
+        return [*menus, *task, note, "", gr.update(visible=False, value=False)]
     inf = found.inference
     menus = [widgets.column_update(inf.columns, inf.choices[role].column) for role in forms.COLUMN_KEYS]
     entry = lookup(catalogue_name) if catalogue_name else None
@@ -156,6 +162,35 @@ def wire(app: Any, step: DataStep, form: set[Any], demo: Any) -> None:
     inputs["upload"].change(detect, pickers, outputs)
     inputs["dataset_path"].submit(detect, pickers, outputs)
     inputs["dataset_path"].blur(detect, pickers, outputs)
+
+    seq_menu, label_menu = inputs[forms.COLUMN_KEYS["sequence"]], inputs[forms.COLUMN_KEYS["label"]]
+
+    def rechoose(source: str, catalogue_name: str | None, upload: list[str] | None, path: str | None,
+                 hub_id: str | None, sequence: str | None, label: str | None) -> list[Any]:
+        """A sequence or label column picked by hand: the task, the explanation and the warning follow it."""
+        skip = [gr.skip()] * (len(task_outputs) + 4)
+        try:
+            location = forms.dataset_override(source, catalogue_name, upload, path, hub_id, app.upload_dir)
+            first = forms.first_file(location)
+        except Exception:  # noqa: BLE001  (nothing readable picked: nothing to redo)
+            return skip
+        if first is None:
+            return skip
+        try:
+            found = forms.look_at_file(first, {"sequence": sequence or None, "label": label or None})
+        except Exception as exc:  # noqa: BLE001
+            return [*[gr.skip()] * len(task_outputs), error_box(exc), "", gr.skip(), gr.skip()]
+        inf = found.inference
+        entry = lookup(catalogue_name) if source == "catalogue" and catalogue_name else None
+        task = ([gr.skip()] * len(task_outputs) if entry is not None else  # the catalogue knows its task
+                task_values(inf.problem_type, inf.num_labels))
+        warn = warning_box(found.warning + ": check the sequence column") if found.warning else ""
+        return [*task, views.columns_markdown(inf, found.warning), warn,
+                gr.update(visible=bool(found.warning), value=False), gr.Accordion(visible=False)]
+
+    for menu in (seq_menu, label_menu):
+        menu.input(rechoose, [*pickers, seq_menu, label_menu],
+                   [*task_outputs, step.columns_md, step.warning, step.go_on, step.shown])
 
     def do_preview(data: dict) -> list[Any]:
         import pandas as pd
