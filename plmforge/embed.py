@@ -138,7 +138,7 @@ def embed(model: str | ModelConfig, sequences: str | Path | list[str] | dict[str
     return Embeddings(unique_ids(records.ids), records.ids, records.sequences, arrays, attrs)
 
 
-FLUSH_SECONDS = 60.0  # the store is written at least this often while embedding
+FLUSH_SECONDS = float(os.environ.get("PLMFORGE_EMBED_FLUSH_SECONDS", 60))  # the store is written this often
 
 
 def _fill(backbone: Backbone, encoded_all: EncodedSplit, keys: list[str], store: EmbeddingStore, opts: EmbedOptions,

@@ -123,3 +123,47 @@ def test_ctrl_c_keeps_what_was_embedded_and_the_rerun_computes_only_the_rest(tin
     stop = False
     assert main(argv) == 0
     assert sum(computed) == len(set(seqs)) - kept  # only what was missing
+
+
+def test_kill_9_while_embedding_loses_at_most_the_unflushed_part(tiny_models, tmp_path, amp_dir):
+    """Issue 25, finding 6: the store is written while embedding (here after every batch), so a kill -9
+    keeps what was written; the rerun computes exactly the rest (counted from the store)."""
+    import signal
+    import time
+
+    from plmforge.store import store_infos
+
+    seqs = pd.read_csv(amp_dir / "train.csv")["aa_seq"].head(600)
+    (tmp_path / "in.fasta").write_text("".join(f">p{i}\n{s}\n" for i, s in enumerate(seqs)))
+    store = tmp_path / "store"
+    argv = [sys.executable, "-m", "plmforge.cli", "embed", "--model", str(tiny_models["esm"]), "--input",
+            str(tmp_path / "in.fasta"), "--out", str(tmp_path / "e.h5"), "--cache-dir", str(store),
+            "--max-tokens", "64"]
+    proc = subprocess.Popen(argv, env={**os.environ, "PLMFORGE_EMBED_FLUSH_SECONDS": "0"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.time() + 120
+    while time.time() < end and proc.poll() is None:
+        if store.is_dir() and sum(i.entries for i in store_infos(store)) >= 50:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "embedding ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = sum(i.entries for i in store_infos(store))
+    distinct = len(set(seqs))
+    assert 0 < kept < distinct and not (tmp_path / "e.h5").exists()
+    import plmforge.embed as emb
+
+    computed: list[int] = []
+    real = emb._layer_states
+
+    def counting(model, inputs, mask, layer):
+        computed.append(int(mask.shape[0]))
+        return real(model, inputs, mask, layer)
+
+    emb._layer_states = counting
+    try:
+        assert main(argv[3:]) == 0
+    finally:
+        emb._layer_states = real
+    assert sum(computed) == distinct - kept
