@@ -244,18 +244,19 @@ def _looks_like_path(text: str) -> bool:
 
 
 def predict_records(run: LoadedRun, records: Records, batching: BatchingConfig | None = None,
-                    precision: str = "fp32") -> PredictionResult:
+                    precision: str = "fp32", force_precision: bool = False) -> PredictionResult:
+    """`precision='bf16'` is refused where the device only emulates bfloat16, unless `force_precision`."""
     if precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     preds = predict_encoded(run.model, run.encode(records), run.task, run.scaler, batching or run.config.batching,
-                            run.collator(), precision=precision)
+                            run.collator(), precision=precision, force_precision=force_precision)
     return PredictionResult(records, preds, run.task.problem, run.config.data.residue_classes,
                             threshold.read(run.run_dir))
 
 
 def predict(run: str | Path | LoadedRun, sequences: str | Path | list[str] | dict[str, str], *,
             batch_size: int | None = None, max_tokens: int | None = None, precision: str = "fp32",
-            columns: dict[str, str] | None = None) -> PredictionResult:
+            force_precision: bool = False, columns: dict[str, str] | None = None) -> PredictionResult:
     """Predict with a run: `sequences` is a file (CSV/TSV/JSONL/Parquet/FASTA), one sequence, a list
     of sequences or an {id: sequence} dict. Batches follow the run's batching settings. A file is read with
     `columns` (role -> column: sequence, id), else the run's columns, else the ones found in it."""
@@ -263,7 +264,7 @@ def predict(run: str | Path | LoadedRun, sequences: str | Path | list[str] | dic
     table, cfg = _input_table(loaded, sequences, columns)
     records = loaded.records(table, with_labels=False, data=cfg)
     _warn_duplicates(records.ids)
-    return predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision)
+    return predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision, force_precision)
 
 
 @dataclass
@@ -286,8 +287,8 @@ def _warn_duplicates(ids: Any) -> None:
 
 
 def predict_file(run: str | Path | LoadedRun, path: str | Path, out: str | Path, *, batch_size: int | None = None,
-                 max_tokens: int | None = None, precision: str = "fp32", progress: bool = True,
-                 columns: dict[str, str] | None = None) -> StreamedPrediction:
+                 max_tokens: int | None = None, precision: str = "fp32", force_precision: bool = False,
+                 progress: bool = True, columns: dict[str, str] | None = None) -> StreamedPrediction:
     """Predict a file of any size in chunks of rows (plmforge.data.stream), appending each chunk's
     predictions to the output: memory does not grow with the file. The output appears only when every row
     was predicted (written beside it, then renamed): an error names its row, and an earlier output file of
@@ -308,7 +309,7 @@ def predict_file(run: str | Path | LoadedRun, path: str | Path, out: str | Path,
                   unit="B", unit_scale=True, disable=not progress, mininterval=1.0, delay=1.0) as bar:
             for table in iter_chunks(path, cfg.sequence_column, progress=lambda done, _: bar.update(done - bar.n)):
                 result = predict_records(loaded, loaded.records(table, with_labels=False, data=cfg), batching,
-                                         precision)
+                                         precision, force_precision)
                 yield from result.iter_frames()
                 counted["sequences"] += len(result.records)
                 counted["chunks"] += 1
@@ -322,7 +323,7 @@ def predict_file(run: str | Path | LoadedRun, path: str | Path, out: str | Path,
 
 def predict_ensemble(runs: list[str | Path | LoadedRun], sequences: str | Path | list[str] | dict[str, str], *,
                      batch_size: int | None = None, max_tokens: int | None = None,
-                     precision: str = "fp32",
+                     precision: str = "fp32", force_precision: bool = False,
                      columns: dict[str, str] | None = None) -> PredictionResult:
     """Predict with several runs of the same task and average their probabilities (classes) or values
     (regression); residue tasks average per residue over the residues every run predicted. Each run reads
@@ -340,7 +341,7 @@ def predict_ensemble(runs: list[str | Path | LoadedRun], sequences: str | Path |
                               f"({theirs[0]}, {theirs[1]} labels vs {mine[0]}, {mine[1]} labels): an ensemble "
                               "averages runs of one task")
     results = [predict(r, sequences, batch_size=batch_size, max_tokens=max_tokens, precision=precision,
-                       columns=columns)
+                       force_precision=force_precision, columns=columns)
                for r in loaded]
     records = results[0].records
     scores = mean_scores([res.predictions.scores for res in results])
@@ -368,15 +369,15 @@ def evaluation_file(data: str | Path) -> Path:
 
 
 def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int | None = None,
-             max_tokens: int | None = None, precision: str = "fp32", stream: bool | None = None,
-             columns: dict[str, str] | None = None) -> EvaluationResult:
+             max_tokens: int | None = None, precision: str = "fp32", force_precision: bool = False,
+             stream: bool | None = None, columns: dict[str, str] | None = None) -> EvaluationResult:
     """Metrics of a run on a labelled file (or a directory's test file, else its train file). Files of
     64 MB or more (or any, with `stream=True`) are read in chunks onto disk, as training's data.storage=disk
     reads them: the metrics equal a whole read, and memory holds the predictions and labels, not the file."""
     loaded = _run(run)
     path = evaluation_file(data)
     records = _labelled(loaded, path, stream, loaded.input_columns(path, columns, with_labels=True))
-    result = predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision)
+    result = predict_records(loaded, records, _batching(loaded, batch_size, max_tokens), precision, force_precision)
     preds = result.predictions
     metrics = split_metrics(loaded.task, preds)
     undefined = sorted(k for k, v in metrics.items() if isinstance(v, float) and v != v)

@@ -46,6 +46,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and the equivalent command")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from RUN_DIR/last")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--force-precision", action="store_true",
+                   help="keep training.mixed_precision=bf16 on a device that only emulates bfloat16 (e.g. a CPU "
+                        "without AVX512-BF16/AMX: many times slower; refused there otherwise); sets "
+                        "training.force_precision=true")
     _trust_arg(p)
     p.set_defaults(func=_train)
 
@@ -104,8 +108,24 @@ def _inference_args(p: argparse.ArgumentParser, flag: str, chunks: str) -> None:
     p.add_argument("--batch-size", type=int, help="batches of this many sequences (default: the run's batching)")
     p.add_argument("--max-tokens", type=int, help="length-sorted batches within this token budget (default: the "
                                                   "run's batching)")
+    _precision_args(p)
+
+
+def _precision_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: bfloat16 autocast, faster on recent CPUs and GPUs (checked against fp32)")
+                   help="bf16: bfloat16 autocast (checked against fp32), faster where the device runs bfloat16 "
+                        "natively (GPUs from compute capability 8.0, CPUs with AVX512-BF16 or AMX); refused "
+                        "where it is emulated")
+    p.add_argument("--force-precision", action="store_true",
+                   help="keep --precision bf16 on a device that only emulates bfloat16 (many times slower)")
+
+
+def _check_precision(args: argparse.Namespace) -> None:
+    """Refuse --precision bf16 where the device only emulates it, before any model is loaded."""
+    from plmforge.precision import check_precision, default_device
+
+    check_precision(args.precision, default_device(), args.force_precision, f"--precision {args.precision}",
+                    fix="--precision fp32", keep="add --force-precision")
 
 
 def _embed_parser(sub: argparse._SubParsersAction) -> None:
@@ -118,7 +138,7 @@ def _embed_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", type=int, default=-1, help="hidden state to take: -1 the last layer (default), "
                                                          "0 the embedding layer")
     p.add_argument("--max-tokens", type=int, default=8000, help="token budget per batch (length-sorted)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: faster, checked against fp32")
+    _precision_args(p)
     p.add_argument("--sequence-column", default="aa_seq", help="sequence column of a table (default aa_seq)")
     p.add_argument("--cache-dir", help="embedding store directory (default $PLMFORGE_CACHE_DIR or ~/.cache/...)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -251,15 +271,24 @@ def _train(args: argparse.Namespace) -> int:
     from plmforge.train.run import preview_command, train
     from plmforge.cv import cross_validate, is_cv_run
     if args.resume:
-        if is_cv_run(args.resume):
-            cross_validate(run_dir=args.resume, resume=True)
-        else:
-            train(run_dir=args.resume, resume=True)
+        from plmforge.precision import FORCE_PRECISION
+
+        token = FORCE_PRECISION.set(True) if args.force_precision else None  # the run's saved config stays as is
+        try:
+            if is_cv_run(args.resume):
+                cross_validate(run_dir=args.resume, resume=True)
+            else:
+                train(run_dir=args.resume, resume=True)
+        finally:
+            if token is not None:
+                FORCE_PRECISION.reset(token)
         return 0
     overrides = [f"{key}={getattr(args, flag)}" for flag, key in FLAG_KEYS.items() if getattr(args, flag)]
     overrides += list(args.overrides)
     if args.overwrite:
         overrides.append("output.overwrite=true")
+    if args.force_precision:
+        overrides.append("training.force_precision=true")
     config = load_config(args.config, overrides)
     if args.dry_run:  # the output directory is checked as the run would check it
         import tempfile
@@ -311,10 +340,11 @@ def _predict(args: argparse.Namespace) -> int:
     if args.input is not None or args.output is not None:  # checked before any model is loaded
         check_output_file(out, overwrite=args.overwrite, inputs=[args.input],
                           companions=[frame_path(out, "_sequences")])
+    _check_precision(args)
     runs = [load_run(r) for r in args.run_dir]
     what = [args.sequence] if args.sequence is not None else Path(args.input)
     kwargs = dict(batch_size=args.batch_size, max_tokens=args.max_tokens, precision=args.precision,
-                  columns=_columns(args))
+                  force_precision=args.force_precision, columns=_columns(args))
     # an ensemble reads its input whole unless told otherwise
     if args.input is not None and read_in_chunks(args.input, args.stream if len(runs) == 1 else bool(args.stream)):
         if len(runs) > 1:
@@ -345,8 +375,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(args.run_dir) / f"eval_{name}"
     check_output_dir(out, "eval", overwrite=args.overwrite, inputs=[args.data, args.run_dir],
                      other="choose another --output")
+    _check_precision(args)
     report = evaluate(args.run_dir, args.data, batch_size=args.batch_size, max_tokens=args.max_tokens,
-                      precision=args.precision, stream=args.stream, columns=_columns(args))
+                      precision=args.precision, force_precision=args.force_precision, stream=args.stream,
+                      columns=_columns(args))
     report.write(out)
     if not (out / MARKER).exists():
         mark(out, "eval")
@@ -371,7 +403,9 @@ def _embed(args: argparse.Namespace) -> int:
     out = check_output_file(args.out, overwrite=args.overwrite, inputs=[args.input], flag="--out")
     if args.max_tokens < 64:
         raise PlmforgeError(f"--max-tokens must be >= 64, got {args.max_tokens}")
-    options = EmbedOptions(args.per_residue, args.layer, args.max_tokens, args.precision, args.cache_dir)
+    _check_precision(args)
+    options = EmbedOptions(args.per_residue, args.layer, args.max_tokens, args.precision, args.cache_dir,
+                           args.force_precision)
     result = embed(args.model, Path(args.input), options, args.sequence_column)
     if PartialState().is_main_process:
         result.write(out)

@@ -193,6 +193,7 @@ class TrainingConfig:
     num_workers: int = 0
     seed: int = 42
     mixed_precision: str = "no"
+    force_precision: bool = False  # keep bf16 where the device only emulates it (many times slower; refused otherwise)
     logging_steps: int = 10
     report_to: tuple[str, ...] = ()
     wandb_project: str = "plmforge"

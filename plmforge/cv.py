@@ -94,15 +94,18 @@ def cross_validate(config: RunConfig | None = None, *, run_dir: str | Path | Non
         save_config(config, rd / CONFIG_FILE)
         (rd / "command.txt").write_text(preview_command(config) + "\n")
         (rd / CV_FILE).write_text(json.dumps(assignment, indent=1))
-    folds = []
+    folds, fold_preds = [], []
     with file_logging(rd / "cv.log", []):
         for i in range(1, config.cv.folds + 1):
             log.info("cross-validation: fold %d of %d", i, config.cv.folds)
-            folds.append(_run_fold(config, i, rd, resume, progress))
+            fold, preds = _run_fold(config, i, rd, resume, progress)
+            folds.append(fold)
+            fold_preds.append(preds)
         mean, sd = _aggregate(folds)
         ensemble = None
         if config.cv.ensemble and "test" in data.splits and data.splits["test"].labels is not None:
-            ensemble = _ensemble(config, [Path(f["run_dir"]) for f in folds], data.splits["test"], rd)
+            ensemble = _ensemble(config, [Path(f["run_dir"]) for f in folds], data.splits["test"], rd, fold_preds,
+                                 data.task)
         _write(rd, folds, mean, sd, config, ensemble)
         summary = _summary(rd, config, folds, mean, sd, ensemble)
         log.info("\n%s", summary)
@@ -124,16 +127,19 @@ def _finished(fd: Path) -> bool:
     return RunProgress.read(fd).status == "finished"
 
 
-def _run_fold(config: RunConfig, i: int, rd: Path, resume: bool, progress: bool) -> dict[str, Any]:
+def _run_fold(config: RunConfig, i: int, rd: Path, resume: bool,
+              progress: bool) -> tuple[dict[str, Any], Predictions | None]:
+    """The fold's result, and its model's test predictions when it ran here (a kept fold has none)."""
     fd = rd / f"fold_{i}"
     cfg = fold_config(config, i, rd)
+    result = None
     if resume and _finished(fd):
         log.info("fold %d finished before: kept", i)
     elif resume and (fd / CONFIG_FILE).is_file() and (fd / "model_stats.json").is_file():
-        train(run_dir=fd, resume=True, progress=progress)
+        result = train(run_dir=fd, resume=True, progress=progress)
     else:
-        train(cfg.replace(output=dataclasses.replace(cfg.output, overwrite=True)), progress=progress)
-    return _fold_result(fd, i)
+        result = train(cfg.replace(output=dataclasses.replace(cfg.output, overwrite=True)), progress=progress)
+    return _fold_result(fd, i), result.test_predictions if result is not None else None
 
 
 def _fold_result(fd: Path, i: int) -> dict[str, Any]:
@@ -159,16 +165,19 @@ def _aggregate(folds: list[dict[str, Any]]) -> tuple[dict, dict]:
     return mean, sd
 
 
-def _ensemble(config: RunConfig, fold_dirs: list[Path], test: Any, rd: Path) -> dict[str, Any]:
-    """The fold models' mean probabilities (or values) on the test split, with metrics and intervals."""
+def _ensemble(config: RunConfig, fold_dirs: list[Path], test: Any, rd: Path,
+              fold_preds: list[Predictions | None], task: Any) -> dict[str, Any]:
+    """The fold models' mean probabilities (or values) on the test split, with metrics and intervals: from
+    the predictions each fold run made with its best weights, or (a fold kept from an earlier session)
+    predicted again."""
     log.info("test split: ensemble of the %d fold models", len(fold_dirs))
-    results = []
-    for fd in fold_dirs:
-        run = load_run(fd)
-        results.append(predict_records(run, test))
-        task = run.task
-    scores = mean_scores([r.predictions.scores for r in results])
-    labels = results[0].predictions.labels
+    preds_of = []
+    for fd, preds in zip(fold_dirs, fold_preds, strict=True):
+        if preds is None:
+            preds = predict_records(load_run(fd), test).predictions
+        preds_of.append(preds)
+    scores = mean_scores([p.scores for p in preds_of])
+    labels = preds_of[0].labels
     preds = Predictions(scores, labels, None)
     metrics = split_metrics(task, preds)
     blob = metrics_blob(metrics, task, "test", len(test), labels, scores,

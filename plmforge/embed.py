@@ -35,6 +35,7 @@ from plmforge.heads import masked_mean
 from plmforge.inference import eval_loader
 from plmforge.models.backbone import Backbone, backbone_fingerprint, load_backbone
 from plmforge.models.encoding import encode_records
+from plmforge.precision import check_precision, default_device
 from plmforge.store import EmbeddingStore, cache_root, digest, record_key
 from plmforge.tasks import PROBLEM_TYPES, TaskSpec
 
@@ -49,6 +50,7 @@ class EmbedOptions:
     max_tokens: int = 8000  # token budget per batch (length-sorted)
     precision: str = "fp32"  # or bf16 (autocast; checked against fp32 in the tests)
     cache_dir: str | None = None
+    force_precision: bool = False  # keep bf16 where the device only emulates it (many times slower)
 
 
 @dataclass
@@ -112,6 +114,8 @@ def embed(model: str | ModelConfig, sequences: str | Path | list[str] | dict[str
     opts = options or EmbedOptions()
     if opts.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision must be 'fp32' or 'bf16', got {opts.precision!r}")
+    check_precision(opts.precision, default_device(), opts.force_precision, f"precision={opts.precision!r}",
+                    fix="EmbedOptions(precision='fp32')", keep="pass EmbedOptions(force_precision=True)")
     backbone = load_backbone(model if isinstance(model, ModelConfig) else ModelConfig(name=model))
     records = _records(sequences, backbone, sequence_column)
     kind = "tokens" if opts.per_residue else "mean"

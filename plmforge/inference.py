@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from plmforge.config import BatchingConfig
 from plmforge.data.batching import Collator, EncodedSplit, make_batch_sampler
 from plmforge.models.task_model import batch_kwargs
+from plmforge.precision import check_precision
 from plmforge.tasks import LabelScaler, TaskSpec
 
 Forward = Callable[[dict], torch.Tensor]  # a collated batch -> logits
@@ -53,15 +54,18 @@ def _to(batch: dict, device: torch.device) -> dict:
 def predict_encoded(model: torch.nn.Module, encoded: EncodedSplit, task: TaskSpec, scaler: LabelScaler,
                     batching: BatchingConfig, collate: Collator, *, accelerator: Any = None,
                     forward: Forward | None = None, desc: str = "predicting", num_workers: int = 0,
-                    precision: str = "fp32") -> Predictions:
-    """`precision='bf16'` runs the model under bfloat16 autocast (CPU or GPU); scores stay float32."""
+                    precision: str = "fp32", force_precision: bool = False) -> Predictions:
+    """`precision='bf16'` runs the model under bfloat16 autocast (CPU or GPU); scores stay float32. It is
+    refused where the device only emulates bfloat16 (many times slower), unless `force_precision`."""
     problem = task.problem
+    device = next(model.parameters()).device
+    check_precision(precision, device, force_precision, f"precision={precision!r}", fix="precision='fp32'",
+                    keep="pass force_precision=True")
     model.eval()
     loader = eval_loader(encoded, batching, collate, num_workers)
     main = True
     if accelerator is not None:
         loader, main = accelerator.prepare(loader), accelerator.is_main_process
-    device = next(model.parameters()).device
     run = forward or (lambda batch: model(**batch_kwargs(batch)).logits)
     collected = _Outputs(encoded.lengths, problem)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

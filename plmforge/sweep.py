@@ -209,10 +209,15 @@ def sweep(base: RunConfig | None, space: list[Param] | None, trials: int, out_di
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # interrupted before: counts as failed
         log.warning("trial %d was interrupted in an earlier session: counted as failed", t.number)
+    held: dict[int, Any] = {}  # the best trial's test predictions, while it is the best
     with file_logging(out / "sweep.log", []):
         while len(study.trials) < trials:
-            _one_trial(study, base, space, out, monitor, trials, progress)
+            number, preds = _one_trial(study, base, space, out, monitor, trials, progress)
+            best = _best(study)
+            if preds is not None and best is not None and best.number == number:
+                held = {number: preds}
             _write(out, study, space, state)
+        _complete_best(out, study, held)
         _write(out, study, space, state)
         rows = _rows(study, space, out)
         summary = _summary(out, study, state, rows)
@@ -220,8 +225,31 @@ def sweep(base: RunConfig | None, space: list[Param] | None, trials: int, out_di
     return SweepResult(out, rows, state["best"], summary)
 
 
+def _complete_best(out: Path, study: Any, held: dict[int, Any]) -> None:
+    """The best trial's test intervals, baselines and verdict (the trials skip them: only the winner's are
+    read); from its predictions kept in memory, or predicted again when it ran in an earlier session."""
+    from plmforge.train.run import complete_test_report
+
+    best = _best(study)
+    if best is None:
+        return
+    rd = out / best.user_attrs["run_dir"]
+    metrics = rd / "test_metrics.json"
+    if not metrics.is_file() or "report" not in json.loads(metrics.read_text()):
+        return  # no test split, or completed before
+    preds = held.get(best.number)
+    if preds is None:
+        from plmforge.api import load_run, predict_records
+
+        run = load_run(rd)
+        preds = predict_records(run, prepare_data(run.config).splits["test"]).predictions
+    log.info("test intervals and baselines for the best trial, %d", best.number)
+    complete_test_report(rd, preds)
+
+
 def _one_trial(study: Any, base: RunConfig, space: list[Param], out: Path, monitor: str, trials: int,
-               progress: bool) -> None:
+               progress: bool) -> tuple[int, Any]:
+    """Runs one trial; returns its number and its test predictions (None when it has none)."""
     import optuna
 
     trial = study.ask()
@@ -243,7 +271,7 @@ def _one_trial(study: Any, base: RunConfig, space: list[Param], out: Path, monit
     trial.set_user_attr("run_dir", rd.name)
     try:
         config = trial_config(base, params, rd)
-        result = train(config, callbacks=[report], progress=progress)
+        result = train(config, callbacks=[report], progress=progress, test_report=False)
     except KeyboardInterrupt:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
@@ -251,7 +279,7 @@ def _one_trial(study: Any, base: RunConfig, space: list[Param], out: Path, monit
         log.warning("trial %d failed: %s", trial.number, exc)
         trial.set_user_attr("error", str(exc))
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return
+        return trial.number, None
     trial.set_user_attr("seconds", round(time.time() - t0, 1))
     trial.set_user_attr("epochs_run", result.fit.epochs_run)
     value = result.fit.best_value
@@ -262,6 +290,7 @@ def _one_trial(study: Any, base: RunConfig, space: list[Param], out: Path, monit
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     else:
         study.tell(trial, value)
+    return trial.number, result.test_predictions
 
 
 def _space_dict(space: list[Param]) -> dict[str, Any]:

@@ -353,7 +353,7 @@ def test_devices_and_options_are_checked(tiny_models, tiny_llama, fragments, tmp
                                    "training.max_steps=1"))
     # bf16 autocast runs on a CPU as on a GPU
     bf16 = train_instruct(_config(tiny_models, tiny_llama, fragments, tmp_path / "bf16", "training.bf16=true",
-                                  "training.max_steps=2", "training.save_strategy=no", "training.eval_strategy=no",
+                                  "training.force_precision=true", "training.max_steps=2", "training.save_strategy=no", "training.eval_strategy=no",
                                   "data.test=null"))
     assert all(np.isfinite(h["loss"]) for h in bf16.log_history if "loss" in h)
     with pytest.raises(ConfigError, match=r"lora.target_modules: 'wq' matches no linear module of this model"):

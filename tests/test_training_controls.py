@@ -77,8 +77,9 @@ def test_fp16_runs_on_a_gpu_and_is_refused_without_one(tmp_path, tiny_models, am
 
 
 def test_bf16_mixed_precision_and_gradient_checkpointing_train(tmp_path, tiny_models, amp_small):
+    # forced: the numerics are checked on every CPU (where bf16 is emulated, the refusal is test_precision's)
     cfg = _config(tmp_path, tiny_models, amp_small, "training.mixed_precision=bf16", "method.name=full",
-                  "model.gradient_checkpointing=true")
+                  "model.gradient_checkpointing=true", "training.force_precision=true")
     result = train(cfg)
     assert result.test_metrics is not None
     from plmforge.models.backbone import load_backbone

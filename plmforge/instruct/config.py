@@ -105,6 +105,7 @@ class InstructTrainingConfig:
     logging_steps: int = 10
     bf16: bool = False
     fp16: bool = False
+    force_precision: bool = False  # keep bf16 (training.bf16, model.dtype) where the device only emulates it
     gradient_checkpointing: bool = False
     dataloader_num_workers: int = 0
     seed: int = 42
@@ -185,6 +186,22 @@ def load_instruct_config(path: str | Path | None, overrides: list[str] | None = 
     return instruct_config_from_dict(apply_overrides(raw, overrides))
 
 
+def check_training_precision(cfg: InstructTrainingConfig) -> None:
+    """training.fp16 needs a CUDA GPU; training.bf16 is refused where the device only emulates bfloat16
+    (many times slower), unless training.force_precision."""
+    import torch
+
+    from plmforge.precision import check_precision, default_device
+
+    gpu = torch.cuda.is_available()
+    if cfg.fp16 and not gpu:
+        raise ConfigError("training.fp16 needs a CUDA GPU; on a CPU use neither, or training.bf16=true where the CPU "
+                          "has native bfloat16")
+    check_precision("bf16" if cfg.bf16 else None, default_device(), cfg.force_precision, "training.bf16=true",
+                    fix="training.bf16=false (float32)" + (" or training.fp16=true" if gpu else ""),
+                    keep="set training.force_precision=true")
+
+
 def training_arguments(cfg: InstructTrainingConfig, output_dir: str | Path, *, stage_epochs: float | None = None,
                        has_eval: bool = True, max_steps: int | None = None) -> Any:
     """TrainingArguments from the config: every standard argument by its own name; bf16/fp16 only where
@@ -192,10 +209,7 @@ def training_arguments(cfg: InstructTrainingConfig, output_dir: str | Path, *, s
     import torch
     from transformers import TrainingArguments
 
-    if cfg.fp16 and not torch.cuda.is_available():
-        raise ConfigError("training.fp16 needs a CUDA GPU; on a CPU use training.bf16=true or neither")
-    if cfg.bf16 and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        raise ConfigError("training.bf16: this GPU does not support bfloat16; use training.fp16=true")
+    check_training_precision(cfg)
     eval_strategy = cfg.eval_strategy if has_eval else "no"
     return TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=stage_epochs if stage_epochs is not None else cfg.num_train_epochs,

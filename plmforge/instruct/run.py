@@ -21,7 +21,12 @@ from plmforge import owned
 from plmforge.checkpoint import is_sealed, seal, verify_all
 from plmforge.config import read_config_file
 from plmforge.errors import ConfigError, RunDirError
-from plmforge.instruct.config import InstructConfig, instruct_config_from_dict, training_arguments
+from plmforge.instruct.config import (
+    InstructConfig,
+    check_training_precision,
+    instruct_config_from_dict,
+    training_arguments,
+)
 from plmforge.instruct.data import (
     FRAGMENT_TOKEN,
     PROTEIN_TOKEN,
@@ -32,6 +37,7 @@ from plmforge.instruct.data import (
     load_examples,
 )
 from plmforge.instruct.model import FragmentPerceiver, ModalityAdapter, ProteinTextModel
+from plmforge.precision import check_precision, default_device
 from plmforge.train.stopping import graceful_stop
 
 log = logging.getLogger("plmforge")
@@ -61,7 +67,10 @@ def build(config: InstructConfig, tokenizer_dir: Path | None = None) -> Built:
     m = config.model
     dtype = DTYPES[m.dtype]
     if dtype == torch.float16 and not torch.cuda.is_available():
-        raise ConfigError("model.dtype=float16 needs a CUDA GPU here; use float32 or bfloat16 on a CPU")
+        raise ConfigError("model.dtype=float16 needs a CUDA GPU here; use float32 (or bfloat16 on a CPU with native "
+                          "bfloat16)")
+    check_precision("bf16" if dtype == torch.bfloat16 else None, default_device(), config.training.force_precision,
+                    "model.dtype=bfloat16", fix="model.dtype=float32", keep="set training.force_precision=true")
     encoder = load_backbone(ModelConfig(name=m.encoder, trust_remote_code=m.trust_remote_code))
     if encoder.record_fields:
         raise ConfigError(f"model.encoder {m.encoder!r} reads {', '.join(encoder.record_fields)} besides the sequence; "
@@ -246,6 +255,7 @@ def train_instruct(config: InstructConfig, callbacks: list[Any] | None = None) -
                                how="set training.overwrite_output_dir=true",
                                other="choose another training.output_dir (or resume with "
                                      "training.resume_from_checkpoint)")
+    check_training_precision(tcfg)  # before any model is loaded or file written
     built = build(config, out / "tokenizer" if resume and (out / "tokenizer").is_dir() else None)
     d = config.data
     maxlen = config.model.max_sequence_length

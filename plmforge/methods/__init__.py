@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from plmforge.checks import one_of
+from plmforge.errors import ConfigError
 from plmforge.registry import Registry
 
 TaskModel = torch.nn.Module  # models.task_model.TaskModel: methods act on its backbone and head
@@ -33,10 +34,17 @@ class CacheOptions:
     cache_embeddings: bool = True  # read/write backbone outputs in the persistent store
     cache_dir: str | None = None  # None = $PLMFORGE_CACHE_DIR, else ~/.cache/plmforge/embeddings
     cache_dtype: str = "float32"  # float16 halves the disk space (values are rounded)
+    # stored outputs held in memory while training (MB): None = a quarter of the memory available when
+    # the run starts; 0 = every batch reads the store. Pooled vectors are small (4 bytes x hidden size a
+    # protein) and practically always fit; per-token states only for small or short datasets
+    cache_memory_mb: float | None = None
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"cache_dtype": ("float32", "float16")}
 
     def __post_init__(self) -> None:
         one_of("method.cache_dtype", self.cache_dtype, self.CHOICES["cache_dtype"])
+        if self.cache_memory_mb is not None and not self.cache_memory_mb >= 0:
+            raise ConfigError(f"method.cache_memory_mb must be >= 0 (0 reads every batch from the embedding "
+                              f"store) or null (a quarter of the available memory), got {self.cache_memory_mb!r}")
 
 
 @dataclass(frozen=True)

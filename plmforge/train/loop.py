@@ -25,7 +25,7 @@ from plmforge.events import EventLog
 from plmforge.inference import Predictions, predict_encoded, split_metrics
 from plmforge.methods import METHODS, CacheOptions
 from plmforge.models.task_model import batch_kwargs
-from plmforge.train.embedding_cache import StoreCache
+from plmforge.train.embedding_cache import PooledCollator, PooledSplit, StoreCache
 from plmforge.train.schedule import build_scheduler
 from plmforge.train.setup import Assembled
 from plmforge.train.stopping import EarlyStopping, TrainingInterrupted, graceful_stop
@@ -124,33 +124,49 @@ class Trainer:
                                    for i in range(len(recs))), dtype="S40", count=len(recs))  # 40 bytes a sample
                 for name, recs in self.asm.data.splits.items()}
         log.info("embedding store: %s (%d entries for this model and settings)", store.dir, len(store))
-        return StoreCache(store, keys, pooled, options.cache_dtype)
+        return StoreCache(store, keys, pooled, options.cache_dtype, options.cache_memory_mb)
 
     def _speed_hints(self) -> None:
-        """Say when a setting keeps backbone training off PyTorch's fused attention kernel."""
+        """Say when a setting keeps backbone training off PyTorch's fused attention kernel. bf16 is suggested
+        with the fix only where this device runs it natively: emulated bf16 is many times slower than fp32."""
         if self.spec.frozen_backbone or self.cfg.model.attention != "sdpa":
             return
         key = self.asm.backbone.family.attention_dropout_key
         rate = getattr(self.asm.backbone.model.config, key, 0.0) if key else 0.0
         if rate:
+            from plmforge.precision import native_low_precision
+
             where = "model.attention_dropout" if self.cfg.model.attention_dropout else "the checkpoint's value"
+            if native_low_precision(torch.bfloat16, self.accelerator.device).native:
+                fix = ("model.attention_dropout=0 (with training.mixed_precision=bf16, native on this device) trains "
+                       "several times faster in a fraction of the memory")
+            else:
+                fix = ("model.attention_dropout=0 trains about twice as fast in under half the memory (bf16 is not "
+                       "suggested: this device does not run it natively)")
             log.info("attention dropout %.2g (%s) keeps SDPA on its unfused kernel, which holds every heads x L x L "
-                     "matrix for the backward pass; model.attention_dropout=0 (with training.mixed_precision=bf16) "
-                     "trains several times faster in a fraction of the memory (benchmarks/results.md, Speed 3)",
-                     rate, where)
+                     "matrix for the backward pass; %s (benchmarks/results.md, Speed 3)", rate, where, fix)
 
     # ---- data ---------------------------------------------------------------------------------
-    def loader(self, split: str, train: bool) -> DataLoader:
+    def _split(self, split: str, warm: bool = False) -> tuple[Any, Callable[[list[dict]], dict]]:
+        """The split's samples and their collate function: indices and labels when its pooled vectors are
+        held in memory (not while the store is being filled: `warm`), else the tokenised split."""
+        data: EncodedSplit = self.asm.encoded[split]
+        held = not warm and self.cache is not None and self.cache.load(split, data.lengths,
+                                                                       self.asm.backbone.hidden_size)
+        if held and self.cache.pooled:  # type: ignore[union-attr]
+            return PooledSplit(data), PooledCollator(self.task.problem)
+        return data, self.collate
+
+    def loader(self, split: str, train: bool, warm: bool = False) -> DataLoader:
         """Training batches (shuffled per epoch), or length-sorted ones of the evaluation size."""
         b = self.cfg.batching
-        data: EncodedSplit = self.asm.encoded[split]
+        data, collate = self._split(split, warm)
         size = b.batch_size if train else (b.eval_batch_size or 2 * b.batch_size)
         sampler = make_batch_sampler(data.lengths, b.mode, size, b.max_tokens, self.cfg.training.seed, train)
         if train and b.mode == "tokens" and sampler.over_budget:  # type: ignore[attr-defined]
             log.warning("%d training sequences are longer than batching.max_tokens=%d; each gets a batch of its "
                         "own", sampler.over_budget, b.max_tokens)  # type: ignore[attr-defined]
-        return DataLoader(data, batch_sampler=sampler, collate_fn=self.collate,
-                          num_workers=self.cfg.training.num_workers)
+        return DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=self.cfg.training.num_workers)
 
     def _steps(self, sampler: Any) -> list[int]:
         """Optimizer steps per epoch for every epoch (token batches vary in number per epoch)."""
@@ -168,6 +184,8 @@ class Trainer:
         if self.cache is not None:
             inner = self.accelerator.unwrap_model(model)
             states = self.cache.hidden(split, batch, inner.encode)
+            if "inputs" not in batch:  # pooled vectors held in memory: the batch is indices and labels
+                return model(residue_mask=None, labels=labels, pooled=states)
             kind = "pooled" if self.cache.pooled else "hidden"
             return model(residue_mask=batch["residue_mask"], labels=labels, inputs=batch["inputs"],
                          attention_mask=batch["attention_mask"], **{kind: states})
@@ -175,8 +193,9 @@ class Trainer:
 
     def evaluate(self, model: torch.nn.Module, split: str) -> tuple[dict[str, float], Predictions]:
         """Metrics (loss first) and predictions for a whole split, through the one inference loop."""
-        preds = predict_encoded(model, self.asm.encoded[split], self.task, self.asm.scaler, self.cfg.batching,
-                                self.collate, accelerator=self.accelerator, desc=f"eval {split}",
+        data, collate = self._split(split)
+        preds = predict_encoded(model, data, self.task, self.asm.scaler, self.cfg.batching,
+                                collate, accelerator=self.accelerator, desc=f"eval {split}",
                                 forward=lambda batch: self._forward(model, batch, split).logits,
                                 num_workers=self.cfg.training.num_workers)
         return split_metrics(self.task, preds), preds
@@ -193,7 +212,7 @@ class Trainer:
         total = sum(len(self.cache.keys[s]) for s in ("train", "validation"))
         pace = EmbedPace(self.events, total)
         for split in ("train", "validation"):
-            loader = self.accelerator.prepare(self.loader(split, train=False))
+            loader = self.accelerator.prepare(self.loader(split, train=False, warm=True))
             with torch.no_grad():
                 for batch in tqdm(loader, desc=f"embedding {split}", unit="batch", leave=False, mininterval=1.0,
                                   disable=not self.accelerator.is_main_process):
@@ -205,6 +224,8 @@ class Trainer:
         self.cache.store.flush()
         self.accelerator.wait_for_everyone()
         self.cache.store.refresh()  # entries other processes computed
+        for split in ("train", "validation"):  # every epoch reads them from memory when they fit
+            self.cache.load(split, self.asm.encoded[split].lengths, self.asm.backbone.hidden_size)
         n = sum(len(v) for k, v in self.cache.keys.items() if k != "test")
         computed = self.cache.store.computed - before
         log.info("embedding store: computed %d of %d train/validation embeddings (%d read from the store)",
@@ -222,16 +243,19 @@ class Trainer:
         model = self.asm.model
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=tcfg.learning_rate, weight_decay=tcfg.weight_decay)
-        train_loader = self.loader("train", train=True)
-        sampler = train_loader.batch_sampler
+        sampler = self.loader("train", train=True, warm=True).batch_sampler
         steps = self._steps(sampler)
         self.total_steps = sum(steps)
         scheduler = build_scheduler(optimizer, tcfg, sum(steps), steps[0])
         if self.spec.prepare is not None:
             self.spec.prepare(self.accelerator.unwrap_model(model), self.cfg.method.options, sum(steps))
         model, optimizer, scheduler = self.accelerator.prepare(model, optimizer, scheduler)
-        prepared_loader = self.accelerator.prepare(train_loader)
         self._warm_cache(model)  # before a restore: the restored RNG state must be the last word
+        # made after the store is filled, so that pooled vectors held in memory feed the batches
+        prepared_loader = self.accelerator.prepare(self.loader("train", train=True))
+        # clipping walks the trainable parameters only (a frozen backbone's hundreds of tensors have no
+        # gradient); sharding engines clip their own flattened parameters
+        self.clipped = model.parameters if self.sharded else (lambda: params)
         if resume:
             self._restore(model, optimizer, scheduler)
         self._init_trackers()
@@ -299,7 +323,7 @@ class Trainer:
                 extra = self.spec.extra_loss(inner) if self.spec.extra_loss is not None else None
                 self.accelerator.backward(out.loss if extra is None else out.loss + extra)
                 if self.accelerator.sync_gradients and tcfg.max_grad_norm is not None:
-                    self.accelerator.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
+                    self.accelerator.clip_grad_norm_(self.clipped(), tcfg.max_grad_norm)
                 optimizer.step()
                 if self.accelerator.sync_gradients and self.spec.after_step is not None:
                     self.spec.after_step(inner, self.global_step + 1)  # gradients are still there

@@ -120,11 +120,18 @@ def _suggest(cfg: Any, est: MemoryEstimate, frozen: bool, materialised: bool, le
         out.append("model.gradient_checkpointing=true (keeps layer inputs only; about 30 % slower)")
     if materialised and cfg.model.attention_dropout != 0:
         out.append("model.attention_dropout=0 (lets scaled-dot-product attention use its fused kernel)")
-    if cfg.training.mixed_precision == "no":
-        out.append("training.mixed_precision=bf16 (halves activation memory)")
+    if cfg.training.mixed_precision == "no" and _native_bf16(est.device):
+        out.append("training.mixed_precision=bf16 (halves activation memory; this device runs it natively)")
     if length > 512:
         out.append(f"model.max_length=512 (the longest training sequence has {length} tokens)")
     return out
+
+
+def _native_bf16(device_type: str) -> bool:
+    """Whether bfloat16 is worth advising here (emulated bf16 is refused: plmforge.precision)."""
+    from plmforge.precision import native_low_precision
+
+    return native_low_precision(torch.bfloat16, torch.device(device_type)).native
 
 
 def available_mb(device: torch.device) -> float | None:

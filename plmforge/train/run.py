@@ -23,10 +23,12 @@ from plmforge.compare import compare, judged_metric
 from plmforge.config import RunConfig, config_to_overrides, load_run_config, save_config
 from plmforge.errors import ConfigError, RunDirError
 from plmforge.events import EVENTS_FILE, ConsoleProgress, EventLog
+from plmforge.inference import Predictions
 from plmforge.logs import buffered, file_logging
 from plmforge.methods import METHODS
 from plmforge.models.task_model import count_parameters
 from plmforge.outputs import metrics_blob, prediction_frames, summary_table, with_interval, write_frames, write_metrics
+from plmforge.precision import check_precision, default_device
 from plmforge.train.loop import FitResult, Trainer
 from plmforge.train.memory import estimate as estimate_memory
 from plmforge.train.memory import measured_peak_mb
@@ -44,6 +46,7 @@ class RunResult:
     fit: FitResult
     test_metrics: dict[str, Any] | None
     summary: str
+    test_predictions: Predictions | None = None  # the best weights' test predictions (main process)
 
 
 def preview_command(config: RunConfig) -> str:
@@ -68,13 +71,16 @@ def _check_run_dir(run_dir: Path, overwrite: bool, resume: bool, config: RunConf
 
 
 def check_hardware(config: RunConfig) -> None:
-    """Refuse settings the machine cannot honour, instead of silently training without them."""
+    """Refuse settings the machine cannot honour, instead of silently training without them (or, for a
+    precision the device only emulates, many times slower: unless training.force_precision)."""
     mp = config.training.mixed_precision
-    if mp == "fp16" and not torch.cuda.is_available():
+    gpu = torch.cuda.is_available()
+    if mp == "fp16" and not gpu:
         raise ConfigError("training.mixed_precision=fp16 needs a CUDA GPU and none is available; "
-                          "use bf16 (works on recent CPUs) or no")
-    if mp == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        raise ConfigError("training.mixed_precision=bf16 is not supported by this GPU; use fp16")
+                          "use no (float32), or bf16 on a CPU with native bfloat16")
+    check_precision(mp, default_device(), config.training.force_precision, f"training.mixed_precision={mp}",
+                    fix="training.mixed_precision=no (float32)" + (" or fp16" if gpu else ""),
+                    keep="pass --force-precision to plmforge train (or set training.force_precision=true)")
     for tracker in config.training.report_to:  # the tracker names are their package names
         try:
             __import__(tracker)
@@ -104,9 +110,13 @@ def _write_run_files(asm: Assembled, run_dir: Path) -> None:
 
 
 def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None, resume: bool = False,
-          callbacks: list[Callable[[int, Trainer], None]] | None = None, progress: bool = True) -> RunResult:
+          callbacks: list[Callable[[int, Trainer], None]] | None = None, progress: bool = True,
+          test_report: bool = True) -> RunResult:
     """Train, evaluate on the test split and write everything to the run directory, with structured
     progress events in <run>/events.jsonl (and a console progress bar fed by them unless `progress=False`).
+
+    `test_report=False` leaves out the test metrics' bootstrap intervals and the baselines (a sweep adds
+    them to its best trial only, with `complete_test_report`).
 
     With `resume`, the run directory's saved config is used and training continues from last/ (or, when
     the run was stopped before its first epoch ended, starts again from the beginning: runs are seeded,
@@ -174,7 +184,7 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
             t0 = time.time()
             trainer = Trainer(asm, rd, callbacks, events=events)
             fit = trainer.fit(resume=resume and not restart)
-            test = _finish(asm, trainer, rd, fit)
+            test, test_preds = _finish(asm, trainer, rd, fit, test_report)
             if main:  # the measured peak next to the estimate made before training
                 memory.measured_peak_mb = measured_peak_mb(state.device)
                 memory.write(rd)
@@ -192,10 +202,11 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
         events.emit("end", status="finished")
     finally:
         events.close()
-    return RunResult(rd, fit, test, summary)
+    return RunResult(rd, fit, test, summary, test_preds)
 
 
-def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[str, Any] | None:
+def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult,
+            report: bool = True) -> tuple[dict[str, Any] | None, Predictions | None]:
     """Reload the best weights, then write test metrics, predictions and plots."""
     main = trainer.accelerator.is_main_process
     spec = METHODS[asm.config.method.name]
@@ -210,9 +221,9 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
         plots.validation_metrics(rd, plot_dir / "validation_metrics.png")
     if "test" not in asm.encoded:
         log.warning("no test split: test metrics are not computed (give data.test or a test file)")
-        return None
+        return None, None
     if asm.encoded["test"].labels is None:
-        return None
+        return None, None
     trainer.events.emit("phase", phase="testing")
     metrics, preds = trainer.evaluate(asm.model, "test")  # every process takes part
     task = asm.data.task
@@ -221,14 +232,16 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
         _, val = trainer.evaluate(asm.model, "validation")
         tuned = _tune_threshold(task, asm.config.training.tune_threshold, val, preds)
     if not main:
-        return None
+        return None, None
     blob = metrics_blob(metrics, task, "test", len(preds), preds.labels, preds.scores,
                         {"best_epoch": fit.best_epoch + 1, "monitor": task.monitor})
     out = asm.config.output
-    if out.bootstrap or out.baselines:
+    if report and (out.bootstrap or out.baselines):
         trainer.events.emit("phase", phase="baselines")
         blob.update(compare(task, asm.data.splits, preds.labels, preds.scores, out.bootstrap,
                             asm.config.training.seed, out.baselines))
+    elif out.bootstrap or out.baselines:
+        blob["report"] = "deferred: intervals and baselines are computed for the sweep's best trial only"
     if tuned is not None:
         blob["threshold"] = tuned
         threshold.write(rd, tuned)
@@ -243,6 +256,25 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult) -> dict[
         task.problem.plots(preds.labels, preds.scores, plot_dir)
         if blob.get("baselines"):
             plots.baselines(blob, judged_metric(task), plot_dir / "baselines.png")
+    return blob, preds
+
+
+def complete_test_report(rd: Path, preds: Predictions) -> dict[str, Any]:
+    """Add the bootstrap intervals, baselines and verdict to the test metrics of a run trained with
+    `test_report=False` (from its test predictions), and rewrite its metric files and baseline plot."""
+    from plmforge.train.setup import prepare_data
+
+    config = load_run_config(rd)
+    data = prepare_data(config)
+    blob = json.loads((rd / "test_metrics.json").read_text())
+    blob.pop("report", None)
+    out = config.output
+    blob.update(compare(data.task, data.splits, preds.labels, preds.scores, out.bootstrap, config.training.seed,
+                        out.baselines))
+    write_metrics(blob, rd, "test")
+    if out.plots and blob.get("baselines"):
+        (rd / "plots").mkdir(exist_ok=True)
+        plots.baselines(blob, judged_metric(data.task), rd / "plots" / "baselines.png")
     return blob
 
 
