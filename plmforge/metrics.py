@@ -252,7 +252,16 @@ def compute_metrics(names: tuple[str, ...], y_true: np.ndarray, scores: np.ndarr
             warnings.simplefilter("ignore", ConstantInputWarning)
         except ImportError:
             pass
-        return {name: METRICS[name].fn(y_true, scores) for name in names}
+        try:  # the arrays are ours, already checked: scikit-learn's per-call argument checks only cost time
+            from sklearn import config_context
+
+            skip = config_context(skip_parameter_validation=True)
+        except (ImportError, TypeError):
+            from contextlib import nullcontext
+
+            skip = nullcontext()
+        with skip:
+            return {name: METRICS[name].fn(y_true, scores) for name in names}
 
 
 def direction_of(monitor: str) -> str:

@@ -226,17 +226,22 @@ def sweep(base: RunConfig | None, space: list[Param] | None, trials: int, out_di
 
 
 def _complete_best(out: Path, study: Any, held: dict[int, Any]) -> None:
-    """The best trial's test intervals, baselines and verdict (the trials skip them: only the winner's are
-    read); from its predictions kept in memory, or predicted again when it ran in an earlier session."""
-    from plmforge.train.run import complete_test_report
+    """The best trial's test intervals, baselines, verdict and plots (the trials skip them: only the winner's
+    are read); from its predictions kept in memory, or predicted again when it ran in an earlier session."""
+    from plmforge.config import load_run_config
+    from plmforge.train.run import complete_test_report, training_plots
 
     best = _best(study)
     if best is None:
         return
     rd = out / best.user_attrs["run_dir"]
     metrics = rd / "test_metrics.json"
-    if not metrics.is_file() or "report" not in json.loads(metrics.read_text()):
-        return  # no test split, or completed before
+    if not metrics.is_file():  # no test split: the training plots only
+        if load_run_config(rd).output.plots and not (rd / "plots" / "loss.png").is_file():
+            training_plots(rd)
+        return
+    if "report" not in json.loads(metrics.read_text()):
+        return  # completed before
     preds = held.get(best.number)
     if preds is None:
         from plmforge.api import load_run, predict_records

@@ -157,5 +157,7 @@ def test_a_sweep_reports_intervals_and_baselines_for_its_best_trial_only(tmp_pat
             assert blob["intervals"] and blob["baselines"] and blob["verdict"] and "report" not in blob
         else:
             assert "intervals" not in blob and "baselines" not in blob and "deferred" in blob["report"]
+        assert (tmp_path / "s" / row["run_dir"] / "plots" / "loss.png").is_file() == (tmp_path / "s" / row["run_dir"] == best)
+    assert (best / "plots" / "baselines.png").is_file() and (best / "plots" / "roc.png").is_file()
     log = (tmp_path / "s" / "sweep.log").read_text()
     assert f"test intervals and baselines for the best trial, {result.best['trial']}" in log

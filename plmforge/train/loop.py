@@ -181,9 +181,8 @@ class Trainer:
     # ---- model calls --------------------------------------------------------------------------
     def _forward(self, model: torch.nn.Module, batch: dict[str, Any], split: str) -> Any:
         labels = batch.get("labels")
-        if self.cache is not None:
-            inner = self.accelerator.unwrap_model(model)
-            states = self.cache.hidden(split, batch, inner.encode)
+        if self.cache is not None:  # the backbone is reached (unwrapped) only for entries the store lacks
+            states = self.cache.hidden(split, batch, lambda *a: self.accelerator.unwrap_model(model).encode(*a))
             if "inputs" not in batch:  # pooled vectors held in memory: the batch is indices and labels
                 return model(residue_mask=None, labels=labels, pooled=states)
             kind = "pooled" if self.cache.pooled else "hidden"

@@ -215,10 +215,9 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult,
     trainer.accelerator.wait_for_everyone()  # the main process wrote best/
     ckpt.load_weights(rd / "best", asm.model, trainer.engine)
     plot_dir = rd / "plots"
-    if asm.config.output.plots and main:
-        plot_dir.mkdir(exist_ok=True)
-        plots.loss_curves(rd, plot_dir / "loss.png")
-        plots.validation_metrics(rd, plot_dir / "validation_metrics.png")
+    draw = asm.config.output.plots and report  # a sweep draws its best trial's plots only
+    if draw and main:
+        training_plots(rd)
     if "test" not in asm.encoded:
         log.warning("no test split: test metrics are not computed (give data.test or a test file)")
         return None, None
@@ -241,7 +240,7 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult,
         blob.update(compare(task, asm.data.splits, preds.labels, preds.scores, out.bootstrap,
                             asm.config.training.seed, out.baselines))
     elif out.bootstrap or out.baselines:
-        blob["report"] = "deferred: intervals and baselines are computed for the sweep's best trial only"
+        blob["report"] = "deferred: intervals, baselines and plots are made for the sweep's best trial only"
     if tuned is not None:
         blob["threshold"] = tuned
         threshold.write(rd, tuned)
@@ -252,16 +251,23 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult,
         write_frames(rd / "test_predictions.csv", prediction_frames(
             task.problem, recs.ids, recs.sequences, preds.scores, preds.labels, asm.config.data.residue_classes,
             tuned["threshold"] if tuned else None))
-    if asm.config.output.plots:
+    if draw:
         task.problem.plots(preds.labels, preds.scores, plot_dir)
         if blob.get("baselines"):
             plots.baselines(blob, judged_metric(task), plot_dir / "baselines.png")
     return blob, preds
 
 
+def training_plots(rd: Path) -> None:
+    """The loss curves and validation metrics per epoch, from the run's metric files."""
+    (rd / "plots").mkdir(exist_ok=True)
+    plots.loss_curves(rd, rd / "plots" / "loss.png")
+    plots.validation_metrics(rd, rd / "plots" / "validation_metrics.png")
+
+
 def complete_test_report(rd: Path, preds: Predictions) -> dict[str, Any]:
     """Add the bootstrap intervals, baselines and verdict to the test metrics of a run trained with
-    `test_report=False` (from its test predictions), and rewrite its metric files and baseline plot."""
+    `test_report=False` (from its test predictions), rewrite its metric files and draw its plots."""
     from plmforge.train.setup import prepare_data
 
     config = load_run_config(rd)
@@ -272,9 +278,11 @@ def complete_test_report(rd: Path, preds: Predictions) -> dict[str, Any]:
     blob.update(compare(data.task, data.splits, preds.labels, preds.scores, out.bootstrap, config.training.seed,
                         out.baselines))
     write_metrics(blob, rd, "test")
-    if out.plots and blob.get("baselines"):
-        (rd / "plots").mkdir(exist_ok=True)
-        plots.baselines(blob, judged_metric(data.task), rd / "plots" / "baselines.png")
+    if out.plots:
+        training_plots(rd)
+        data.task.problem.plots(preds.labels, preds.scores, rd / "plots")
+        if blob.get("baselines"):
+            plots.baselines(blob, judged_metric(data.task), rd / "plots" / "baselines.png")
     return blob
 
 
