@@ -142,7 +142,7 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
     with buffered() as early:  # validates data and model before anything is written
         if state.num_processes > 1:
             log.info("distributed run: %d processes (%s)", state.num_processes, state.distributed_type.value)
-        asm = assemble(config, tokenizer_dir=rd / "tokenizer" if resume else None, new_run=not resume)
+        asm = assemble(config, tokenizer_dir=rd / "tokenizer" if resume else None)
         memory = estimate_memory(asm.model, asm.backbone.model.config, [int(n) for n in asm.encoded["train"].lengths],
                                  asm.config, METHODS[asm.config.method.name].frozen_backbone, state.device)
         report_memory(memory)

@@ -52,33 +52,11 @@ def prepare_data(config: RunConfig) -> PreparedData:
     return load_data(config.data, config.training, fields=fields, cv=config.cv)
 
 
-def resolve_attention_dropout(config: RunConfig) -> RunConfig:
-    """Adapter runs (LoRA, DoRA, AdaLoRA, IA3, QLoRA) train without dropout on attention weights unless
-    model.attention_dropout says otherwise: with a rate above 0, PyTorch's SDPA has no fused CPU kernel and
-    keeps every heads x L x L matrix for the backward pass (benchmarks/results.md, Speed 3: about twice as
-    slow and twice the memory on AntiBERTy). The adapters themselves keep their own dropout."""
-    from plmforge.methods import METHODS
-
-    if (config.model.attention_dropout is not None or not METHODS[config.method.name].uses_peft
-            or config.model.attention != "sdpa"):
-        return config
-    if resolve_model(config.model).family.attention_dropout_key is None:
-        return config  # the family has no separate rate (its dropout covers every layer)
-    log.info("model.attention_dropout=0 for this %s run: attention then runs on PyTorch's fused kernel (the "
-             "checkpoint's own rate would keep every attention matrix for the backward pass); set "
-             "model.attention_dropout to train with a rate", config.method.name)
-    return config.replace(model=dataclasses.replace(config.model, attention_dropout=0.0))
-
-
-def assemble(config: RunConfig, tokenizer_dir: Path | None = None, new_run: bool = True) -> Assembled:
-    """`new_run=False` (a resumed run) takes the saved config as it is: defaults resolved since are not
-    applied to a run that started without them."""
+def assemble(config: RunConfig, tokenizer_dir: Path | None = None) -> Assembled:
     data = prepare_data(config)
     if data.config is not None:  # the columns found in the file are saved with the run
         config = config.replace(data=data.config)
     config = resolve_head(config, data.task)
-    if new_run:
-        config = resolve_attention_dropout(config)
     backbone = load_run_backbone(config, tokenizer_dir)
     scaler = data.task.problem.fit_scaler(data.task.normalisation, data.splits["train"].labels or [])
     encoded = {name: encode_records(backbone, records, data.task, scaler, name)
