@@ -11,18 +11,52 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-if "PLMFORGE_CACHE_DIR" not in os.environ:  # the tests' embedding store: never the user's
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... under `pytest -n N`
+if XDIST_WORKER:
+    # N workers on N cores: one intra-op thread each (more only fight over the cores); set before torch
+    # is imported, and inherited by the subprocesses the tests start
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
+
+def _test_dir(var: str, prefix: str) -> None:
+    """The tests' own directory in `var`: never the user's; under xdist one per worker (the controller's
+    directory, inherited by every worker, would otherwise be shared)."""
     import tempfile
 
-    os.environ["PLMFORGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="plmforge-store-")
-if "PLMFORGE_DATA_DIR" not in os.environ:  # splits kept on disk (data.storage) while a test trains
-    import tempfile
+    if var not in os.environ:
+        os.environ[var] = tempfile.mkdtemp(prefix=prefix)
+    if XDIST_WORKER:  # the subprocesses a test starts inherit their worker's directory
+        os.environ[var] = os.path.join(os.environ[var], XDIST_WORKER)
+        os.makedirs(os.environ[var], exist_ok=True)
 
-    os.environ["PLMFORGE_DATA_DIR"] = tempfile.mkdtemp(prefix="plmforge-ondisk-")
+
+_test_dir("PLMFORGE_CACHE_DIR", "plmforge-store-")  # the embedding store
+_test_dir("PLMFORGE_DATA_DIR", "plmforge-ondisk-")  # splits kept on disk (data.storage) while a test trains
+if XDIST_WORKER:
+    import torch
+
+    torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 RESIDUES = "LAGVESIKRDTPNQFYMHCWXUBZO"
+
+
+# Under xdist (scripts/test.sh: `-n 2 --dist loadfile --no-loadscope-reorder`) whole files go to the workers
+# in collection order, each to the first worker that is free: the longest files go first, so the last to
+# start are short ones and both workers end at about the same time. Measured with one torch thread per
+# worker, longest first; the other files keep their order after these.
+LONGEST_FIRST = ("tests/test_ptm.py", "tests/test_crash.py", "tests/test_ui_browser.py", "tests/test_ondisk.py",
+                 "tests/test_instruct.py", "tests/test_ses_adapter.py", "tests/e2e/test_lora_antiberty.py",
+                 "tests/e2e/test_quickstart.py", "tests/e2e/test_secondary_structure.py", "tests/test_peft.py",
+                 "tests/test_structure.py", "tests/e2e/test_paratope_antiberty.py", "tests/test_training.py",
+                 "tests/test_embed.py", "tests/test_stream.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if XDIST_WORKER:  # a serial run keeps pytest's order
+        rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: files stay whole
 
 
 _RUNNING: dict[str, pytest.Item] = {}
@@ -46,6 +80,16 @@ def stop_after_epoch(index: int):  # type: ignore[no-untyped-def]
             raise StopTraining
 
     return stop
+
+
+def free_port() -> int:
+    """A free loopback port for a test's server or process group (never a fixed number: tests run
+    side by side under xdist)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def shared(*parts: str) -> Path:
@@ -134,6 +178,19 @@ def amp_small(tmp_path_factory: pytest.TempPathFactory, amp_dir: Path) -> Path:
         df = df.groupby("label").head(n // 2)
         df.to_csv(out / f"{split}.csv", index=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def structures():  # type: ignore[no-untyped-def]
+    """Every chain of the 48 real structure files in ../shared/data/structures with its 3Di and 8-state DSSP
+    strings (2 worker processes, mkdssp): a StructureResult, computed once for test_structure.py and
+    test_ses_adapter.py (about half a minute). Use `.table()` for a DataFrame of your own."""
+    from plmforge.structure.build import structure_tokens
+    from plmforge.structure.tokens import mkdssp_path
+
+    if mkdssp_path() is None:
+        pytest.fail("mkdssp is not installed: run `bash scripts/system.sh` (installs Debian's dssp package)")
+    return structure_tokens([shared("structures", "files")], workers=2, progress=False)
 
 
 WORDS = ("which residues bind the antigen where is the longest paratope segment what kind of fragment is this "

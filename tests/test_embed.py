@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import free_port
 
 from plmforge.cli import main
 from plmforge.config import ModelConfig
@@ -81,7 +82,7 @@ def test_bf16_embeddings_match_fp32_on_real_sequences(tmp_path, amp_dir):
 def test_two_processes_share_the_work_without_duplicates_or_gaps(tiny_models, tmp_path, amp_dir):
     df = pd.read_csv(amp_dir / "test.csv").head(60)
     df.to_csv(tmp_path / "in.csv", index=False)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "plmforge.cli", "embed", "--model", str(tiny_models["esm"]), "--input", str(tmp_path / "in.csv"),
            "--out", str(tmp_path / "two.h5"), "--cache-dir", str(tmp_path / "store2"), "--max-tokens", "300"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"))

@@ -53,7 +53,7 @@ def test_memory_and_store_give_the_same_run_to_the_last_digit(tmp_path, tiny_mod
     streamed = _run(tmp_path, tiny_models, amp_small, "stream", f"head.pooling={pooling}", "method.cache_memory_mb=0")
     held = _run(tmp_path, tiny_models, amp_small, "memory", f"head.pooling={pooling}")
     kind = "pooled vectors" if pooling == "mean" else "per-token states"
-    assert f"held in memory" not in _log(streamed.run_dir)
+    assert "held in memory" not in _log(streamed.run_dir)
     assert f"the train split's 96 {kind} held in memory" in _log(held.run_dir)
     assert f"the test split's 32 {kind} held in memory" in _log(held.run_dir)  # stored by the first run
     _same_run(streamed.run_dir, held.run_dir)

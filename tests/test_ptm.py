@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import shared
+from conftest import free_port, shared
 
 from plmforge.checkpoint import load_file_checked, save_file_checked, sha256
 from plmforge.errors import DataError, RunDirError
@@ -123,18 +123,35 @@ def dephospho_table(out: Path) -> Path:
     return path
 
 
+D_MODEL = 16  # small: the scan's cost grows with d_model x d_state, and no test here needs a bigger model
+
+
 def _cfg(data: Path, out: Path, *extra: str):
     return load_ptm_config(None, [f"dataset.dataset_location={data}", "dataset.id_column_name=id",
-                                  "dataset.val_size=25", "dataset.test_size=25", "model.d_model=32",
-                                  "model.n_layers=2", "model.d_state=8", f"training.output_dir={out}",
+                                  "dataset.val_size=25", "dataset.test_size=25", f"model.d_model={D_MODEL}",
+                                  "model.n_layers=2", "model.d_state=4", f"training.output_dir={out}",
                                   "training.per_device_train_batch_size=16", "training.lr=0.003",
                                   "training.log_steps=5", *extra])
 
 
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The uninterrupted 3-epoch run on the real windows, trained once for this module: the resume test
+    checks it and compares against it; the embedding and backbone tests work on copies of its directory."""
+    tmp = tmp_path_factory.mktemp("ptm_whole")
+    data = dephospho_table(tmp)
+    return data, train_ptm(_cfg(data, tmp / "whole", "training.num_train_epochs=3"))
+
+
+def _copy_of(run_dir: Path, dst: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run_dir, dst))
+
+
 @pytest.mark.shared_data
-def test_training_learns_resumes_exactly_and_writes_the_run(tmp_path, monkeypatch):
-    data = dephospho_table(tmp_path)
-    whole = train_ptm(_cfg(data, tmp_path / "whole", "training.num_train_epochs=3"))
+def test_training_learns_resumes_exactly_and_writes_the_run(tmp_path, monkeypatch, whole_run):
+    data, whole = whole_run
     rd = whole.run_dir
     for name in ("config.yaml", "split_mapping.json", "metrics.json", "best.ckpt", "last.ckpt"):
         assert (rd / name).is_file(), name
@@ -193,7 +210,8 @@ def test_two_processes_under_accelerate(tmp_path):
             f"training.output_dir={tmp_path / 'run'}", "training.num_train_epochs=1", "training.log_steps=3",
             "training.per_device_train_batch_size=16"]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes=2", "--num_machines=1",
-           "--mixed_precision=no", "--dynamo_backend=no", "--cpu", str(script), *args]
+           f"--main_process_port={free_port()}", "--mixed_precision=no", "--dynamo_backend=no", "--cpu", str(script),
+           *args]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -219,15 +237,15 @@ def test_the_cli_trains_from_a_config_file(tmp_path, capsys):
 
 
 @pytest.mark.shared_data
-def test_a_trained_model_gives_per_token_embeddings(tmp_path):
+def test_a_trained_model_gives_per_token_embeddings(tmp_path, whole_run):
     from plmforge.ptm.train import load_ptm_model, ptm_embeddings
 
-    data = dephospho_table(tmp_path)
-    run = train_ptm(_cfg(data, tmp_path / "run", "training.num_train_epochs=1")).run_dir
+    data, whole = whole_run
+    run = _copy_of(whole.run_dir, tmp_path / "run")  # a copy: this test damages its checkpoint
     model, tok = load_ptm_model(run)
     seqs = pd.read_csv(data)["ptm_seq"].head(5).tolist() + ["MK<Phosphoserine>"]
     embs = ptm_embeddings(model, tok, seqs, batch_size=4)
-    assert [e.shape for e in embs] == [(len(tok.tokenize(s)), 32) for s in seqs]
+    assert [e.shape for e in embs] == [(len(tok.tokenize(s)), D_MODEL) for s in seqs]
     alone = ptm_embeddings(model, tok, seqs[-1:])[0]
     np.testing.assert_allclose(embs[-1], alone, atol=1e-5)  # the same alone as in a padded batch
     with pytest.raises(Exception, match="does not exist"):
@@ -318,7 +336,7 @@ def test_training_with_gated_plm_fusion(tmp_path, tiny_models):
     model, tok = load_ptm_model(result.run_dir)
     assert model.plm_proj is not None and model.plm_proj.in_features == 64
     [emb] = ptm_embeddings(model, tok, ["MK<Phosphoserine>AV"])
-    assert emb.shape == (5, 32)
+    assert emb.shape == (5, D_MODEL)
 
 
 @pytest.mark.shared_data
@@ -366,7 +384,7 @@ def test_precomputed_plm_states_from_the_store(tmp_path, tiny_models, capsys):
 
 
 @pytest.mark.shared_data
-def test_a_trained_ptm_mamba_is_a_fine_tuning_backbone(tmp_path, capsys):
+def test_a_trained_ptm_mamba_is_a_fine_tuning_backbone(tmp_path, capsys, whole_run):
     """A `ptm train` run directory as model.name: LoRA and a frozen backbone on real SUMOylation site windows,
     predictions from the run, and the backbone's residue states equal the PTM model's own embeddings."""
     from plmforge.api import predict
@@ -376,9 +394,9 @@ def test_a_trained_ptm_mamba_is_a_fine_tuning_backbone(tmp_path, capsys):
     from plmforge.ptm.train import load_ptm_model, ptm_embeddings
     from plmforge.train.run import train
 
-    ptm_run = train_ptm(_cfg(dephospho_table(tmp_path), tmp_path / "ptm", "training.num_train_epochs=1")).run_dir
+    ptm_run = _copy_of(whole_run[1].run_dir, tmp_path / "ptm")  # a trained run directory (a copy of the module's)
     backbone = load_backbone(ModelConfig(name=str(ptm_run)))
-    assert backbone.family.name == "ptm_mamba" and backbone.hidden_size == 32
+    assert backbone.family.name == "ptm_mamba" and backbone.hidden_size == D_MODEL
     model, tok = load_ptm_model(ptm_run)
     seq = "MKVLAAGIVGKSEQ"
     ids = torch.from_numpy(tok.encode(seq))[None]

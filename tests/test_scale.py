@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 
 from plmforge.config import load_config
 from plmforge.models.backbone import load_backbone
@@ -144,7 +145,7 @@ def test_sharded_fsdp2_model_loads_and_gathers_checkpoints(tmp_path, tiny_models
 
     script = tmp_path / "fsdp2_check.py"
     script.write_text(FSDP2_SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            str(script), str(tiny_models["esm"]), str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import StopTraining, shared, stop_after_epoch
+from conftest import StopTraining, stop_after_epoch
 from safetensors.torch import load_file
 
 from plmforge.api import load_run
@@ -18,7 +18,6 @@ from plmforge.cli import main
 from plmforge.config import load_config
 from plmforge.errors import ConfigError, DataError
 from plmforge.methods.ses_adapter import StructureAdapter
-from plmforge.structure.build import structure_tokens
 from plmforge.train.run import train
 from plmforge.train.setup import assemble
 
@@ -26,10 +25,11 @@ pytestmark = pytest.mark.shared_data
 SS3 = {"H": "H", "G": "H", "I": "H", "E": "E", "B": "E"}
 
 
-def structure_dataset(out: Path, longest: int, test_files: int, validation_files: int) -> Path:
-    """Every protein chain of the 48 files (10 to `longest` residues), split by file (seeded); labels: the
-    3-state secondary structure per residue (`ss3`), and per chain whether over a third is helix (`helical`)."""
-    table = structure_tokens([shared("structures", "files")], workers=2, progress=False).table()
+def structure_dataset(structures, out: Path, longest: int, test_files: int, validation_files: int) -> Path:
+    """Every protein chain of the 48 files (10 to `longest` residues; `structures`: conftest's fixture, the
+    3Di and DSSP strings of all 48), split by file (seeded); labels: the 3-state secondary structure per
+    residue (`ss3`), and per chain whether over a third is helix (`helical`)."""
+    table = structures.table()
     table = table[table["aa_seq"].str.len().between(10, longest)].copy()
     table["ss3"] = ["".join(SS3.get(c, "L") for c in s) for s in table["ss8_seq"]]
     table["helical"] = [int(s.count("H") > len(s) / 3) for s in table["ss3"]]
@@ -45,8 +45,8 @@ def structure_dataset(out: Path, longest: int, test_files: int, validation_files
 
 
 @pytest.fixture(scope="module")
-def ss_data(tmp_path_factory) -> Path:
-    return structure_dataset(tmp_path_factory.mktemp("ss_data"), 120, 6, 6)
+def ss_data(tmp_path_factory, structures) -> Path:
+    return structure_dataset(structures, tmp_path_factory.mktemp("ss_data"), 120, 6, 6)
 
 
 def _cfg(tmp_path, tiny_models, data, out="run", *extra):
@@ -183,11 +183,11 @@ def test_options_are_checked(tmp_path, tiny_models, ss_data):
 
 @pytest.mark.e2e
 @pytest.mark.pretrained
-def test_3di_tokens_help_antiberty_predict_secondary_structure(tmp_path):
+def test_3di_tokens_help_antiberty_predict_secondary_structure(tmp_path, structures):
     """Per-residue 3-state secondary structure (from DSSP) of the real chains (up to 510 residues; 68 chains
     of 34 files to train, 6 files to validate, 8 to test), predicted from sequence with a frozen AntiBERTy:
     the residue head alone (freeze) vs the SES-Adapter fed the chains' 3Di tokens."""
-    data = structure_dataset(tmp_path / "data", 510, 8, 6)
+    data = structure_dataset(structures, tmp_path / "data", 510, 8, 6)
     common = [f"data.dataset={data}", "model.name=antiberty", "data.problem_type=residue_single_label_classification",
               "data.label_column=ss3", "data.residue_classes=H,E,L", "training.epochs=9",
               "training.learning_rate=0.001", "training.patience=null", f"method.cache_dir={tmp_path / 'store'}"]

@@ -17,7 +17,7 @@ from plmforge.cli import main
 from plmforge.structure.build import collect_paths, process_file, structure_tokens
 from plmforge.structure.dataset import add_structure_columns
 from plmforge.structure.reader import read_structure
-from plmforge.structure.tokens import choose_secondary_structure, foldseek_tokens, mkdssp_path, parse_dssp
+from plmforge.structure.tokens import choose_secondary_structure, foldseek_tokens, parse_dssp
 
 pytestmark = pytest.mark.shared_data
 SS8_TO_SS3 = {"H": "H", "G": "H", "I": "H", "E": "E", "B": "E"}
@@ -40,17 +40,10 @@ def fasta(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def table() -> pd.DataFrame:
-    """All 48 files, 2 worker processes, mkdssp for secondary structure."""
-    need_mkdssp()
-    result = structure_tokens([shared("structures", "files")], workers=2, progress=False)
-    pytest.structure_result = result  # type: ignore[attr-defined]
-    return result.table().set_index("id")
-
-
-def need_mkdssp() -> None:
-    if mkdssp_path() is None:
-        pytest.fail("mkdssp is not installed: run `bash scripts/system.sh` (installs Debian's dssp package)")
+def table(structures) -> pd.DataFrame:
+    """All 48 files, 2 worker processes, mkdssp for secondary structure (conftest's `structures`)."""
+    pytest.structure_result = structures  # type: ignore[attr-defined]
+    return structures.table().set_index("id")
 
 
 def test_3di_equals_foldseek_for_every_reference_chain_we_have(table):

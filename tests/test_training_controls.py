@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 
 from plmforge.config import TrainingConfig, load_config
 from plmforge.errors import ConfigError
@@ -179,7 +180,7 @@ def test_two_process_data_parallel_run_with_torchrun(tmp_path, tiny_models, amp_
 
     import pandas as pd
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "plmforge.cli", "train", f"data.dataset={amp_small}", f"model.name={tiny_models['esm']}",
            "data.problem_type=single_label_classification", "method.name=full", "training.epochs=2",
            "batching.mode=tokens", "batching.max_tokens=700", f"output.dir={tmp_path / 'run'}"]
