@@ -96,8 +96,12 @@ class ModelConfig:
     name: str = "antiberty"  # zoo name, HuggingFace id or local directory
     max_length: int | None = None  # residues; None = the model's limit
     trust_remote_code: bool = False
-    gradient_checkpointing: bool = False
-    checkpoint_every: int = 1  # with gradient_checkpointing: recompute every Nth encoder layer (1 = all of them)
+    # recompute activations in the backward pass instead of keeping them; None = the memory plan decides (training
+    # the backbone: on, for every k-th layer, when the largest batch's activations would not fit the activation
+    # budget even in micro-batches; a frozen backbone: off)
+    gradient_checkpointing: bool | None = None
+    checkpoint_every: int | None = None  # recompute every Nth encoder layer (1 = all); None = 1, or the plan's choice
+    activation_budget_mb: float | None = None  # the memory plan's ceiling for activations; None = half the free memory
     attention: str = "sdpa"  # PyTorch scaled-dot-product attention, or the model's 'eager' implementation
     # dropout on attention weights while training; None = the checkpoint's own value. Above 0, PyTorch's
     # SDPA falls back to its unfused kernel (every heads x L x L matrix kept for the backward pass)
@@ -111,7 +115,10 @@ class ModelConfig:
             raise choice_error("model.attention", self.attention, ATTENTION)
         if self.max_length is not None:
             positive("model.max_length", self.max_length)
-        positive("model.checkpoint_every", self.checkpoint_every)
+        if self.checkpoint_every is not None:
+            positive("model.checkpoint_every", self.checkpoint_every)
+        if self.activation_budget_mb is not None:
+            positive("model.activation_budget_mb", self.activation_budget_mb)
         if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
             raise ConfigError(f"model.attention_dropout must be in [0, 1), got {self.attention_dropout!r}")
 
@@ -160,6 +167,11 @@ class BatchingConfig:
     batch_size: int = 16
     max_tokens: int = 10_000
     eval_batch_size: int | None = None  # None = 2 x batch_size
+    # a training batch above this many padded tokens runs as length-sorted micro-batches within one optimizer
+    # step (gradients accumulated, each part's loss weighted by its share: the step's loss is the batch's);
+    # None = the memory plan decides (one process on a CPU: parts of at most 512 tokens, fewer when the activation
+    # budget asks; elsewhere whole batches), 0 = never split
+    micro_batch_tokens: int | None = None
     CHOICES: ClassVar[dict[str, Any]] = {"mode": BATCHING_MODES}
 
     def __post_init__(self) -> None:
@@ -170,6 +182,8 @@ class BatchingConfig:
             raise ConfigError(f"batching.max_tokens must be >= 64, got {self.max_tokens!r}")
         if self.eval_batch_size is not None:
             positive("batching.eval_batch_size", self.eval_batch_size)
+        if self.micro_batch_tokens is not None:
+            positive("batching.micro_batch_tokens", self.micro_batch_tokens, allow_zero=True)
 
 
 @dataclass(frozen=True)

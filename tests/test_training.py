@@ -85,7 +85,11 @@ def test_run_directory_has_every_output(tmp_path, tiny_models, amp_small):
     given = {k: v for k, v in dataclasses.asdict(cfg.data).items() if v is not None}
     assert {k: v for k, v in dataclasses.asdict(saved.data).items() if k in given} == given
     assert (saved.data.sequence_column, saved.data.label_column, saved.data.id_column) == ("aa_seq", "label", "id")
-    assert saved == cfg.replace(head=dataclasses.replace(cfg.head, pooling="mean"), data=saved.data)
+    # ... and what the memory plan settled: a frozen backbone recomputes nothing and splits no batch
+    assert (cfg.model.gradient_checkpointing, cfg.batching.micro_batch_tokens) == (None, None)
+    assert saved == cfg.replace(head=dataclasses.replace(cfg.head, pooling="mean"), data=saved.data,
+                                model=dataclasses.replace(cfg.model, gradient_checkpointing=False),
+                                batching=dataclasses.replace(cfg.batching, micro_batch_tokens=0))
     assert main(["train", "--config", str(rd / "config.yaml"), f"output.dir={rd}_again"]) == 0
     again = json.loads((Path(f"{rd}_again") / "test_metrics.json").read_text())
     assert again["metrics"] == metrics["metrics"]

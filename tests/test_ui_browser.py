@@ -255,7 +255,13 @@ def test_one_file_from_upload_to_test_metrics_on_the_page(ui, tmp_path):
     assert shown.head.pooling is None and ran.head.pooling == "mean"  # the default head is written as resolved
     import dataclasses
 
-    assert shown == ran.replace(head=shown.head, output=dataclasses.replace(ran.output, dir=str(tmp_path / "again")))
+    # the memory plan's choices are written as settled too (left unset in the command)
+    assert (shown.model.gradient_checkpointing, shown.batching.micro_batch_tokens) == (None, None)
+    assert ran.model.gradient_checkpointing is False and ran.batching.micro_batch_tokens is not None
+    assert shown == ran.replace(head=shown.head, output=dataclasses.replace(ran.output, dir=str(tmp_path / "again")),
+                                model=shown.model, batching=shown.batching)
+    assert ran.model == dataclasses.replace(shown.model, gradient_checkpointing=False)
+    assert ran.batching == dataclasses.replace(shown.batching, micro_batch_tokens=ran.batching.micro_batch_tokens)
     (ARTIFACTS / "timings.json").write_text(json.dumps({
         "start_to_first_status_seconds": round(first_status, 1), "open_to_finished_seconds": round(finished_after),
         "clicks": clicks}))

@@ -89,7 +89,17 @@ def test_previewed_command_runs_as_shown_and_gives_the_same_config(tmp_path, tin
 
     # the run saves the columns it found in the file (the form left them to be found)
     assert req.config.data.sequence_column is None
-    assert load_run_config(tmp_path / "run") == req.config.replace(data=resolve_columns(req.config.data)[0])
+    # ... and what the memory plan settled for LoRA on a CPU: batches of 16 peptides (up to 832 padded tokens)
+    # run in parts of at most 512, nothing recomputed
+    import dataclasses
+
+    from plmforge.train.memory import CPU_MICRO_BATCH_TOKENS
+
+    c = req.config
+    assert (c.model.gradient_checkpointing, c.batching.micro_batch_tokens) == (None, None)
+    assert load_run_config(tmp_path / "run") == c.replace(
+        data=resolve_columns(c.data)[0], model=dataclasses.replace(c.model, gradient_checkpointing=False),
+        batching=dataclasses.replace(c.batching, micro_batch_tokens=CPU_MICRO_BATCH_TOKENS))
     assert req.argv()[-len(req.overrides):] == list(req.overrides) and "sh" not in req.argv()[0]
 
 
@@ -336,3 +346,19 @@ def test_picking_another_label_column_changes_the_task_and_a_hub_entry_resets_it
     # a catalogue entry read from the hub: its own task and the usual columns, never the previous dataset's
     out = step_data.column_outputs(None, "", "DLKcat")
     assert [u["value"] for u in out[:3]] == ["aa_seq", "label", ""] and out[5]["value"] == "regression"
+
+
+def test_an_automatic_switch_has_three_states_in_the_form():
+    """model.gradient_checkpointing unset means "the memory plan decides": the form offers automatic, on and
+    off, and leaving it automatic sends nothing (a checkbox would have sent false)."""
+    from plmforge.ui.widgets import field_widget
+
+    field = forms.field_of("model.gradient_checkpointing")
+    assert (field.kind, field.optional, field.default) == ("bool", True, None)
+    widget = field_widget(field)
+    assert type(widget).__name__ == "Dropdown" and widget.value == ""
+    assert [c[1] for c in widget.choices] == ["", "true", "false"]
+    assert forms.format_value(field, "") is None
+    assert (forms.format_value(field, "true"), forms.format_value(field, "false")) == ("true", "false")
+    plain = forms.field_of("output.plots")  # an ordinary switch stays a checkbox
+    assert type(field_widget(plain)).__name__ == "Checkbox" and forms.format_value(plain, False) == "false"

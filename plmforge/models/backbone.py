@@ -150,10 +150,7 @@ def load_backbone(cfg: ModelConfig, tokenizer_dir: Path | None = None,
     except OSError as exc:
         raise ConfigError(f"model {cfg.name!r} could not be loaded from {resolved.source!r}: {exc}") from None
     if cfg.gradient_checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable()  # recompute activations in the backward pass: less memory, ~30 % more time
-        if cfg.checkpoint_every > 1:
-            checkpoint_some_layers(model, cfg.checkpoint_every)
+        enable_checkpointing(model, cfg.checkpoint_every or 1)
     tokenizer = load_tokenizer(resolved, tokenizer_dir)
     max_residues = resolved.max_residues
     if cfg.max_length is not None:
@@ -181,6 +178,16 @@ def backbone_fingerprint(backbone: Backbone, stored: str, dtype: str, layer: int
             "rules": {"split_residues": family.split_residues, "rare_map": family.rare_map,
                       "inputs": [i.name for i in family.inputs]},
             "max_residues": backbone.max_residues, "layer": layer, "stored": stored, "dtype": dtype}
+
+
+def enable_checkpointing(model: Any, every: int = 1) -> None:
+    """Recompute activations in the backward pass (less memory, more time) on every `every`-th encoder
+    layer of a loaded transformers model; also after an adapter method has wrapped it (the layers are the
+    same objects)."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+    if every > 1:
+        checkpoint_some_layers(model, every)
 
 
 def checkpoint_some_layers(model: Any, every: int) -> int:

@@ -88,6 +88,10 @@ class TaskModel(nn.Module):
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return (self.objective or self.problem.loss)(logits, labels)
 
+    def loss_units(self, labels: torch.Tensor) -> float:
+        """What the training loss averages over in `labels` (micro-batches are weighted by it)."""
+        return (self.objective or self.problem).loss_units(labels)
+
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities for classification, the raw (normalised) value for regression."""
         return self.problem.scores(logits)

@@ -185,6 +185,9 @@ class ProblemType:
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.kind.loss(logits, targets)
 
+    def loss_units(self, targets: torch.Tensor) -> float:
+        return self.kind.loss_units(targets)
+
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         return self.kind.scores(logits)
 

@@ -71,6 +71,11 @@ class LabelKind:
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def loss_units(self, targets: torch.Tensor) -> float:
+        """What the loss averages over in `targets` (the targets that count), so that the losses of the parts
+        of a batch, weighted by their units, add up to the batch's loss."""
+        return float((~torch.isnan(targets.float())).sum())
+
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -158,6 +163,9 @@ class Classes(LabelKind):
         # logits (..., C), targets (...) holding IGNORE where nothing counts
         logits = logits.float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.long().reshape(-1), ignore_index=IGNORE)
+
+    def loss_units(self, targets: torch.Tensor) -> float:
+        return float((targets.long() != IGNORE).sum())
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits.float(), dim=-1)

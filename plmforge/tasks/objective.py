@@ -56,6 +56,14 @@ class Objective:
             loss = (1 - p_t).clamp_min(0) ** self.gamma * loss
         return loss[mask].mean()
 
+    def loss_units(self, targets: torch.Tensor) -> float:
+        """What __call__ averages over: the counted targets, each with its class weight (single-label)."""
+        if self.kind == "classes":
+            t = targets.long().reshape(-1)
+            t = t[t != IGNORE]
+            return float(t.numel() if self.weights is None else self.weights[t.cpu()].sum())
+        return float((~torch.isnan(targets.float())).sum())
+
     def describe(self) -> str:
         parts = []
         if self.weights is not None:

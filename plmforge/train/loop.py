@@ -318,9 +318,7 @@ class Trainer:
                 # the loader drew from the RNG when it started: put back the state of the interrupted step
                 ckpt.set_rng_state(partial["rng"])
             with self.accelerator.accumulate(model):
-                out = self._forward(model, batch, "train")
-                extra = self.spec.extra_loss(inner) if self.spec.extra_loss is not None else None
-                self.accelerator.backward(out.loss if extra is None else out.loss + extra)
+                step_loss = self._backward(model, inner, batch)
                 if self.accelerator.sync_gradients and tcfg.max_grad_norm is not None:
                     self.accelerator.clip_grad_norm_(self.clipped(), tcfg.max_grad_norm)
                 optimizer.step()
@@ -328,7 +326,7 @@ class Trainer:
                     self.spec.after_step(inner, self.global_step + 1)  # gradients are still there
                 scheduler.step()
                 optimizer.zero_grad()
-            loss = float(out.loss.detach())
+            loss = step_loss
             loss_sum, n_batches = loss_sum + loss, n_batches + 1
             window.append(loss)
             step_losses.append(loss)
@@ -344,6 +342,63 @@ class Trainer:
                     self._save_partial(model, optimizer, scheduler, epoch, n_batches, loss_sum, time.time() - t0)
                     raise TrainingInterrupted(self.run_dir, self.global_step, epoch + 1, n_batches)
         return {"epoch": epoch + 1, "train_loss": loss_sum / max(n_batches, 1), "seconds": round(time.time() - t0, 2)}
+
+    def _backward(self, model: Any, inner: Any, batch: dict[str, Any]) -> float:
+        """Forward and backward of one training batch; the batch's loss. Above batching.micro_batch_tokens
+        padded tokens the batch runs as length-sorted micro-batches, each loss weighted by its share of what
+        the loss averages over (the counted targets, with their class weights), so the accumulated gradients
+        and the returned loss are the whole batch's."""
+        extra = self.spec.extra_loss(inner) if self.spec.extra_loss is not None else None
+        parts = self._micro_batches(batch)
+        total = inner.loss_units(batch["labels"]) if parts is not None else 0.0
+        if not total:  # whole (or nothing counted in the batch: its loss says so)
+            out = self._forward(model, batch, "train")
+            self.accelerator.backward(out.loss if extra is None else out.loss + extra)
+            return float(out.loss.detach())
+        shares = [inner.loss_units(part["labels"]) / total for part in parts]
+        value = 0.0
+        for part, share in [(p, s) for p, s in zip(parts, shares, strict=True) if s > 0]:  # nothing counted: no part
+            out = self._forward(model, part, "train")
+            loss = out.loss * share
+            self.accelerator.backward(loss if extra is None else loss + extra)
+            extra = None  # once per step
+            value += float(out.loss.detach()) * share
+        return value
+
+    def _micro_batches(self, batch: dict[str, Any]) -> list[dict[str, Any]] | None:
+        limit = self.cfg.batching.micro_batch_tokens
+        if not limit or "inputs" not in batch or batch.get("labels") is None:
+            return None
+        mask = batch["attention_mask"]
+        if mask.numel() <= limit:
+            return None
+        lengths = mask.sum(1).tolist()
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        groups, current = [], []
+        for i in order:  # longest first: a part's width is its first row's length
+            if current and lengths[current[0]] * (len(current) + 1) > limit:
+                groups.append(current)
+                current = []
+            current.append(i)
+        groups.append(current)
+        if len(groups) == 1:
+            return None
+        per_residue = self.task.problem.per_residue
+        parts = []
+        for rows in groups:
+            width = int(lengths[rows[0]])
+            index = torch.tensor(rows, device=mask.device)
+
+            def cut(t: torch.Tensor, width: int = width, index: torch.Tensor = index) -> torch.Tensor:
+                return t.index_select(0, index)[:, :width]
+
+            part = {"idx": batch["idx"].index_select(0, index.to(batch["idx"].device)),
+                    "inputs": {k: cut(v) for k, v in batch["inputs"].items()},
+                    "attention_mask": cut(mask), "residue_mask": cut(batch["residue_mask"])}
+            labels = batch["labels"]
+            part["labels"] = cut(labels) if per_residue else labels.index_select(0, index.to(labels.device))
+            parts.append(part)
+        return parts
 
     def _log_step(self, epoch: int, window: list[float], scheduler: Any) -> None:
         row = {"step": self.global_step, "epoch": epoch + 1, "loss": float(np.mean(window)),

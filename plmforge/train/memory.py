@@ -21,7 +21,7 @@ import logging
 import os
 import resource
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,11 @@ import torch
 log = logging.getLogger("plmforge")
 MB = 2 ** 20
 CPU_OVERHEAD_MB = 450  # the Python + PyTorch + transformers runtime, libraries and the tokenised data
+# on a CPU the memory plan splits training batches into parts of at most this many padded tokens: one epoch of
+# LoRA on AntiBERTy over 320 EC proteins (batches of 16, AVX2 kernels, 2 threads) took 158 s with parts of 512,
+# 169 s with 1,024, 144 s with 1,536, 180 s with 2,048 and 209 s whole, at 1.8, 2.6, 3.3, 3.8 and 8.4 GB peak
+# (one sitting; another: 202 s in parts of 512 against 307 s whole; benchmarks/results.md, "LoRA defaults")
+CPU_MICRO_BATCH_TOKENS = 512
 
 
 @dataclass
@@ -65,11 +70,15 @@ def _dims(config: Any) -> tuple[int, int, int, int]:
 
 
 def largest_batch(lengths: list[int], batching: Any) -> tuple[int, int]:
-    """(sequences, padded length) of the largest training batch the batching can form."""
+    """(sequences, padded length) of the largest training batch (or micro-batch) the batching can form."""
     longest = max(lengths) if lengths else 1
     if batching.mode == "tokens":
-        return max(1, batching.max_tokens // longest), longest
-    return min(batching.batch_size, max(len(lengths), 1)), longest
+        n = max(1, batching.max_tokens // longest)
+    else:
+        n = min(batching.batch_size, max(len(lengths), 1))
+    if batching.micro_batch_tokens and n * longest > batching.micro_batch_tokens:
+        n = max(1, batching.micro_batch_tokens // longest)
+    return n, longest
 
 
 def estimate(model: torch.nn.Module, backbone_config: Any, lengths: list[int], cfg: Any,
@@ -91,14 +100,11 @@ def estimate(model: torch.nn.Module, backbone_config: Any, lengths: list[int], c
     materialised = eager or (not frozen_backbone and dropout > 0 and device.type == "cpu")
     attention = 4 * n_seq * heads * length * length * width if materialised else 0
     hidden_part = tokens * (24 * hidden + 4 * inter) * width
-    per_layer = hidden_part + attention
     if frozen_backbone:
         activations = 0.6 * hidden_part + (n_seq * heads * length * length * width if eager else 0)
-    elif cfg.model.gradient_checkpointing:
-        recomputed = max(1, layers // max(1, cfg.model.checkpoint_every))
-        activations = recomputed * tokens * hidden * width + (layers - recomputed + 2) * per_layer
     else:
-        activations = layers * per_layer
+        every = (cfg.model.checkpoint_every or 1) if cfg.model.gradient_checkpointing else None
+        activations = _trained_activations(layers, tokens * hidden * width, hidden_part + attention, every)
     overhead = (300 if device.type == "cuda" else CPU_OVERHEAD_MB) * MB
     total = params + grads + adam + activations + overhead
     # exact values (a small model's parts are far below 0.1 MB); the report and the file round them
@@ -108,6 +114,16 @@ def estimate(model: torch.nn.Module, backbone_config: Any, lengths: list[int], c
     if not est.fits:
         est.suggestions = _suggest(cfg, est, frozen_backbone, materialised, length)
     return est
+
+
+def _trained_activations(layers: int, layer_input: float, per_layer: float, every: int | None) -> float:
+    """Bytes autograd keeps for a backbone that trains: every layer's activations, or with checkpointing
+    on every `every`-th layer, those layers' inputs plus the other layers' activations plus two layers'
+    worth (the layer being recomputed and its backward pass)."""
+    if every is None:
+        return layers * per_layer
+    recomputed = -(-layers // every)  # layers 0, every, 2 x every, ...
+    return recomputed * layer_input + (layers - recomputed + 2) * per_layer
 
 
 def _suggest(cfg: Any, est: MemoryEstimate, frozen: bool, materialised: bool, length: int) -> list[str]:
@@ -178,3 +194,102 @@ def report(est: MemoryEstimate) -> None:
     log.warning("memory estimate: about %s MB at peak (%s MB) but only %s on this %s; the run may be killed "
                 "by the operating system. To use less: %s", f"{est.total_mb:,.0f}", parts, have, est.device,
                 "; or ".join(est.suggestions) or "a smaller model")
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a run keeps its activations within budget: recomputation (on which layers) and micro-batches."""
+
+    checkpointing: bool
+    every: int | None  # with checkpointing: every k-th encoder layer recomputes
+    micro_batch_tokens: int  # 0 = batches run whole
+    reason: str | None  # None: nothing was left to decide (the user's settings, or a frozen backbone)
+
+
+def default_activation_budget_mb(device: torch.device) -> float:
+    """The activation ceiling when model.activation_budget_mb is unset: half of the memory this process could
+    use (free GPU memory, or MemAvailable on Linux); unlimited where that cannot be read."""
+    avail = available_mb(device)
+    return 0.5 * avail if avail is not None else float("inf")
+
+
+def plan_memory(model: torch.nn.Module, backbone: Any, lengths: list[int], cfg: Any, frozen_backbone: bool,
+                device: torch.device, micro_batches: bool = True) -> MemoryPlan:
+    """Resolve what the user left unset (model.gradient_checkpointing, batching.micro_batch_tokens) within the
+    activation budget (model.activation_budget_mb, else half of the available memory):
+
+    - where `micro_batches` (one process on a CPU): a training batch above CPU_MICRO_BATCH_TOKENS padded tokens
+      runs as length-sorted micro-batches of at most that many (fewer when the budget asks: activations grow
+      with the sequences of the longest length), accumulated into the same optimizer step. On a CPU that is
+      faster as well as smaller (the parts carry almost no padding), while recomputing every layer cost 1.52-1.66x
+      per step (benchmarks/results.md, "Recompute cost");
+    - otherwise (a GPU, several processes, or not even one longest sequence fits): batches run whole while
+      their activations fit, else gradient checkpointing on every k-th encoder layer with the largest k that
+      fits (fewest layers recomputed), or on every layer.
+
+    Explicit settings are kept as given; a frozen backbone keeps no activations worth planning."""
+    m, b = cfg.model, cfg.batching
+    auto_ckpt, auto_micro = m.gradient_checkpointing is None, b.micro_batch_tokens is None
+    ckpt = bool(m.gradient_checkpointing)
+    every = (m.checkpoint_every or 1) if ckpt else None
+    micro = b.micro_batch_tokens or 0
+    if frozen_backbone or not (auto_ckpt or auto_micro):
+        return MemoryPlan(ckpt, every, micro, None)
+    budget = m.activation_budget_mb or default_activation_budget_mb(device)
+
+    def activations(on: bool, k: int | None, tokens: int) -> tuple[float, int]:
+        trial = cfg.replace(model=replace(m, gradient_checkpointing=on, checkpoint_every=k),
+                            batching=replace(b, micro_batch_tokens=tokens))
+        est = estimate(model, backbone.config, lengths, trial, False, device)
+        return est.activations_mb, est.batch["tokens"]
+
+    source = "model.activation_budget_mb" if m.activation_budget_mb else f"half of the memory available on this {device.type}"
+    longest = max(lengths) if lengths else 1
+    if auto_micro and micro_batches:
+        # on a CPU parts of about CPU_MICRO_BATCH_TOKENS are faster than whole batches (less padding, smaller working
+        # set); smaller still when the budget asks (activations grow with the sequences of the longest length)
+        whole, tokens = activations(ckpt, every, 0)
+        micro = CPU_MICRO_BATCH_TOKENS if tokens > CPU_MICRO_BATCH_TOKENS else 0
+        base, tokens = activations(ckpt, every, micro)
+        fit = int(budget / (base / tokens)) // longest * longest if base > budget else None
+        if fit is not None and fit >= longest:
+            micro = fit
+            base, _ = activations(ckpt, every, micro)
+        if base <= budget:
+            why = (f"activations about {base:,.0f} MB instead of {whole:,.0f} MB for the whole batch, budget "
+                   f"{budget:,.0f} MB ({source})")
+            if not micro:
+                return MemoryPlan(ckpt, every, 0, f"memory plan: batches run whole: {why}")
+            return MemoryPlan(ckpt, every, micro, f"memory plan: training batches run as length-sorted micro-batches of "
+                              f"at most {micro:,} padded tokens within each optimizer step (the step's loss and "
+                              f"gradients are the whole batch's; on a CPU smaller parts run faster): {why}; "
+                              "batching.micro_batch_tokens=0 keeps batches whole")
+    base, _ = activations(ckpt, every, micro)
+    where = f"activations of the largest training batch about {base:,.0f} MB, budget {budget:,.0f} MB ({source})"
+    if base <= budget:
+        return MemoryPlan(ckpt, every, micro, f"memory plan: batches run whole{'' if ckpt else ', nothing recomputed'}: "
+                                              f"{where}")
+    if not auto_ckpt:
+        return MemoryPlan(ckpt, every, micro, f"memory plan: nothing left to change ({where}); see the estimate's "
+                                              "suggestions")
+    if not getattr(backbone, "supports_gradient_checkpointing", False):
+        return MemoryPlan(False, None, micro, f"memory plan: this model cannot recompute activations ({where})")
+    layers = _dims(backbone.config)[2]
+    for k in (range(layers, 0, -1) if _selectable_layers(backbone) else (1,)):
+        need, _ = activations(True, k, micro)
+        if need <= budget or k == 1:
+            which = "every layer" if k == 1 else f"every {k}{_ordinal(k)} layer"
+            over = "" if need <= budget else " (still above the budget: a token budget, batching.mode=tokens, lowers it)"
+            return MemoryPlan(True, k, micro, f"memory plan: gradient checkpointing on {which} (activations about "
+                              f"{need:,.0f} MB{over}): {where}; model.gradient_checkpointing=false keeps every activation")
+    raise AssertionError("unreachable")
+
+
+def _ordinal(n: int) -> str:
+    return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
+
+def _selectable_layers(backbone: Any) -> bool:
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return any(isinstance(x, GradientCheckpointingLayer) for x in backbone.modules())

@@ -26,12 +26,13 @@ from plmforge.events import EVENTS_FILE, ConsoleProgress, EventLog
 from plmforge.inference import Predictions
 from plmforge.logs import buffered, file_logging
 from plmforge.methods import METHODS
+from plmforge.models.backbone import enable_checkpointing
 from plmforge.models.task_model import count_parameters
 from plmforge.outputs import metrics_blob, prediction_frames, summary_table, with_interval, write_frames, write_metrics
 from plmforge.precision import check_precision, default_device
 from plmforge.train.loop import FitResult, Trainer
 from plmforge.train.memory import estimate as estimate_memory
-from plmforge.train.memory import measured_peak_mb
+from plmforge.train.memory import measured_peak_mb, plan_memory
 from plmforge.train.memory import report as report_memory
 from plmforge.train.setup import Assembled, assemble
 
@@ -89,6 +90,24 @@ def check_hardware(config: RunConfig) -> None:
                               f"pip install {tracker}  (or pip install 'plmforge[tracking]')") from None
 
 
+def _plan_memory(asm: Assembled, lengths: list[int], frozen: bool, state: PartialState) -> Assembled:
+    """Resolve what the user left to the memory plan (gradient checkpointing, micro-batches) from the memory
+    estimate, switch recomputation on in the loaded backbone when chosen, and keep the decisions in the run's
+    config (config.yaml), so a resumed run keeps them. Neither changes what a step computes, only its memory
+    and time."""
+    m, b = asm.config.model, asm.config.batching
+    plan = plan_memory(asm.model, asm.backbone.model, lengths, asm.config, frozen, state.device,
+                       micro_batches=state.device.type == "cpu" and state.num_processes == 1)
+    if plan.checkpointing and not m.gradient_checkpointing:
+        enable_checkpointing(asm.backbone.model, plan.every or 1)
+    if plan.reason:
+        log.info("%s", plan.reason)
+    config = asm.config.replace(model=dataclasses.replace(m, gradient_checkpointing=plan.checkpointing,
+                                                          checkpoint_every=plan.every),
+                                batching=dataclasses.replace(b, micro_batch_tokens=plan.micro_batch_tokens))
+    return dataclasses.replace(asm, config=config)
+
+
 def _write_run_files(asm: Assembled, run_dir: Path) -> None:
     cfg = asm.config
     save_config(cfg, run_dir / CONFIG_FILE)
@@ -143,8 +162,10 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
         if state.num_processes > 1:
             log.info("distributed run: %d processes (%s)", state.num_processes, state.distributed_type.value)
         asm = assemble(config, tokenizer_dir=rd / "tokenizer" if resume else None)
-        memory = estimate_memory(asm.model, asm.backbone.model.config, [int(n) for n in asm.encoded["train"].lengths],
-                                 asm.config, METHODS[asm.config.method.name].frozen_backbone, state.device)
+        frozen = METHODS[asm.config.method.name].frozen_backbone
+        lengths = [int(n) for n in asm.encoded["train"].lengths]
+        asm = _plan_memory(asm, lengths, frozen, state)
+        memory = estimate_memory(asm.model, asm.backbone.model.config, lengths, asm.config, frozen, state.device)
         report_memory(memory)
     if state.is_main_process and not resume:
         owned.replace_dir(rd, "run", run_inputs(config))  # checked again; a new directory gets its marker

@@ -144,7 +144,7 @@ def format_value(field: Field, value: Any) -> str | None:
     if empty:
         return "null" if field.optional and field.default is not None else None
     if field.kind == "bool":
-        value = bool(value)
+        value = value.strip().lower() in ("true", "on", "yes", "1") if isinstance(value, str) else bool(value)
         return None if value == field.default else str(value).lower()
     if field.kind == "int":
         number = float(value)

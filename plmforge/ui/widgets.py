@@ -29,6 +29,9 @@ def field_widget(field: forms.Field, key: str | None = None) -> Any:
     eid = elem_id(key or field.key)
     # "None" is the config file's word for "not set"; in a form that is an empty field
     info = re.sub(r"\bNone\b", "empty", field.help) or None
+    if field.kind == "bool" and field.optional and field.default is None:  # three states: automatic, on, off
+        return gr.Dropdown(choices=[("(automatic)", ""), ("on", "true"), ("off", "false")], value="",
+                           label=field.label, elem_id=eid, info=info)
     if field.kind == "bool":
         return gr.Checkbox(value=bool(field.default), label=field.label, elem_id=eid, info=info)
     if field.kind in ("int", "float") and field.optional:  # a Number cannot be empty: it would show 0
