@@ -86,6 +86,13 @@ def make_data(out: Path, seed: int = 0) -> dict[str, Path]:
     return paths
 
 
+def _read(path: Path) -> tuple[list[str], list[str]]:
+    """Sequences and labels of one split file."""
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    return [r["sequence"] for r in rows], [r["label"] for r in rows]
+
+
 def _peak_mb() -> float:
     from plmforge.train.memory import process_peak_mb
 
@@ -113,8 +120,7 @@ def plmforge_child(data: dict[str, Path], overrides: list[str]) -> dict:
     m = resolved["model"]
     estimate = json.loads((result.run_dir / "memory_estimate.json").read_text())
     seconds = sum(h["seconds"] for h in result.fit.history)
-    with data["train"].open() as fh:  # real tokens of the epoch: residues (cut at 510) + [CLS] and [SEP]
-        real = sum(min(len(r["sequence"]), 510) + 2 for r in csv.DictReader(fh))
+    real = sum(min(len(seq), 510) + 2 for seq in _read(data["train"])[0])  # residues (cut at 510), [CLS], [SEP]
     return {"train_seconds": round(seconds, 1), "peak_memory_mb": round(_peak_mb(), 1),
             "real_tokens_per_second": round(real / seconds, 1) if real else None,
             "estimate_mb": round(estimate["total_mb"]), "test": result.test_metrics["metrics"],
@@ -144,12 +150,7 @@ def incumbent_child(data: dict[str, Path]) -> dict:
     bert = get_peft_model(bert, LoraConfig(r=8, lora_alpha=32, lora_dropout=0.1,
                                            target_modules=["query", "key", "value"]))
 
-    def read(split: str) -> tuple[list[str], list[str]]:
-        with data[split].open() as fh:
-            rows = list(csv.DictReader(fh))
-        return [r["sequence"] for r in rows], [r["label"] for r in rows]
-
-    seqs, labels = read("train")
+    seqs, labels = _read(data["train"])
     classes = sorted(set(labels))
     y = torch.tensor([classes.index(c) for c in labels])
     head = torch.nn.Linear(bert.base_model.model.config.hidden_size, len(classes))
@@ -178,7 +179,7 @@ def incumbent_child(data: dict[str, Path]) -> dict:
         opt.step()
     seconds = time.time() - t0
     bert.eval()
-    tseqs, tlabels = read("test")
+    tseqs, tlabels = _read(data["test"])
     preds = []
     with torch.inference_mode():
         for start in range(0, len(tseqs), 32):

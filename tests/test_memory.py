@@ -85,7 +85,7 @@ def _tiny_bert(layers=4):
 
 
 def _plan(bert, lengths, *extra, frozen=False, micro=False):
-    return memory.plan_memory(bert, bert, lengths, _config("batching.batch_size=2", *extra), frozen,
+    return memory.plan_memory(bert, lengths, _config("batching.batch_size=2", *extra), frozen,
                               torch.device("cpu"), micro_batches=micro)
 
 
@@ -149,7 +149,7 @@ def test_the_default_budget_is_half_the_available_memory(monkeypatch):
     assert memory.default_activation_budget_mb(torch.device("cpu")) == 1_000.0
     bert = _tiny_bert(4)
     lengths = [4000] * 8  # 8 x 4000 tokens: 1,250 MB of activations; 6 sequences fit 1,000 MB
-    p = memory.plan_memory(bert, bert, lengths, _config("batching.batch_size=8"), False, torch.device("cpu"),
+    p = memory.plan_memory(bert, lengths, _config("batching.batch_size=8"), False, torch.device("cpu"),
                            micro_batches=False)
     assert p.checkpointing and "half of the memory available on this cpu" in p.reason
 
@@ -157,16 +157,16 @@ def test_the_default_budget_is_half_the_available_memory(monkeypatch):
 def test_on_a_cpu_batches_above_the_cpu_part_size_are_split_even_with_memory_to_spare(monkeypatch):
     monkeypatch.setattr(memory, "available_mb", lambda device: 100_000.0)
     bert, cpu = _tiny_bert(4), torch.device("cpu")
-    big = memory.plan_memory(bert, bert, [300] * 40, _config("batching.batch_size=16"), False, cpu)
+    big = memory.plan_memory(bert, [300] * 40, _config("batching.batch_size=16"), False, cpu)
     assert (big.checkpointing, big.micro_batch_tokens) == (False, memory.CPU_MICRO_BATCH_TOKENS)
     assert "micro-batches of at most 512 padded tokens" in big.reason
-    small = memory.plan_memory(bert, bert, [30] * 40, _config("batching.batch_size=16"), False, cpu)
+    small = memory.plan_memory(bert, [30] * 40, _config("batching.batch_size=16"), False, cpu)
     assert (small.checkpointing, small.micro_batch_tokens) == (False, 0) and "batches run whole" in small.reason
-    gpu_like = memory.plan_memory(bert, bert, [300] * 40, _config("batching.batch_size=16"), False, cpu,
+    gpu_like = memory.plan_memory(bert, [300] * 40, _config("batching.batch_size=16"), False, cpu,
                                   micro_batches=False)
     assert (gpu_like.checkpointing, gpu_like.micro_batch_tokens) == (False, 0)
     monkeypatch.setattr(memory, "available_mb", lambda device: None)  # unknown memory: only the CPU's part size
-    assert memory.plan_memory(bert, bert, [300] * 40, _config("batching.batch_size=16"), False,
+    assert memory.plan_memory(bert, [300] * 40, _config("batching.batch_size=16"), False,
                               cpu).micro_batch_tokens == memory.CPU_MICRO_BATCH_TOKENS
 
 

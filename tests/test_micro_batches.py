@@ -37,21 +37,21 @@ def quiet_esm(tmp_path_factory):
 def _run(tmp_path, name, model, micro, *extra, monkeypatch=None):
     split = []
     if monkeypatch is not None:  # count the batches that ran as several parts
-        real = loop.Trainer._micro_batches
+        real = loop.micro_batches
 
-        def counting(self, batch):
-            parts = real(self, batch)
+        def counting(*args):
+            parts = real(*args)
             if parts is not None:
                 split.append(len(parts))
             return parts
 
-        monkeypatch.setattr(loop.Trainer, "_micro_batches", counting)
+        monkeypatch.setattr(loop, "micro_batches", counting)
     cfg = load_config(None, [f"model.name={model}", "method.name=lora", "method.dropout=0", "head.dropout=0",
                              "training.epochs=2", "batching.batch_size=16", f"batching.micro_batch_tokens={micro}",
                              f"output.dir={tmp_path / name}", "output.plots=false", *extra])
     result = train(cfg, progress=False)
     if monkeypatch is not None:
-        monkeypatch.setattr(loop.Trainer, "_micro_batches", real)
+        monkeypatch.setattr(loop, "micro_batches", real)
     return result, split
 
 

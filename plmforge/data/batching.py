@@ -99,6 +99,51 @@ class _EpochSampler(Sampler[list[int]]):
         return len(self.batches())
 
 
+def pack_by_tokens(order: np.ndarray, lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """Consecutive runs of `order` whose padded size (rows x longest row) stays within `max_tokens`; a row
+    longer than that gets a run of its own."""
+    batches: list[np.ndarray] = []
+    current: list[int] = []
+    longest = 0
+    for start in range(0, len(order), 65_536):  # Python ints for a part of the order at a time
+        part = order[start:start + 65_536]
+        for i, length in zip(part.tolist(), lengths[part].tolist(), strict=True):
+            if current and max(longest, length) * (len(current) + 1) > max_tokens:
+                batches.append(np.array(current, dtype=np.int64))
+                current, longest = [], 0
+            current.append(i)
+            longest = max(longest, length)
+    if current:
+        batches.append(np.array(current, dtype=np.int64))
+    return batches
+
+
+def micro_batches(batch: dict, max_tokens: int, per_residue: bool) -> list[dict] | None:
+    """A collated training batch as length-sorted parts of at most `max_tokens` padded tokens, each cut to
+    its own longest row (padding is on the right), with its labels (residue labels cut alike); None when
+    the batch fits whole or is not a token batch with labels."""
+    mask = batch.get("attention_mask")
+    if not max_tokens or mask is None or batch.get("labels") is None or mask.numel() <= max_tokens:
+        return None
+    lengths = mask.sum(1).cpu().numpy()
+    groups = pack_by_tokens(np.argsort(-lengths, kind="stable"), lengths, max_tokens)
+    if len(groups) == 1:
+        return None
+    parts = []
+    for rows in groups:
+        index, width = torch.from_numpy(rows).to(mask.device), int(lengths[rows[0]])
+
+        def cut(t: torch.Tensor, index: torch.Tensor = index, width: int = width) -> torch.Tensor:
+            return t.index_select(0, index.to(t.device))[:, :width]
+
+        labels = batch["labels"]
+        parts.append({"idx": batch["idx"].index_select(0, index.to(batch["idx"].device)),
+                      "inputs": {k: cut(v) for k, v in batch["inputs"].items()},
+                      "attention_mask": cut(mask), "residue_mask": cut(batch["residue_mask"]),
+                      "labels": cut(labels) if per_residue else labels.index_select(0, index.to(labels.device))})
+    return parts
+
+
 class SizeBatchSampler(_EpochSampler):
     """Fixed-size batches; shuffled per epoch for training, longest-first for evaluation."""
 
@@ -128,20 +173,7 @@ class TokenBudgetBatchSampler(_EpochSampler):
         return int((self.lengths > self.max_tokens).sum())
 
     def _pack(self, order: np.ndarray) -> list[np.ndarray]:
-        batches: list[np.ndarray] = []
-        current: list[int] = []
-        longest = 0
-        for start in range(0, len(order), 65_536):  # Python ints for a part of the order at a time
-            part = order[start:start + 65_536]
-            for i, length in zip(part.tolist(), self.lengths[part].tolist(), strict=True):
-                if current and max(longest, length) * (len(current) + 1) > self.max_tokens:
-                    batches.append(np.array(current, dtype=np.int64))
-                    current, longest = [], 0
-                current.append(i)
-                longest = max(longest, length)
-        if current:
-            batches.append(np.array(current, dtype=np.int64))
-        return batches
+        return pack_by_tokens(order, self.lengths, self.max_tokens)
 
     def _make(self) -> list[np.ndarray]:
         if not self.shuffle:

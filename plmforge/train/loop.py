@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from plmforge import checkpoint as ckpt
-from plmforge.data.batching import EncodedSplit, make_batch_sampler
+from plmforge.data.batching import EncodedSplit, make_batch_sampler, micro_batches
 from plmforge.errors import RunDirError
 from plmforge.events import EventLog
 from plmforge.inference import Predictions, predict_encoded, split_metrics
@@ -349,56 +349,23 @@ class Trainer:
         the loss averages over (the counted targets, with their class weights), so the accumulated gradients
         and the returned loss are the whole batch's."""
         extra = self.spec.extra_loss(inner) if self.spec.extra_loss is not None else None
-        parts = self._micro_batches(batch)
-        total = inner.loss_units(batch["labels"]) if parts is not None else 0.0
+        parts = micro_batches(batch, self.cfg.batching.micro_batch_tokens or 0, self.task.problem.per_residue)
+        units = [inner.loss_units(part["labels"]) for part in parts or ()]
+        total = sum(units)  # the parts partition the batch: their units are the batch's
         if not total:  # whole (or nothing counted in the batch: its loss says so)
             out = self._forward(model, batch, "train")
             self.accelerator.backward(out.loss if extra is None else out.loss + extra)
             return float(out.loss.detach())
-        shares = [inner.loss_units(part["labels"]) / total for part in parts]
         value = 0.0
-        for part, share in [(p, s) for p, s in zip(parts, shares, strict=True) if s > 0]:  # nothing counted: no part
+        for part, n in zip(parts, units, strict=True):
+            if not n:  # nothing counted in this part: it adds nothing
+                continue
             out = self._forward(model, part, "train")
-            loss = out.loss * share
-            self.accelerator.backward(loss if extra is None else loss + extra)
+            share = n / total
+            self.accelerator.backward(out.loss * share if extra is None else out.loss * share + extra)
             extra = None  # once per step
             value += float(out.loss.detach()) * share
         return value
-
-    def _micro_batches(self, batch: dict[str, Any]) -> list[dict[str, Any]] | None:
-        limit = self.cfg.batching.micro_batch_tokens
-        if not limit or "inputs" not in batch or batch.get("labels") is None:
-            return None
-        mask = batch["attention_mask"]
-        if mask.numel() <= limit:
-            return None
-        lengths = mask.sum(1).tolist()
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        groups, current = [], []
-        for i in order:  # longest first: a part's width is its first row's length
-            if current and lengths[current[0]] * (len(current) + 1) > limit:
-                groups.append(current)
-                current = []
-            current.append(i)
-        groups.append(current)
-        if len(groups) == 1:
-            return None
-        per_residue = self.task.problem.per_residue
-        parts = []
-        for rows in groups:
-            width = int(lengths[rows[0]])
-            index = torch.tensor(rows, device=mask.device)
-
-            def cut(t: torch.Tensor, width: int = width, index: torch.Tensor = index) -> torch.Tensor:
-                return t.index_select(0, index)[:, :width]
-
-            part = {"idx": batch["idx"].index_select(0, index.to(batch["idx"].device)),
-                    "inputs": {k: cut(v) for k, v in batch["inputs"].items()},
-                    "attention_mask": cut(mask), "residue_mask": cut(batch["residue_mask"])}
-            labels = batch["labels"]
-            part["labels"] = cut(labels) if per_residue else labels.index_select(0, index.to(labels.device))
-            parts.append(part)
-        return parts
 
     def _log_step(self, epoch: int, window: list[float], scheduler: Any) -> None:
         row = {"step": self.global_step, "epoch": epoch + 1, "loss": float(np.mean(window)),

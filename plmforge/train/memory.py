@@ -88,6 +88,20 @@ def estimate(model: torch.nn.Module, backbone_config: Any, lengths: list[int], c
     params += sum(b.numel() * b.element_size() for b in model.buffers())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     grads, adam = trainable * 4, trainable * 8  # fp32 gradients; AdamW's two moments
+    activations, batch = activation_bytes(backbone_config, lengths, cfg, frozen_backbone, device)
+    overhead = (300 if device.type == "cuda" else CPU_OVERHEAD_MB) * MB
+    total = params + grads + adam + activations + overhead
+    # exact values (a small model's parts are far below 0.1 MB); the report and the file round them
+    est = MemoryEstimate(device.type, params / MB, grads / MB, adam / MB, activations / MB, overhead / MB, total / MB,
+                         available_mb(device), batch)
+    if not est.fits:
+        est.suggestions = _suggest(cfg, est, frozen_backbone, batch["attention_materialised"], batch["padded_length"])
+    return est
+
+
+def activation_bytes(backbone_config: Any, lengths: list[int], cfg: Any, frozen_backbone: bool,
+                     device: torch.device) -> tuple[float, dict[str, Any]]:
+    """The activations the largest training batch (or micro-batch) keeps, and that batch's shape."""
     n_seq, length = largest_batch(lengths, cfg.batching)
     tokens = n_seq * length
     hidden, inter, layers, heads = _dims(backbone_config)
@@ -105,15 +119,8 @@ def estimate(model: torch.nn.Module, backbone_config: Any, lengths: list[int], c
     else:
         every = (cfg.model.checkpoint_every or 1) if cfg.model.gradient_checkpointing else None
         activations = _trained_activations(layers, tokens * hidden * width, hidden_part + attention, every)
-    overhead = (300 if device.type == "cuda" else CPU_OVERHEAD_MB) * MB
-    total = params + grads + adam + activations + overhead
-    # exact values (a small model's parts are far below 0.1 MB); the report and the file round them
-    est = MemoryEstimate(device.type, params / MB, grads / MB, adam / MB, activations / MB, overhead / MB, total / MB,
-                         available_mb(device), {"sequences": n_seq, "padded_length": length, "tokens": tokens,
-                                                "attention_materialised": materialised})
-    if not est.fits:
-        est.suggestions = _suggest(cfg, est, frozen_backbone, materialised, length)
-    return est
+    return activations, {"sequences": n_seq, "padded_length": length, "tokens": tokens,
+                         "attention_materialised": materialised}
 
 
 def _trained_activations(layers: int, layer_input: float, per_layer: float, every: int | None) -> float:
@@ -213,8 +220,8 @@ def default_activation_budget_mb(device: torch.device) -> float:
     return 0.5 * avail if avail is not None else float("inf")
 
 
-def plan_memory(model: torch.nn.Module, backbone: Any, lengths: list[int], cfg: Any, frozen_backbone: bool,
-                device: torch.device, micro_batches: bool = True) -> MemoryPlan:
+def plan_memory(backbone: Any, lengths: list[int], cfg: Any, frozen_backbone: bool, device: torch.device,
+                micro_batches: bool = True) -> MemoryPlan:
     """Resolve what the user left unset (model.gradient_checkpointing, batching.micro_batch_tokens) within the
     activation budget (model.activation_budget_mb, else half of the available memory):
 
@@ -227,7 +234,8 @@ def plan_memory(model: torch.nn.Module, backbone: Any, lengths: list[int], cfg: 
       their activations fit, else gradient checkpointing on every k-th encoder layer with the largest k that
       fits (fewest layers recomputed), or on every layer.
 
-    Explicit settings are kept as given; a frozen backbone keeps no activations worth planning."""
+    `backbone`: the loaded transformers model. Explicit settings are kept as given; a frozen backbone keeps no
+    activations worth planning."""
     m, b = cfg.model, cfg.batching
     auto_ckpt, auto_micro = m.gradient_checkpointing is None, b.micro_batch_tokens is None
     ckpt = bool(m.gradient_checkpointing)
@@ -236,34 +244,18 @@ def plan_memory(model: torch.nn.Module, backbone: Any, lengths: list[int], cfg: 
     if frozen_backbone or not (auto_ckpt or auto_micro):
         return MemoryPlan(ckpt, every, micro, None)
     budget = m.activation_budget_mb or default_activation_budget_mb(device)
+    source = "model.activation_budget_mb" if m.activation_budget_mb else f"half of the memory available on this {device.type}"
 
     def activations(on: bool, k: int | None, tokens: int) -> tuple[float, int]:
         trial = cfg.replace(model=replace(m, gradient_checkpointing=on, checkpoint_every=k),
                             batching=replace(b, micro_batch_tokens=tokens))
-        est = estimate(model, backbone.config, lengths, trial, False, device)
-        return est.activations_mb, est.batch["tokens"]
+        used, batch = activation_bytes(backbone.config, lengths, trial, False, device)
+        return used / MB, batch["tokens"]
 
-    source = "model.activation_budget_mb" if m.activation_budget_mb else f"half of the memory available on this {device.type}"
-    longest = max(lengths) if lengths else 1
     if auto_micro and micro_batches:
-        # on a CPU parts of about CPU_MICRO_BATCH_TOKENS are faster than whole batches (less padding, smaller working
-        # set); smaller still when the budget asks (activations grow with the sequences of the longest length)
-        whole, tokens = activations(ckpt, every, 0)
-        micro = CPU_MICRO_BATCH_TOKENS if tokens > CPU_MICRO_BATCH_TOKENS else 0
-        base, tokens = activations(ckpt, every, micro)
-        fit = int(budget / (base / tokens)) // longest * longest if base > budget else None
-        if fit is not None and fit >= longest:
-            micro = fit
-            base, _ = activations(ckpt, every, micro)
-        if base <= budget:
-            why = (f"activations about {base:,.0f} MB instead of {whole:,.0f} MB for the whole batch, budget "
-                   f"{budget:,.0f} MB ({source})")
-            if not micro:
-                return MemoryPlan(ckpt, every, 0, f"memory plan: batches run whole: {why}")
-            return MemoryPlan(ckpt, every, micro, f"memory plan: training batches run as length-sorted micro-batches of "
-                              f"at most {micro:,} padded tokens within each optimizer step (the step's loss and "
-                              f"gradients are the whole batch's; on a CPU smaller parts run faster): {why}; "
-                              "batching.micro_batch_tokens=0 keeps batches whole")
+        plan, micro = _plan_parts(activations, ckpt, every, budget, source, max(lengths, default=1))
+        if plan is not None:
+            return plan
     base, _ = activations(ckpt, every, micro)
     where = f"activations of the largest training batch about {base:,.0f} MB, budget {budget:,.0f} MB ({source})"
     if base <= budget:
@@ -283,6 +275,30 @@ def plan_memory(model: torch.nn.Module, backbone: Any, lengths: list[int], cfg: 
             return MemoryPlan(True, k, micro, f"memory plan: gradient checkpointing on {which} (activations about "
                               f"{need:,.0f} MB{over}): {where}; model.gradient_checkpointing=false keeps every activation")
     raise AssertionError("unreachable")
+
+
+def _plan_parts(activations: Any, ckpt: bool, every: int | None, budget: float, source: str,
+                longest: int) -> tuple[MemoryPlan | None, int]:
+    """The CPU's micro-batches: parts of CPU_MICRO_BATCH_TOKENS (when a batch is larger), fewer tokens when the
+    budget asks. (None, part size) when the parts do not fit: recomputation is planned next, on such parts."""
+    whole, tokens = activations(ckpt, every, 0)
+    micro = CPU_MICRO_BATCH_TOKENS if tokens > CPU_MICRO_BATCH_TOKENS else 0
+    base, tokens = activations(ckpt, every, micro)
+    if base > budget:  # activations grow with the sequences of the longest length
+        fit = int(budget / (base / tokens)) // longest * longest
+        if fit < longest:
+            return None, micro
+        micro = fit
+        base, _ = activations(ckpt, every, micro)
+        if base > budget:
+            return None, micro
+    why = f"activations about {base:,.0f} MB instead of {whole:,.0f} MB for the whole batch, budget {budget:,.0f} MB ({source})"
+    if not micro:
+        return MemoryPlan(ckpt, every, 0, f"memory plan: batches run whole: {why}"), 0
+    return MemoryPlan(ckpt, every, micro, f"memory plan: training batches run as length-sorted micro-batches of at "
+                      f"most {micro:,} padded tokens within each optimizer step (the step's loss and gradients are the "
+                      f"whole batch's; on a CPU smaller parts run faster): {why}; batching.micro_batch_tokens=0 keeps "
+                      "batches whole"), micro
 
 
 def _ordinal(n: int) -> str:

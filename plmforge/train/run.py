@@ -96,7 +96,7 @@ def _plan_memory(asm: Assembled, lengths: list[int], frozen: bool, state: Partia
     config (config.yaml), so a resumed run keeps them. Neither changes what a step computes, only its memory
     and time."""
     m, b = asm.config.model, asm.config.batching
-    plan = plan_memory(asm.model, asm.backbone.model, lengths, asm.config, frozen, state.device,
+    plan = plan_memory(asm.backbone.model, lengths, asm.config, frozen, state.device,
                        micro_batches=state.device.type == "cpu" and state.num_processes == 1)
     if plan.checkpointing and not m.gradient_checkpointing:
         enable_checkpointing(asm.backbone.model, plan.every or 1)
