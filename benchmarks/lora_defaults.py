@@ -18,6 +18,8 @@ Rows:
   * lean: token budget 4800, model.attention_dropout=0, model.checkpoint_every=2 (the issue's lean setting);
   * lean-memory: token budget 3200, attention dropout 0, no recomputation;
   * micro-512-no-attention-dropout: the defaults with model.attention_dropout=0 (PyTorch's fused attention);
+  * defaults-torch-dropout: the defaults with model.fast_dropout=false (torch's own one-thread generator draws
+    the dropout masks; rows measured before model.fast_dropout existed used it too);
   * bf16: lean with training.mixed_precision=bf16 — refused where bf16 is emulated (the refusal and the
     probe's numbers are recorded instead of a 100x slower run).
 
@@ -59,6 +61,7 @@ ROWS = {
     "lean-memory": ["batching.mode=tokens", "batching.max_tokens=3200", "model.attention_dropout=0",
                     "model.gradient_checkpointing=false"],
     "micro-512-no-attention-dropout": ["batching.micro_batch_tokens=512", "model.attention_dropout=0"],
+    "defaults-torch-dropout": ["model.fast_dropout=false"],  # the defaults with torch's own dropout masks
     "bf16": ["batching.mode=tokens", "batching.max_tokens=4800", "model.attention_dropout=0",
              "model.gradient_checkpointing=true", "model.checkpoint_every=2", "training.mixed_precision=bf16"],
 }
@@ -128,7 +131,8 @@ def plmforge_child(data: dict[str, Path], overrides: list[str]) -> dict:
                          "batch_size": resolved["batching"]["batch_size"],
                          "gradient_checkpointing": m["gradient_checkpointing"], "checkpoint_every": m["checkpoint_every"],
                          "micro_batch_tokens": resolved["batching"].get("micro_batch_tokens") or 0,
-                         "attention_dropout": m["attention_dropout"]}}
+                         "attention_dropout": m["attention_dropout"],
+                         "fast_dropout": m.get("fast_dropout", False)}}
 
 
 def incumbent_child(data: dict[str, Path]) -> dict:
@@ -234,7 +238,8 @@ def render(rows: list[dict]) -> list[str]:
                      + (f"{res['max_tokens']} tokens" if res["batching"] == "tokens" else f"{res['batch_size']}")
                      + (f", parts of <= {res['micro_batch_tokens']} tokens" if res.get("micro_batch_tokens") else ", whole")
                      + f", checkpointing {'every ' + str(res['checkpoint_every']) if res['gradient_checkpointing'] else 'off'}"
-                     + f", attention dropout {res['attention_dropout'] if res['attention_dropout'] is not None else 'checkpoint (0.1)'}"))
+                     + f", attention dropout {res['attention_dropout'] if res['attention_dropout'] is not None else 'checkpoint (0.1)'}"
+                     + (", hashed dropout masks" if res.get("fast_dropout") else ", torch's dropout masks")))
         base = next((x for x in rows if x["row"] == "incumbent" and x["environment"] == env and "train_seconds" in x),
                     inc)
         reference = r.get("reference_seconds") or (base["train_seconds"] if base else None)

@@ -106,6 +106,9 @@ class ModelConfig:
     # dropout on attention weights while training; None = the checkpoint's own value. Above 0, PyTorch's
     # SDPA falls back to its unfused kernel (every heads x L x L matrix kept for the backward pass)
     attention_dropout: float | None = None
+    # dropout masks on a CPU from a counter-based hash instead of torch's one-thread generator: the same
+    # Bernoulli masks from another random stream, about 3x faster (a LoRA step on AntiBERTy: 31 % faster)
+    fast_dropout: bool = True
     CHOICES: ClassVar[dict[str, Any]] = {"attention": ATTENTION}
 
     def __post_init__(self) -> None:

@@ -158,6 +158,14 @@ def test_freeze_trains_only_the_head(tiny_models):
     assert trainable and all(n.startswith("head.") for n in trainable)
     model.train()
     assert not model.backbone.training and model.head.training  # frozen backbone: no dropout
+    assert not any(m.training for m in model.backbone.modules())
+    model.backbone.encoder.layer[0].train()  # switched by someone else: the next switch puts it back
+    model.train()
+    assert model.training and not any(m.training for m in model.backbone.modules())
+    model.eval()
+    assert not model.training and not model.head.training
+    model.train()
+    assert all(m.training for m in model.head.modules())
 
 
 def test_full_trains_everything(tiny_models):

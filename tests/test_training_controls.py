@@ -65,6 +65,9 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path, tiny_models, amp
     steps = [json.loads(x) for x in (result.run_dir / "metrics_steps.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2, 3, 4]
     assert [s["epoch"] for s in steps] == [1, 1, 2, 2]
+    # and the optimizer itself updated the weights 4 times, not once per batch
+    state = torch.load(result.run_dir / "last" / "training_state.pt", weights_only=False)["optimizer"]["state"]
+    assert {float(v["step"]) for v in state.values()} == {4.0}
 
 
 def test_fp16_runs_on_a_gpu_and_is_refused_without_one(tmp_path, tiny_models, amp_small):

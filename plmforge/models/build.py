@@ -11,6 +11,7 @@ from plmforge.heads import build_head, resolve_pooling
 from plmforge.inputs import ModelInput
 from plmforge.methods import METHODS
 from plmforge.models.backbone import Backbone, load_backbone
+from plmforge.models.dropout import install_fast_dropout
 from plmforge.models.task_model import TaskModel
 from plmforge.tasks import TaskSpec
 
@@ -38,4 +39,6 @@ def build_model(config: RunConfig, backbone: Backbone, task: TaskSpec) -> TaskMo
     head = build_head(pooling, backbone.hidden_size, hidden, task.num_outputs, config.head.dropout)
     model = TaskModel(backbone.model, head, task.problem, task.num_outputs, backbone.family, backbone.hidden_size)
     METHODS[config.method.name].apply(model, config.method.options)
+    if config.model.fast_dropout:  # after the method: its adapters have dropout modules of their own
+        install_fast_dropout(model)
     return model

@@ -43,9 +43,16 @@ class TaskModel(nn.Module):
         return [name for name in getattr(inner, "_no_split_modules", None) or [] if name in present]
 
     def train(self, mode: bool = True) -> TaskModel:
-        super().train(mode)
-        if self.backbone_frozen:
-            self.backbone.eval()  # a frozen backbone is a fixed feature extractor: no dropout
+        if not self.backbone_frozen:
+            return super().train(mode)
+        # a frozen backbone is a fixed feature extractor: always in eval mode (no dropout). Its mode is set
+        # only when something switched it, not at every epoch's train/eval switch (a walk of every module)
+        self.training = mode
+        for child in self.children():
+            if child is not self.backbone:
+                child.train(mode)
+        if any(m.training for m in self.backbone.modules()):
+            self.backbone.eval()
         return self
 
     def encode(self, inputs: dict[str, torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
