@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from plmforge.cli_mutate import mutate_parsers
 from plmforge.cli_research import research_parsers
 from plmforge.errors import ConfigError, PlmforgeError
 
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     _embed_parser(sub)
     _structure_parser(sub)
     research_parsers(sub)
+    mutate_parsers(sub)
     sub.add_parser("models", help="list the model zoo").set_defaults(func=_models)
     sub.add_parser("methods", help="list the fine-tuning methods and their options").set_defaults(func=_methods)
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)

@@ -32,11 +32,12 @@ OWN_NAMES: dict[str, tuple[str, ...]] = {
     "instruct": ("config.yaml", "tokenizer", "checkpoint-*", "final", "align", "adapter", "log_history.jsonl",
                  "metrics.json", "test_*", "predictions.csv", "training_args.bin", "train.log", "runs", "*.partial"),
     "eval": ("eval_metrics.*", "predictions.csv", "predictions_sequences.csv", "plots", ".*.partial"),
+    "mutate": ("scan.csv", "top.csv", "scan.json", "scan_progress.npz", "heatmap.png", ".*.partial"),
     "ptm": ("config.yaml", "ptm_tokenizer.json", "*.ckpt", "*.ckpt.sha256", "*.ckpt.tmp", "last.engine.tmp",
             "metrics.json", "split_mapping.json", "metrics_*.jsonl", "train.log", "plots", "*.partial"),
 }
 KIND_WORDS = {"run": "plmforge training run", "cv": "plmforge cross-validation run", "sweep": "plmforge sweep",
-              "export": "plmforge export", "eval": "plmforge evaluation", "instruct": "plmforge instruct run", "ptm": "PTM-Mamba run"}
+              "export": "plmforge export", "eval": "plmforge evaluation", "mutate": "plmforge mutation scan", "instruct": "plmforge instruct run", "ptm": "PTM-Mamba run"}
 # made before markers existed: recognised by the files every such directory holds
 _LEGACY = {"run": ("config.yaml", "model_stats.json"), "cv": ("config.yaml", "cv.json"),
            "sweep": ("sweep_base.yaml", "sweep.json"), "export": ("best", "backbone", "config.yaml"),

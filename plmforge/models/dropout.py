@@ -33,7 +33,8 @@ def _shift(z: torch.Tensor, bits: int) -> torch.Tensor:
     return z.bitwise_right_shift(bits).bitwise_and_((1 << (64 - bits)) - 1)
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, seed: int,
+              device: torch.device | str = "cpu") -> torch.Tensor:
     """A bool tensor of `shape`, True with probability 1 - p (p resolved to 1/65536), from `seed`."""
     n = 1
     for s in shape:

@@ -79,6 +79,10 @@ class Family:
     attention_dropout_key: str | None = "attention_probs_dropout_prob"
     # a data column merged with the residues into the tokenizer's text (SaProt: residue + 3Di letter)
     text_field: str | None = None
+    # the transformers class with the masked-LM head (mutation scoring) and the state-dict prefix of that
+    # head's weights; None: the family has no such head here
+    mlm_class: str | None = None
+    mlm_head: str = ""
 
     # ---- loading ----------------------------------------------------------------------------------
     def max_residues(self, config: dict[str, Any]) -> int:
@@ -107,6 +111,32 @@ class Family:
 
         with quiet_transformers():
             return AutoTokenizer.from_pretrained(source)
+
+    def load_masked_lm(self, source: str, trust_remote_code: bool, name: str) -> Any:
+        """The checkpoint with its masked-LM head, for mutation scoring; refused where the family has none or
+        the checkpoint lacks the head's weights (a head initialised at random would score noise)."""
+        if self.text_field is not None:
+            raise ConfigError(f"{name}: scoring with {self.name} models needs their structure tokens at every residue; "
+                              "structure-aware mutation scoring is not built yet")
+        if self.mlm_class is None:
+            raise ConfigError(f"{name}: {self.name} models have no masked-language-model head here, so they cannot "
+                              "score mutations; use an ESM (ESM-2, ESM-1v, ESM-1b) or BERT-style model (ProtBert, "
+                              "IgBert, AntiBERTy)")
+        import transformers
+
+        cls = getattr(transformers, self.mlm_class)
+        try:
+            with quiet_transformers():
+                model, info = cls.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                  output_loading_info=True)
+        except OSError as exc:
+            raise ConfigError(f"model {name!r} could not be loaded from {source!r}: {exc}") from None
+        missing = [k for k in info.get("missing_keys", ()) if k.startswith(self.mlm_head)]
+        if missing:
+            raise ConfigError(f"{name}: the checkpoint's LM head weights are missing ({', '.join(sorted(missing)[:3])}"
+                              f"{', ...' if len(missing) > 3 else ''}): it was saved without its masked-LM head (e.g. "
+                              "a fine-tuned encoder), and a random head would score noise; use the pretrained model")
+        return model
 
     def recognises(self, path: Path, config: dict[str, Any]) -> bool:
         """Whether a local model directory belongs to this family beyond its model_type (families that
@@ -265,10 +295,12 @@ def register_family(family: Family) -> Family:
 
 register_family(Family("esm", ("esm",), "EsmModel", False, {}, ("query", "key", "value"),
                        ("key", "value", "output.dense"), ("output.dense",), "<cls> residues <eos>",
-                       ("contact_head",), {"add_pooling_layer": False}, special_positions=2, position_offset=2))
+                       ("contact_head",), {"add_pooling_layer": False}, special_positions=2, position_offset=2,
+                       mlm_class="EsmForMaskedLM", mlm_head="lm_head."))
 register_family(BertFamily("bert", ("bert",), "BertModel", True, PROTTRANS_RARE, ("query", "key", "value"),
                            ("key", "value", "output.dense"), ("output.dense",), "[CLS] residues [SEP]",
-                           load_kwargs={"add_pooling_layer": False}, special_positions=2))
+                           load_kwargs={"add_pooling_layer": False}, special_positions=2,
+                           mlm_class="BertForMaskedLM", mlm_head="cls.predictions."))
 register_family(SaProtFamily("saprot", (), "EsmModel", False, {}, ("query", "key", "value"),
                              ("key", "value", "output.dense"), ("output.dense",),
                              "<cls> residue+3Di tokens <eos>", ("contact_head",), {"add_pooling_layer": False},

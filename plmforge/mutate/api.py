@@ -1,0 +1,304 @@
+"""Saturation scans and variant scoring: what `plmforge mutate scan|score` and plmforge.mutate.scan/score do.
+
+A scan writes into its directory:
+    scan.csv       every substitution at every scanned position: mutant (A42G), position, wt, mt, score, rank
+    top.csv        the N best (default 20)
+    heatmap.png    positions x 20 amino acids, centred on 0, wild type marked
+    scan.json      model, scoring, sequence, positions, the summary line, time and sites/s
+    scan_progress.npz   while running: the positions done (--resume continues from it; removed at the end)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from plmforge import owned
+from plmforge.errors import ConfigError, DataError, RunDirError
+from plmforge.mutate import scoring as sc
+from plmforge.mutate.lm import MaskedLM, load_masked_lm
+from plmforge.mutate.notation import (
+    AMINO_ACIDS,
+    Substitution,
+    apply,
+    check_against,
+    parse_positions,
+    parse_variant,
+    variant_name,
+)
+
+log = logging.getLogger("plmforge")
+CHUNK = 32  # positions scored between two saves of a scan's progress
+
+
+@dataclass
+class ScanResult:
+    table: pd.DataFrame  # scan.csv's rows
+    matrix: np.ndarray  # (positions, 20) scores, the wild type's own column 0
+    positions: list[int]
+    summary: str
+    out_dir: Path | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class ScoreResult:
+    table: pd.DataFrame  # mutant, score (and the DMS columns when given)
+    summary: str
+    report: dict[str, Any] | None = None  # DMS metrics with intervals, when DMS_score was given
+    written: list[Path] = field(default_factory=list)
+
+
+def read_sequence(sequence: str | None = None, fasta: str | Path | None = None) -> tuple[str, str]:
+    """(name, sequence) from a sequence string or a one-record FASTA file, upper-cased and checked."""
+    if (sequence is None) == (fasta is None):
+        raise ConfigError("give the wild type either as --sequence or as --fasta (one of them)")
+    name, where = "sequence", "--sequence"
+    if fasta is not None:
+        from plmforge.data.readers import read_fasta
+
+        table = read_fasta(Path(fasta).expanduser(), "sequence")
+        if len(table.df) != 1:
+            raise DataError(f"{len(table.df)} records; a scan or a variant list belongs to one wild type",
+                            file=str(fasta), hint="put the protein to scan alone in its FASTA file")
+        name, sequence, where = str(table.df["id"].iloc[0]), str(table.df["sequence"].iloc[0]), str(fasta)
+    seq = "".join(str(sequence).split()).upper()
+    if not seq:
+        raise DataError("the wild-type sequence is empty", file=where)
+    bad = next((i for i, a in enumerate(seq) if not a.isalpha()), None)
+    if bad is not None:
+        raise DataError(f"{seq[bad]!r} at position {bad + 1} is not a residue letter", file=where)
+    return name, seq
+
+
+def _lm(model: str | MaskedLM, trust_remote_code: bool, precision: str | None, force_precision: bool) -> MaskedLM:
+    if isinstance(model, MaskedLM):
+        return model
+    return load_masked_lm(model, trust_remote_code, precision=precision, force_precision=force_precision)
+
+
+def _bar(total: int, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="site", dynamic_ncols=True)
+
+
+def _fingerprint(model_name: str, sequence: str, scoring: str, positions: list[int]) -> str:
+    text = json.dumps([model_name, sequence, scoring, positions])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def scan(model: str | MaskedLM, sequence: str | None = None, fasta: str | Path | None = None, *,
+         positions: str | None = None, scoring: str = "masked_marginal", out: str | Path | None = None,
+         top: int = 20, max_tokens: int | None = None, overwrite: bool = False, resume: bool = False,
+         progress: bool = True, trust_remote_code: bool = False, precision: str | None = None,
+         force_precision: bool = False) -> ScanResult:
+    """Score every single substitution at the chosen positions (default: all) of one protein."""
+    if scoring not in sc.SCORINGS:
+        raise ConfigError(f"--scoring {scoring!r}: choose from {', '.join(sc.SCORINGS)}")
+    if top < 1:
+        raise ConfigError("--top must be at least 1")
+    name, wt = read_sequence(sequence, fasta)
+    chosen = parse_positions(positions, len(wt))
+    skipped = [p for p in chosen if wt[p - 1] not in AMINO_ACIDS]
+    chosen = [p for p in chosen if wt[p - 1] in AMINO_ACIDS]
+    if not chosen:
+        raise DataError("no position to scan: every chosen position holds a letter other than the 20 amino acids")
+    out_dir = Path(out).expanduser() if out is not None else None
+    model_name = model.name if isinstance(model, MaskedLM) else str(model)
+    key = _fingerprint(model_name, wt, scoring, chosen)
+    done: dict[int, np.ndarray] = {}
+    if out_dir is not None:  # the destination is checked before any compute
+        if resume:
+            done = _progress(out_dir, key)
+        else:
+            owned.check_output_dir(out_dir, "mutate", overwrite=overwrite, inputs=[fasta],
+                                   how="pass --overwrite (or --resume to continue an interrupted scan)")
+    lm = _lm(model, trust_remote_code, precision, force_precision)  # refusals (head, precision) before writing
+    if out_dir is not None and not resume:
+        owned.replace_dir(out_dir, "mutate", inputs=[fasta])
+    todo = [p for p in chosen if p not in done]
+    per_site = 1 if scoring != "pll" else 19 * len(wt)
+    bar = _bar(len(todo) * per_site + (len(wt) if scoring == "pll" and todo else 0), progress,
+               f"{scoring} {name}")
+    t0 = time.time()
+    wt_pll = None
+    for start in range(0, len(todo), CHUNK):
+        part = todo[start:start + CHUNK]
+        if scoring == "pll":
+            if wt_pll is None:
+                wt_pll = sc.pseudo_log_likelihoods(lm, [wt], max_tokens=max_tokens, progress=bar)[0]
+            variants = [(Substitution(p, wt[p - 1], a),) for p in part for a in AMINO_ACIDS if a != wt[p - 1]]
+            mutants = [apply(v, wt) for v in variants]
+            values = sc.pseudo_log_likelihoods(lm, mutants, max_tokens=max_tokens, progress=bar) - wt_pll
+            rows = np.zeros((len(part), 20))
+            for v, value in zip(variants, values, strict=True):
+                rows[part.index(v[0].position), AMINO_ACIDS.index(v[0].mt)] = value
+        else:
+            rows = sc.marginal_matrix(lm, wt, part, scoring, max_tokens=max_tokens, progress=bar)
+        done.update({p: rows[k] for k, p in enumerate(part)})
+        if out_dir is not None:
+            _save_progress(out_dir, key, done)
+    if bar is not None:
+        bar.close()
+    seconds = time.time() - t0
+    matrix = np.stack([done[p] for p in chosen])
+    table = scan_table(matrix, chosen, wt)
+    best = table.iloc[0]
+    beneficial = int((table["score"] > 0).sum())
+    summary = (f"{name}: {len(table)} substitutions at {len(chosen)} positions scored by {scoring} with {model_name}"
+               f"{f' ({len(skipped)} positions without a standard residue left out)' if skipped else ''}; best "
+               f"{best['mutant']} ({best['score']:.3f}); {beneficial} score above the wild type"
+               + (f"; {len(todo) / seconds:.1f} sites/s" if todo and seconds > 0 else ""))
+    result = ScanResult(table, matrix, chosen, summary, out_dir, seconds)
+    if out_dir is not None:
+        _write_scan(result, out_dir, wt, name, model_name, scoring, top, key, len(todo))
+    return result
+
+
+def scan_table(matrix: np.ndarray, positions: list[int], wt: str) -> pd.DataFrame:
+    rows = []
+    for k, p in enumerate(positions):
+        for j, a in enumerate(AMINO_ACIDS):
+            if a != wt[p - 1]:
+                rows.append((f"{wt[p - 1]}{p}{a}", p, wt[p - 1], a, float(matrix[k, j])))
+    table = pd.DataFrame(rows, columns=["mutant", "position", "wt", "mt", "score"])
+    table = table.sort_values(["score", "position", "mt"], ascending=[False, True, True], kind="stable")
+    table["rank"] = np.arange(1, len(table) + 1)
+    return table.reset_index(drop=True)
+
+
+def _progress(out_dir: Path, key: str) -> dict[int, np.ndarray]:
+    f = out_dir / "scan_progress.npz"
+    if not f.is_file():
+        if (out_dir / "scan.csv").is_file():
+            raise RunDirError(f"{out_dir} holds a finished scan; nothing to resume (--overwrite to redo it)")
+        raise RunDirError(f"{out_dir} has no interrupted scan to resume ({f.name} is missing); start it without "
+                          "--resume")
+    with np.load(f) as data:
+        if str(data["key"]) != key:
+            raise RunDirError(f"{out_dir} holds an interrupted scan of another model, sequence, scoring or positions; "
+                              "resume with the same arguments, or start a new scan elsewhere")
+        return {int(p): row for p, row in zip(data["positions"], data["rows"], strict=True)}
+
+
+def _save_progress(out_dir: Path, key: str, done: dict[int, np.ndarray]) -> None:
+    tmp = out_dir / ".scan_progress.npz.partial"
+    positions = sorted(done)
+    with tmp.open("wb") as fh:
+        np.savez(fh, key=np.array(key), positions=np.array(positions), rows=np.stack([done[p] for p in positions]))
+    os.replace(tmp, out_dir / "scan_progress.npz")
+
+
+def _write_scan(result: ScanResult, out_dir: Path, wt: str, name: str, model_name: str, scoring: str, top: int,
+                key: str, computed: int) -> None:
+    from plmforge.mutate.plots import heatmap
+
+    for file_name, frame in (("scan.csv", result.table), ("top.csv", result.table.head(top))):
+        tmp = out_dir / f".{file_name}.partial"
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+        os.replace(tmp, out_dir / file_name)
+    heatmap(result.matrix, result.positions, wt, out_dir / "heatmap.png",
+            f"{name}: {scoring} scores from {model_name} (log-probability ratio to the wild type)")
+    blob = {"model": model_name, "scoring": scoring, "name": name, "sequence": wt, "positions": result.positions,
+            "substitutions": len(result.table), "summary": result.summary, "seconds": round(result.seconds, 2),
+            "sites_computed": computed, "key": key}
+    (out_dir / "scan.json").write_text(json.dumps(blob, indent=1))
+    (out_dir / "scan_progress.npz").unlink(missing_ok=True)
+
+
+def _variants_from(mutations: str | Path | list[str], wt: str) -> tuple[pd.DataFrame, str]:
+    """The variants to score as a table with a `mutant` column (and DMS columns from a DMS file)."""
+    from plmforge.mutate.dms import read_dms
+
+    if isinstance(mutations, list | tuple):
+        return pd.DataFrame({"mutant": [str(m) for m in mutations]}), "--mutations"
+    text = str(mutations)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return read_dms(path), str(path)
+    if path.suffix.lower() in (".csv", ".tsv", ".txt") or os.sep in text:
+        raise DataError("no such file", file=text, hint="give a DMS file, or the variants themselves: A42G,K50R:A42G")
+    return pd.DataFrame({"mutant": [m.strip() for m in text.split(",") if m.strip()]}), "--mutations"
+
+
+def score(model: str | MaskedLM, mutations: str | Path | list[str], sequence: str | None = None,
+          fasta: str | Path | None = None, *, scoring: str = "masked_marginal", out: str | Path | None = None,
+          overwrite: bool = False, resamples: int = 1000, max_tokens: int | None = None, progress: bool = True,
+          trust_remote_code: bool = False, precision: str | None = None, force_precision: bool = False) -> ScoreResult:
+    """Score single and multiple substitutions of one wild type; with DMS_score given, ProteinGym's metrics
+    with bootstrap intervals and a scatter plot."""
+    if scoring not in sc.SCORINGS:
+        raise ConfigError(f"--scoring {scoring!r}: choose from {', '.join(sc.SCORINGS)}")
+    name, wt = read_sequence(sequence, fasta)
+    table, where = _variants_from(mutations, wt)
+    if table.empty:
+        raise DataError("no variants to score", file=where)
+    variants = []
+    for i, text in enumerate(table["mutant"].astype(str)):
+        row_where = where if where == "--mutations" else f"{where}, row {i + 2}"
+        subs = parse_variant(text, row_where)
+        check_against(subs, wt, row_where)
+        if "mutated_sequence" in table.columns and isinstance(table["mutated_sequence"].iloc[i], str):
+            if table["mutated_sequence"].iloc[i].strip().upper() != apply(subs, wt):
+                raise DataError(f"{text}: mutated_sequence is not the wild type with these substitutions",
+                                file=row_where, hint="the wild type given does not belong to this DMS file")
+        variants.append(subs)
+    written_targets: list[Path] = []
+    target = Path(out).expanduser() if out is not None else None
+    has_dms = "DMS_score" in table.columns and table["DMS_score"].notna().any()
+    if target is not None:
+        extra = [target.with_name(target.stem + "_metrics.json"), target.with_name(target.stem + "_scatter.png")]
+        sources = [fasta, where if where != "--mutations" else None]
+        owned.check_output_file(target, overwrite=overwrite, inputs=sources, flag="--out",
+                                companions=extra if has_dms else [])
+    lm = _lm(model, trust_remote_code, precision, force_precision)
+    n_sites = len({s.position for v in variants for s in v}) if scoring != "pll" else \
+        sum(len(apply(v, wt)) for v in variants) + len(wt)
+    bar = _bar(n_sites, progress, f"{scoring} {name}")
+    values = sc.score_variants(lm, wt, variants, scoring, max_tokens=max_tokens, progress=bar)
+    if bar is not None:
+        bar.close()
+    result_table = pd.DataFrame({"mutant": [variant_name(v) for v in variants], "score": values})
+    for column in ("DMS_score", "DMS_score_bin"):
+        if column in table.columns:
+            result_table[column] = table[column].to_numpy()
+    report = None
+    summary = f"{name}: {len(variants)} variants scored by {scoring} with {lm.name}"
+    if has_dms:
+        from plmforge.mutate.dms import dms_report
+
+        keep = result_table["DMS_score"].notna().to_numpy()
+        bins = result_table["DMS_score_bin"].to_numpy()[keep].astype(int) if "DMS_score_bin" in result_table and \
+            result_table["DMS_score_bin"][keep].notna().all() else None
+        report = dms_report(result_table["DMS_score"].to_numpy()[keep], values[keep], bins, resamples)
+        report.update({"model": lm.name, "scoring": scoring})
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items() if not np.isnan(v))
+        summary += f"; against DMS_score ({int(keep.sum())} variants): {shown}"
+    if target is not None:
+        tmp = target.with_name(f".{target.name}.partial")
+        result_table.to_csv(tmp, index=False, float_format="%.6g")
+        os.replace(tmp, target)
+        written_targets.append(target)
+        if report is not None:
+            from plmforge.mutate.plots import scatter
+
+            metrics_file = target.with_name(target.stem + "_metrics.json")
+            metrics_file.write_text(json.dumps(report, indent=1))
+            keep = result_table["DMS_score"].notna().to_numpy()
+            written_targets += [metrics_file, scatter(values[keep], result_table["DMS_score"].to_numpy()[keep],
+                                                      target.with_name(target.stem + "_scatter.png"),
+                                                      f"{name}: {scoring} ({lm.name}) vs measured; "
+                                                      f"Spearman {report['metrics']['spearman']:.3f}")]
+    return ScoreResult(result_table, summary, report, written_targets)

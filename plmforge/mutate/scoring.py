@@ -1,0 +1,129 @@
+"""Zero-shot scores of substitutions from a masked language model.
+
+- masked marginal: the site masked, log p(mutant) - log p(wild type) there (the scoring the ESM-1v paper found
+  best); one forward pass per site, all sites of a scan batched by a token budget;
+- wild-type marginal: the same difference read from one unmasked pass over the wild type (one pass per window);
+- pseudo-log-likelihood (pll): sum over every position of log p(residue | that position masked), of the
+  variant minus of the wild type; exact for multiple substitutions, but one pass per residue per sequence.
+
+Marginal scores of a variant with several substitutions are the sum of its sites' scores (each read in the
+wild-type context). A sequence longer than the model takes is read in windows of the model's length: for a
+masked site, the window centred on the site (clipped at the ends); for wild-type marginals, windows every half
+length, each site read in the one where it lies most central.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from plmforge.errors import ConfigError
+from plmforge.mutate.lm import MaskedLM
+from plmforge.mutate.notation import AMINO_ACIDS, Substitution, apply
+
+log = logging.getLogger("plmforge")
+SCORINGS = ("masked_marginal", "wt_marginal", "pll")
+INDEX = {a: i for i, a in enumerate(AMINO_ACIDS)}
+
+
+def _centred(n: int, width: int, site: int) -> int:
+    """Start of the window of `width` residues around 0-based `site` in a sequence of n."""
+    return 0 if n <= width else min(max(site - width // 2, 0), n - width)
+
+
+def _most_central(n: int, width: int, site: int) -> int:
+    if n <= width:
+        return 0
+    starts = sorted(set(range(0, n - width + 1, max(width // 2, 1))) | {n - width})
+    return min(starts, key=lambda s: (abs(site - (s + width / 2)), s))
+
+
+class _Windows:
+    """Token ids of windows of one sequence, encoded once each."""
+
+    def __init__(self, lm: MaskedLM, sequence: str, width: int) -> None:
+        self.lm, self.sequence, self.width = lm, sequence, width
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, start: int) -> tuple[np.ndarray, np.ndarray]:
+        if start not in self._cache:
+            self._cache[start] = self.lm.encode(self.sequence[start:start + self.width])
+        return self._cache[start]
+
+
+def site_log_probs(lm: MaskedLM, sequence: str, positions: list[int], scoring: str, *, max_tokens: int | None = None,
+                   window: int | None = None, progress: Any = None) -> np.ndarray:
+    """(len(positions), 20) log-probabilities of the 20 amino acids at each 1-based position: with the site
+    masked (masked_marginal, pll) or from the unmasked wild type (wt_marginal)."""
+    width = min(window or lm.max_residues, lm.max_residues)
+    n = len(sequence)
+    windows = _Windows(lm, sequence, width)
+    if scoring == "wt_marginal":
+        groups: dict[int, list[int]] = {}
+        for k, p in enumerate(positions):
+            groups.setdefault(_most_central(n, width, p - 1), []).append(k)
+        items, order = [], []
+        for start, ks in groups.items():
+            ids, where = windows(start)
+            items.append((ids, where[[positions[k] - 1 - start for k in ks]]))
+            order.append(ks)
+        parts = lm.site_log_probs(items, max_tokens, progress)
+        out = np.empty((len(positions), len(AMINO_ACIDS)))
+        for ks, part in zip(order, parts, strict=True):
+            out[ks] = part
+        return out
+    items = []
+    for p in positions:
+        start = _centred(n, width, p - 1)
+        ids, where = windows(start)
+        masked = ids.copy()
+        token = where[p - 1 - start]
+        masked[token] = lm.mask_id
+        items.append((masked, np.array([token])))
+    return np.concatenate(lm.site_log_probs(items, max_tokens, progress)) if items else np.empty((0, 20))
+
+
+def marginal_matrix(lm: MaskedLM, sequence: str, positions: list[int], scoring: str, **kw: Any) -> np.ndarray:
+    """(len(positions), 20): log p(a) - log p(wild type) at each position, by masked or wild-type marginals."""
+    if scoring not in ("masked_marginal", "wt_marginal"):
+        raise ConfigError(f"marginal_matrix takes masked_marginal or wt_marginal, not {scoring!r}")
+    lp = site_log_probs(lm, sequence, positions, scoring, **kw)
+    wt = np.array([INDEX[sequence[p - 1]] for p in positions])
+    return lp - lp[np.arange(len(positions)), wt][:, None]
+
+
+def pseudo_log_likelihoods(lm: MaskedLM, sequences: list[str], *, max_tokens: int | None = None,
+                           window: int | None = None, progress: Any = None) -> np.ndarray:
+    """Sum over positions of log p(residue | its position masked), per sequence (residues other than the 20
+    amino acids, e.g. X, are left out of the sum)."""
+    out = np.zeros(len(sequences))
+    for i, seq in enumerate(sequences):
+        positions = [k + 1 for k, a in enumerate(seq) if a in INDEX]
+        lp = site_log_probs(lm, seq, positions, "pll", max_tokens=max_tokens, window=window, progress=progress)
+        out[i] = float(lp[np.arange(len(positions)), [INDEX[seq[p - 1]] for p in positions]].sum())
+    return out
+
+
+def score_variants(lm: MaskedLM, wild_type: str, variants: list[tuple[Substitution, ...]], scoring: str, *,
+                   max_tokens: int | None = None, window: int | None = None, progress: Any = None) -> np.ndarray:
+    """One score per variant (higher = predicted fitter than the wild type). Wild-type letters must have
+    been checked against `wild_type` (notation.check_against)."""
+    if scoring not in SCORINGS:
+        raise ConfigError(f"unknown scoring {scoring!r}; choose from {', '.join(SCORINGS)}")
+    if scoring == "pll":
+        mutants = sorted({apply(v, wild_type) for v in variants})
+        values = pseudo_log_likelihoods(lm, [wild_type, *mutants], max_tokens=max_tokens, window=window,
+                                        progress=progress)
+        by_seq = dict(zip(mutants, values[1:], strict=True))
+        return np.array([by_seq[apply(v, wild_type)] - values[0] for v in variants])
+    positions = sorted({s.position for v in variants for s in v})
+    bad = [p for p in positions if wild_type[p - 1] not in INDEX]
+    if bad:
+        raise ConfigError(f"the wild type has {wild_type[bad[0] - 1]!r} at position {bad[0]}: marginal scores need "
+                          "one of the 20 amino acids at every mutated site")
+    matrix = marginal_matrix(lm, wild_type, positions, scoring, max_tokens=max_tokens, window=window,
+                             progress=progress)
+    row = {p: k for k, p in enumerate(positions)}
+    return np.array([sum(matrix[row[s.position], INDEX[s.mt]] for s in v) for v in variants])
