@@ -206,9 +206,7 @@ def _write_scan(result: ScanResult, out_dir: Path, wt: str, name: str, model_nam
     from plmforge.mutate.plots import heatmap
 
     for file_name, frame in (("scan.csv", result.table), ("top.csv", result.table.head(top))):
-        tmp = out_dir / f".{file_name}.partial"
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, out_dir / file_name)
+        _write_csv(frame, out_dir / file_name)
     heatmap(result.matrix, result.positions, wt, out_dir / "heatmap.png",
             f"{name}: {scoring} scores from {model_name} (log-probability ratio to the wild type)")
     blob = {"model": model_name, "scoring": scoring, "name": name, "sequence": wt, "positions": result.positions,
@@ -259,10 +257,9 @@ def score(model: str | MaskedLM, mutations: str | Path | list[str], sequence: st
     target = Path(out).expanduser() if out is not None else None
     has_dms = "DMS_score" in table.columns and table["DMS_score"].notna().any()
     if target is not None:
-        extra = [target.with_name(target.stem + "_metrics.json"), target.with_name(target.stem + "_scatter.png")]
         sources = [fasta, where if where != "--mutations" else None]
         owned.check_output_file(target, overwrite=overwrite, inputs=sources, flag="--out",
-                                companions=extra if has_dms else [])
+                                companions=_companions(target) if has_dms else [])
     lm = _lm(model, trust_remote_code, precision, force_precision)
     n_sites = len({s.position for v in variants for s in v}) if scoring != "pll" else \
         sum(len(apply(v, wt)) for v in variants) + len(wt)
@@ -274,31 +271,50 @@ def score(model: str | MaskedLM, mutations: str | Path | list[str], sequence: st
     for column in ("DMS_score", "DMS_score_bin"):
         if column in table.columns:
             result_table[column] = table[column].to_numpy()
-    report = None
     summary = f"{name}: {len(variants)} variants scored by {scoring} with {lm.name}"
-    if has_dms:
-        from plmforge.mutate.dms import dms_report
-
-        keep = result_table["DMS_score"].notna().to_numpy()
-        bins = result_table["DMS_score_bin"].to_numpy()[keep].astype(int) if "DMS_score_bin" in result_table and \
-            result_table["DMS_score_bin"][keep].notna().all() else None
-        report = dms_report(result_table["DMS_score"].to_numpy()[keep], values[keep], bins, resamples)
-        report.update({"model": lm.name, "scoring": scoring})
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items() if not np.isnan(v))
-        summary += f"; against DMS_score ({int(keep.sum())} variants): {shown}"
     if target is not None:
-        tmp = target.with_name(f".{target.name}.partial")
-        result_table.to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, target)
+        _write_csv(result_table, target)
         written_targets.append(target)
-        if report is not None:
-            from plmforge.mutate.plots import scatter
-
-            metrics_file = target.with_name(target.stem + "_metrics.json")
-            metrics_file.write_text(json.dumps(report, indent=1))
-            keep = result_table["DMS_score"].notna().to_numpy()
-            written_targets += [metrics_file, scatter(values[keep], result_table["DMS_score"].to_numpy()[keep],
-                                                      target.with_name(target.stem + "_scatter.png"),
-                                                      f"{name}: {scoring} ({lm.name}) vs measured; "
-                                                      f"Spearman {report['metrics']['spearman']:.3f}")]
+    report = None
+    if has_dms:
+        report, shown = _dms_outputs(result_table, values, resamples, target, lm.name, scoring, name)
+        summary += shown
+        if target is not None:
+            written_targets += _companions(target)
     return ScoreResult(result_table, summary, report, written_targets)
+
+
+def _companions(target: Path) -> list[Path]:
+    """The metrics and scatter files written next to a scores CSV with measured DMS scores."""
+    return [target.with_name(target.stem + "_metrics.json"), target.with_name(target.stem + "_scatter.png")]
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Written beside the target and renamed over it: an error leaves an earlier file as it was."""
+    tmp = path.with_name(f".{path.name}.partial")
+    frame.to_csv(tmp, index=False, float_format="%.6g")
+    os.replace(tmp, path)
+
+
+def _dms_outputs(table: pd.DataFrame, values: np.ndarray, resamples: int, target: Path | None, model_name: str,
+                 scoring: str, name: str) -> tuple[dict[str, Any], str]:
+    """ProteinGym's metrics (with intervals) on the variants that have a DMS_score, their summary text, and
+    with `target` the metrics JSON and the scatter plot beside it."""
+    from plmforge.mutate.dms import dms_report
+
+    keep = table["DMS_score"].notna().to_numpy()
+    measured = table["DMS_score"].to_numpy()[keep]
+    bins = None
+    if "DMS_score_bin" in table and table["DMS_score_bin"][keep].notna().all():
+        bins = table["DMS_score_bin"].to_numpy()[keep].astype(int)
+    report = dms_report(measured, values[keep], bins, resamples)
+    report.update({"model": model_name, "scoring": scoring})
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items() if not np.isnan(v))
+    if target is not None:
+        from plmforge.mutate.plots import scatter
+
+        metrics_file, scatter_file = _companions(target)
+        metrics_file.write_text(json.dumps(report, indent=1))
+        scatter(values[keep], measured, scatter_file, f"{name}: {scoring} ({model_name}) vs measured; "
+                f"Spearman {report['metrics']['spearman']:.3f}")
+    return report, f"; against DMS_score ({int(keep.sum())} variants): {shown}"
