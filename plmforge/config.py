@@ -296,6 +296,9 @@ class CVConfig:
     folds: int = 0  # 0 = no cross-validation
     fold: int | None = None  # set in a fold's own run: the fold (1..folds) it validates on
     ensemble: bool = True  # the fold models' mean prediction on the test split
+    # heads on a frozen backbone's stored pooled vectors: every fold's head in one stacked pass (false: one
+    # fold after another, each exactly as its own run)
+    together: bool = True
 
     def __post_init__(self) -> None:
         positive("cv.folds", self.folds, allow_zero=True)

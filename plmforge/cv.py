@@ -8,10 +8,15 @@ predicting the test split as an ensemble.
     <run>/test_ensemble_metrics.json/.csv         the fold models' mean prediction on the test split (95% intervals)
     <run>/test_ensemble_predictions.csv
     <run>/plots/cv_folds.png                      every fold's value and the mean +- sd, per metric
+    <run>/plots/cv_curves.png                     every fold's loss and validation metric per epoch
 
 A fold run is re-creatable alone: `plmforge train ... cv.folds=K cv.fold=i` computes the same folds (they
 are seeded by training.seed). `--resume <run>` keeps finished folds, continues an interrupted one and
 runs the rest.
+
+Heads on a frozen backbone's stored pooled vectors (method freeze, mean pooling) train all folds in one
+stacked pass (train/folds.py; cv.together=false runs them one after another); the fold runs then leave the
+test intervals to the ensemble and draw their curves together in plots/cv_curves.png.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from plmforge.inference import Predictions, split_metrics
 from plmforge.logs import file_logging
 from plmforge.outputs import metrics_blob, prediction_frames, summary_table, with_interval, write_frames, write_metrics
 from plmforge.train.run import CONFIG_FILE, preview_command, run_inputs, train
-from plmforge.train.setup import prepare_data
+from plmforge.train.folds import train_together
+from plmforge.train.setup import prepare_folds
 
 log = logging.getLogger("plmforge")
 CV_FILE = "cv.json"
@@ -87,8 +93,9 @@ def cross_validate(config: RunConfig | None = None, *, run_dir: str | Path | Non
         owned.check_output_dir(rd, "cv", overwrite=config.output.overwrite, inputs=run_inputs(config),
                                other="choose another output.dir (or --resume to continue it)")
     # the folds (and the data) are checked before anything is written
-    data = prepare_data(fold_config(config, 1, rd))
-    assignment = _assignment(config, rd)
+    datas = prepare_folds(config)
+    data = datas[0]
+    assignment = _assignment(config, datas)
     if not resume:
         owned.replace_dir(rd, "cv", run_inputs(config))
         save_config(config, rd / CONFIG_FILE)
@@ -96,9 +103,13 @@ def cross_validate(config: RunConfig | None = None, *, run_dir: str | Path | Non
         (rd / CV_FILE).write_text(json.dumps(assignment, indent=1))
     folds, fold_preds = [], []
     with file_logging(rd / "cv.log", []):
+        together = _train_together(config, rd, resume, progress, datas)
         for i in range(1, config.cv.folds + 1):
-            log.info("cross-validation: fold %d of %d", i, config.cv.folds)
-            fold, preds = _run_fold(config, i, rd, resume, progress)
+            if i in together:
+                fold, preds = _fold_result(rd / f"fold_{i}", i), together[i].test_predictions
+            else:
+                log.info("cross-validation: fold %d of %d", i, config.cv.folds)
+                fold, preds = _run_fold(config, i, rd, resume, progress)
             folds.append(fold)
             fold_preds.append(preds)
         mean, sd = _aggregate(folds)
@@ -112,14 +123,26 @@ def cross_validate(config: RunConfig | None = None, *, run_dir: str | Path | Non
     return CVResult(rd, folds, mean, sd, ensemble, summary)
 
 
-def _assignment(config: RunConfig, rd: Path) -> dict[str, Any]:
+def _assignment(config: RunConfig, datas: list[Any]) -> dict[str, Any]:
     """Which samples each fold validates on (for cv.json), from the fold runs' own data preparation."""
     out: dict[str, Any] = {"folds": config.cv.folds, "seed": config.training.seed,
                            "group_column": config.data.group_column, "validation": {}}
-    for i in range(1, config.cv.folds + 1):
-        data = prepare_data(fold_config(config, i, rd))
+    for i, data in enumerate(datas, start=1):
         out["validation"][str(i)] = list(data.splits["validation"].ids)
     return out
+
+
+def _train_together(config: RunConfig, rd: Path, resume: bool, progress: bool, datas: list[Any]) -> dict[int, Any]:
+    """The folds not started yet, trained in one stacked pass where they can be (train/folds.py): their
+    results by fold; empty when they train one after another."""
+    fresh = [i for i in range(1, config.cv.folds + 1)
+             if not (resume and (_finished(rd / f"fold_{i}") or (rd / f"fold_{i}" / CONFIG_FILE).is_file()))]
+    if not config.cv.together or not fresh:
+        return {}
+    configs = [fold_config(config, i, rd) for i in fresh]
+    configs = [c.replace(output=dataclasses.replace(c.output, overwrite=True)) for c in configs]
+    results = train_together(configs, progress, [datas[i - 1] for i in fresh])
+    return dict(zip(fresh, results, strict=True)) if results is not None else {}
 
 
 def _finished(fd: Path) -> bool:
@@ -208,6 +231,7 @@ def _write(rd: Path, folds: list[dict[str, Any]], mean: dict, sd: dict, config: 
     if config.output.plots:
         (rd / "plots").mkdir(exist_ok=True)
         plots.cv_folds(folds, mean, sd, rd / "plots" / "cv_folds.png", ensemble)
+        plots.cv_curves([Path(f["run_dir"]) for f in folds], blob["monitor"], rd / "plots" / "cv_curves.png")
 
 
 def _num(v: Any) -> str:
@@ -229,7 +253,8 @@ def _summary(rd: Path, config: RunConfig, folds: list, mean: dict, sd: dict, ens
         rows += [(f"ensemble test {k}", with_interval(v, intervals.get(k))) for k, v in ensemble["metrics"].items()
                  if k != "loss"]
     written = [n for n in ("cv_metrics.csv", "cv_metrics.json", "test_ensemble_metrics.json",
-                           "test_ensemble_predictions.csv", "plots/cv_folds.png") if (rd / n).exists()]
+                           "test_ensemble_predictions.csv", "plots/cv_folds.png", "plots/cv_curves.png")
+               if (rd / n).exists()]
     rows.append(("written", ", ".join(written)))
     rows.append(("fold runs", ", ".join(Path(f["run_dir"]).name for f in folds)))
     return summary_table(rows)

@@ -82,7 +82,13 @@ def predict_encoded(model: torch.nn.Module, encoded: EncodedSplit, task: TaskSpe
             items = gather_object(items)  # samples repeated to even out processes overwrite themselves
         for item in items:
             collected.put(*item)
-    outputs = collected.done()
+    return predictions_of(collected.done(), encoded, task, scaler)
+
+
+def predictions_of(outputs: Any, encoded: EncodedSplit, task: TaskSpec, scaler: LabelScaler) -> Predictions:
+    """A split's predictions from its model outputs in split order ((N, C) logits for sequences, a list of
+    (n_residues, C) for residues): scores and labels in the user's units, the loss when labels are known."""
+    problem = task.problem
     targets = problem.eval_targets(encoded.labels, encoded.special) if encoded.labels is not None else None
     loss = None if targets is None else problem.split_loss(outputs, targets)
     labels = None if targets is None else problem.user_targets(targets, scaler)

@@ -58,32 +58,39 @@ def _multi_pred(probs: np.ndarray) -> np.ndarray:
     return (probs >= 0.5).astype(int)
 
 
-def _average(probs: np.ndarray) -> str:
-    return "binary" if _is_binary(probs) else "macro"
+def _counts(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Single-label confusion counts (C, C): rows true class, columns predicted class (one bincount; the
+    class-count metrics below are computed from it, as scikit-learn defines them, without its per-call
+    input checks, which cost a small validation split more than the metrics themselves)."""
+    c = probs.shape[1]
+    y = np.asarray(y_true, dtype=np.int64)
+    return np.bincount(y * c + _single_pred(probs), minlength=c * c).reshape(c, c)
 
 
-def _labels(probs: np.ndarray) -> list[int]:
-    return list(range(probs.shape[1]))
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den is 0 (scikit-learn's zero_division=0)."""
+    return np.divide(num, den, out=np.zeros(len(num)), where=den > 0)
 
 
 @register_metric("accuracy", "max", (SINGLE, MULTI))
 def accuracy(y_true: np.ndarray, probs: np.ndarray) -> float:
-    from sklearn.metrics import accuracy_score
-
-    if y_true.ndim == 2:
-        return float(accuracy_score(y_true, _multi_pred(probs)))
-    return float(accuracy_score(y_true, _single_pred(probs)))
+    if y_true.ndim == 2:  # exact match of every label
+        return float(np.mean(np.all(np.asarray(y_true) == _multi_pred(probs), axis=1)))
+    return float(np.mean(np.asarray(y_true) == _single_pred(probs)))
 
 
 def _prf(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
     def fn(y_true: np.ndarray, probs: np.ndarray) -> float:
-        from sklearn import metrics as skm
-
-        score = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[kind]
         if y_true.ndim == 2:
+            from sklearn import metrics as skm
+
+            score = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[kind]
             return float(score(y_true, _multi_pred(probs), average="micro", zero_division=0))
-        avg = _average(probs)
-        return float(score(y_true, _single_pred(probs), average=avg, labels=_labels(probs), zero_division=0))
+        cm = _counts(y_true, probs)
+        tp = np.diag(cm).astype(float)
+        per_class = {"precision": lambda: _ratio(tp, cm.sum(0)), "recall": lambda: _ratio(tp, cm.sum(1)),
+                     "f1": lambda: _ratio(2 * tp, cm.sum(0) + cm.sum(1))}[kind]()
+        return float(per_class[1] if _is_binary(probs) else per_class.mean())
 
     return fn
 
@@ -115,7 +122,10 @@ def mcc(y_true: np.ndarray, probs: np.ndarray) -> float:
 
     if y_true.ndim == 2:
         return float(matthews_corrcoef(y_true.ravel(), _multi_pred(probs).ravel()))
-    return float(matthews_corrcoef(y_true, _single_pred(probs)))
+    cm = _counts(y_true, probs).astype(float)
+    t, p, n = cm.sum(1), cm.sum(0), cm.sum()
+    cov_tp, cov_pp, cov_tt = np.trace(cm) * n - t @ p, n * n - p @ p, n * n - t @ t
+    return float(cov_tp / np.sqrt(cov_tt * cov_pp)) if cov_tt * cov_pp > 0 else 0.0
 
 
 @register_metric("auroc", "max", (SINGLE, MULTI))
@@ -216,9 +226,7 @@ def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def confusion_matrix(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    from sklearn.metrics import confusion_matrix as skcm
-
-    return skcm(y_true, _single_pred(probs), labels=_labels(probs))
+    return _counts(y_true, probs)
 
 
 def check_metrics(names: tuple[str, ...], kind: str, problem_type: str) -> None:

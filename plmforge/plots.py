@@ -98,6 +98,34 @@ def validation_metrics(run_dir: Path, out: Path) -> None:
     plt.close(fig)
 
 
+def cv_curves(run_dirs: list[Path], monitor: str, out: Path) -> None:
+    """Every fold's training and validation loss, and its validation `monitor`, per epoch in one figure
+    (a colour per fold, its best epoch circled)."""
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for n, rd in enumerate(run_dirs):
+        epochs = read_jsonl(rd / "metrics_epochs.jsonl")
+        if not epochs:
+            continue
+        colour, x = f"C{n % 10}", [r["epoch"] for r in epochs]
+        left.plot(x, [r.get("train_loss", np.nan) for r in epochs], "--", color=colour, lw=1)
+        left.plot(x, [r.get("val_loss", np.nan) for r in epochs], "o-", ms=3, color=colour, label=rd.name)
+        right.plot(x, [r.get(f"val_{monitor}", np.nan) for r in epochs], "o-", ms=3, color=colour, label=rd.name)
+        best = [r for r in epochs if r.get("best_so_far")]
+        if best:
+            right.plot(best[-1]["epoch"], best[-1].get(f"val_{monitor}", np.nan), "o", ms=10, mfc="none",
+                       color=colour)
+    left.set_title("Loss per fold (dashed: training, solid: validation)")
+    right.set_title(f"Validation {monitor} per fold (circle: best epoch)")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.subplots_adjust(left=0.06, right=0.985, bottom=0.12, top=0.92, wspace=0.18)  # (tight_layout: +40 % time)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def confusion(cm: np.ndarray, out: Path, title: str = "Test confusion matrix") -> None:
     plt = _plt()
     k = cm.shape[0]

@@ -237,6 +237,11 @@ class EmbeddingStore:
         key = _bytes(key)
         return key in self.pending or self.index.find(key) is not None
 
+    def holds_all(self, keys: np.ndarray) -> bool:
+        """Whether every key (an S40 array) is stored or pending: one vectorised look-up."""
+        missing = np.asarray(keys, dtype="S40")[self.index.locate(np.asarray(keys, dtype="S40")) < 0]
+        return all(_bytes(k) in self.pending for k in missing)
+
     def __len__(self) -> int:
         return len(self.index) + sum(self.index.find(k) is None for k in self.pending)
 

@@ -154,6 +154,10 @@ def test_train_cv_writes_fold_runs_their_mean_and_sd_and_a_test_ensemble(tmp_pat
     truth = pd.read_csv(amp_small / "test.csv")["label"].to_numpy()
     assert ensemble["metrics"]["accuracy"] == pytest.approx((expected["prediction"].to_numpy() == truth).mean())
     assert "intervals" in ensemble and (out / "plots" / "cv_folds.png").stat().st_size > 5000
+    # the folds trained together: their intervals are the ensemble's, their curves one plot
+    fold_blob = json.loads((out / "fold_1" / "test_metrics.json").read_text())
+    assert "intervals" not in fold_blob and "test_ensemble_metrics.json" in fold_blob["report"]
+    assert (out / "plots" / "cv_curves.png").stat().st_size > 5000
     from plmforge.api import load_run
     from plmforge.errors import RunDirError
 
@@ -200,3 +204,99 @@ def test_cross_validation_and_sweeps_refuse_a_multi_process_launch(tmp_path, tin
     with pytest.raises(ConfigError, match="cannot run under accelerate launch"):
         sweep(cfg.replace(cv=CVConfig()), parse_space({"training.epochs": [1, 2]}), 2)
     assert not (tmp_path / "x").exists()
+
+
+def _cv_config(out, tiny_models, data, *extra, problem="single_label_classification"):
+    return load_config(None, [f"data.dataset={data}", f"model.name={tiny_models['esm']}", "cv.folds=3",
+                              f"data.problem_type={problem}", "training.epochs=3",
+                              "training.patience=null", "batching.batch_size=5", "training.learning_rate=0.01",
+                              "training.max_grad_norm=0.5", "output.bootstrap=0", "output.baselines=false",
+                              "output.plots=false", f"output.dir={out}", *extra])
+
+
+def _charge(tmp_path, amp_small):
+    """The AMP peptides with a regression target: the fraction of K and R residues."""
+    out = tmp_path / "charge"
+    out.mkdir()
+    for split in ("train", "validation", "test"):
+        df = pd.read_csv(amp_small / f"{split}.csv")
+        df["label"] = [sum(c in "KR" for c in s) / len(s) for s in df["aa_seq"]]
+        df.to_csv(out / f"{split}.csv", index=False)
+    return out
+
+
+def _epochs(run_dir):
+    return [json.loads(x) for x in (run_dir / "metrics_epochs.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("problem", ["single_label_classification", "regression"])
+def test_folds_trained_together_equal_folds_trained_alone(tmp_path, tiny_models, amp_small, problem):
+    """Without dropout the stacked pass computes each fold's own run: per-epoch validation numbers, best epochs,
+    early stops, test metrics and the optimizer state in last/ agree up to rounding. The folds' epochs have
+    different numbers of batches (85 or 86 training samples, batches of 5: a fold sits out the last step),
+    every fold clips its own gradient norm, follows its own learning-rate schedule and (regression) scales
+    its labels with its own training values."""
+    import torch
+
+    from plmforge.cv import cross_validate
+
+    data = amp_small if problem != "regression" else _charge(tmp_path, amp_small)
+    extra = ("head.dropout=0", "training.epochs=4", "training.patience=1")
+    together = cross_validate(_cv_config(tmp_path / "t", tiny_models, data, *extra, problem=problem), progress=False)
+    alone = cross_validate(_cv_config(tmp_path / "a", tiny_models, data, *extra, "cv.together=false", problem=problem),
+                           progress=False)
+    sizes = set()
+    for i in (1, 2, 3):
+        t, a = tmp_path / "t" / f"fold_{i}", tmp_path / "a" / f"fold_{i}"
+        start = json.loads((t / "events.jsonl").read_text().splitlines()[0])
+        assert start["together"] == 3 and "together" not in json.loads((a / "events.jsonl").read_text().splitlines()[0])
+        sizes.add(len(json.loads((t / "split_mapping.json").read_text())["samples"]["train"]))
+        for et, ea in zip(_epochs(t), _epochs(a), strict=True):
+            assert et["best_so_far"] == ea["best_so_far"]
+            for key in ("train_loss", "val_loss", "val_auroc" if problem != "regression" else "val_spearman_corr"):
+                assert et[key] == pytest.approx(ea[key], rel=1e-4, abs=1e-6), (i, et["epoch"], key)
+        st = torch.load(t / "last" / "training_state.pt", weights_only=False)["optimizer"]["state"]
+        sa = torch.load(a / "last" / "training_state.pt", weights_only=False)["optimizer"]["state"]
+        assert st.keys() == sa.keys()
+        for k in st:
+            assert float(st[k]["step"]) == float(sa[k]["step"])
+            torch.testing.assert_close(st[k]["exp_avg"], sa[k]["exp_avg"], rtol=1e-3, atol=1e-6)
+    assert sizes == {85, 86}
+    if problem != "regression":  # (seeded) the folds stop early at different epochs: 2, 4 and 3
+        assert len({len(_epochs(tmp_path / "t" / f"fold_{i}")) for i in (1, 2, 3)}) > 1
+    for part in ("validation", "test"):
+        for k, v in alone.mean[part].items():
+            assert together.mean[part][k] == pytest.approx(v, rel=1e-4, abs=1e-6), (part, k)
+
+
+def test_a_folds_dropout_does_not_depend_on_the_folds_beside_it(tmp_path, tiny_models, amp_small):
+    """With dropout, a fold's masks come from its own generator: fold 2 trained with folds 1 and 3 and fold 2
+    trained alone in the stacked pass (as a resumed cross-validation does) agree up to rounding, and dropout
+    is really applied (the run differs from one without it)."""
+    import dataclasses
+
+    from plmforge.cv import fold_config
+    from plmforge.train.folds import train_together
+
+    def fold(out, i, *extra):
+        cfg = fold_config(_cv_config(out, tiny_models, amp_small, "head.dropout=0.3", *extra), i, out)
+        return cfg.replace(output=dataclasses.replace(cfg.output, overwrite=True))
+
+    three = train_together([fold(tmp_path / "three", i) for i in (1, 2, 3)], progress=False)
+    one = train_together([fold(tmp_path / "one", 2)], progress=False)
+    off = train_together([fold(tmp_path / "off", 2, "head.dropout=0")], progress=False)
+    assert three is not None and one is not None and off is not None
+    for a, b in zip(three[1].fit.history, one[0].fit.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+    assert abs(one[0].fit.history[0]["train_loss"] - off[0].fit.history[0]["train_loss"]) > 1e-4
+
+
+def test_folds_that_cannot_be_stacked_train_one_after_another(tmp_path, tiny_models, amp_small, caplog):
+    from plmforge.cv import cross_validate
+
+    cfg = _cv_config(tmp_path / "x", tiny_models, amp_small, "head.pooling=attention1d", "training.epochs=1")
+    with caplog.at_level("INFO", logger="plmforge"):
+        result = cross_validate(cfg, progress=False)
+    assert "the folds train one after another (only the mean-pooling head trains together)" in caplog.text
+    assert len(result.folds) == 3 and all((tmp_path / "x" / f"fold_{i}" / "best").is_dir() for i in (1, 2, 3))

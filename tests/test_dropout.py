@@ -140,3 +140,18 @@ def test_t5_keeps_its_attention_and_gets_the_dropout_modules(tiny_models):
     impl = backbone.model.config._attn_implementation
     assert fd.install_fast_dropout(model) > 0
     assert backbone.model.config._attn_implementation == impl
+
+
+def test_batched_masks_are_the_single_masks_and_their_rows_do_not_depend_on_the_rows_below():
+    """keep_masks (one pass for several seeds, as the stacked cross-validation folds draw them) gives, per
+    seed, exactly keep_mask's mask; a mask's first rows are the same whatever rows follow (the stacked folds
+    pad a short batch below its rows)."""
+    from plmforge.models.dropout import keep_mask, keep_masks
+
+    seeds = [3, -2**61, 2**61 + 7]
+    both = keep_masks((9, 37), 0.3, seeds)
+    assert both.shape == (3, 9, 37)
+    for row, seed in zip(both, seeds, strict=True):
+        assert torch.equal(row, keep_mask((9, 37), 0.3, seed))
+        assert torch.equal(row[:4], keep_mask((4, 37), 0.3, seed))
+    assert not torch.equal(both[0], both[1])

@@ -91,3 +91,31 @@ def test_multiclass_auroc_when_a_split_holds_only_two_of_the_classes():
     probs = np.random.default_rng(0).dirichlet(np.ones(7), size=6)
     expected = roc_auc_score(y == 5, probs[:, 5] / (probs[:, 2] + probs[:, 5]))
     assert compute_metrics(("auroc",), y, probs)["auroc"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_count_based_class_metrics_equal_sklearn_on_random_and_degenerate_cases(classes):
+    """accuracy, precision, recall, f1, mcc and the confusion matrix come from one bincount: against
+    scikit-learn on 200 random splits per class count, including constant predictions, absent classes
+    and single samples (zero_division=0 conventions, MCC 0 when undefined)."""
+    import warnings
+
+    rng = np.random.default_rng(classes)
+    labels = list(range(classes))
+    avg = "binary" if classes == 2 else "macro"
+    for trial in range(200):
+        n = int(rng.integers(1, 40))
+        y = rng.integers(0, classes, n)
+        probs = rng.random((n, classes))
+        if trial % 3 == 0:
+            probs[:, 0] += 5  # every prediction class 0
+        probs /= probs.sum(1, keepdims=True)
+        pred = probs.argmax(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = {"accuracy": skm.accuracy_score(y, pred), "mcc": skm.matthews_corrcoef(y, pred),
+                        **{name: fn(y, pred, average=avg, labels=labels, zero_division=0) for name, fn in
+                           (("precision", skm.precision_score), ("recall", skm.recall_score), ("f1", skm.f1_score))}}
+        for name, value in expected.items():
+            assert METRICS[name].fn(y, probs) == pytest.approx(value, abs=1e-12), (trial, name)
+        np.testing.assert_array_equal(confusion_matrix(y, probs), skm.confusion_matrix(y, pred, labels=labels))

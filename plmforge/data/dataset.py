@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -315,10 +316,37 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
     """Every split validated; `fields` are the further per-residue columns the model family reads.
     With `cv.fold` set, training and validation data are pooled and that fold becomes the validation.
     Large local files (data.storage) are read in chunks and kept on disk; the result is the same."""
+    folding = cv is not None and cv.fold is not None
+    return _complete(_load_pool(cfg, training, with_labels, fields, folding), training, cv if folding else None)
+
+
+def load_folds(cfg: DataConfig, training: TrainingConfig, cv: CVConfig, *,
+               fields: tuple[str, ...] = ()) -> list[PreparedData]:
+    """Every fold's data of a cross-validation, each as load_data gives it with cv.fold = 1..K, from one
+    reading of the files."""
+    pool = _load_pool(cfg, training, True, fields, True)
+    return [_complete(pool, training, dataclasses.replace(cv, fold=i)) for i in range(1, cv.folds + 1)]
+
+
+@dataclass
+class _Pool:
+    cfg: DataConfig
+    splits: dict[str, Records]
+    source: str
+    entry: CatalogueEntry | None
+    problem: ProblemType
+    task: TaskSpec
+    notes: list[str]
+    test_carved: bool
+
+
+def _load_pool(cfg: DataConfig, training: TrainingConfig, with_labels: bool, fields: tuple[str, ...],
+               folding: bool) -> _Pool:
+    """The splits as read and checked, with a carved test split (for cross-validation, train and validation
+    pooled as train)."""
     from plmforge.data.columns import resolve_columns
 
     cfg, _ = resolve_columns(cfg)
-    folding = cv is not None and cv.fold is not None
     splits, source, entry, read_notes = _read_splits(cfg, with_labels, fields, folding)
     problem = _problem(cfg, entry)
     task = resolve_task(cfg, training, entry, splits["train"])
@@ -336,13 +364,20 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
                                                            problem, cfg.group_column, "test")
         log.info("no test split given: %d of %d training samples held out as test (data.test_fraction=%g, seed %d); "
                  "see split_mapping.json", len(splits["test"]), whole, cfg.test_fraction, training.seed)
+    return _Pool(cfg, splits, source, entry, problem, task, read_notes + group_notes, test_carved)
+
+
+def _complete(pool: _Pool, training: TrainingConfig, cv: CVConfig | None) -> PreparedData:
+    """The run's splits from the pool: a cross-validation fold (cv.fold), else a carved validation split
+    where none was given; max_samples applied."""
+    cfg, problem, test_carved = pool.cfg, pool.problem, pool.test_carved
+    splits = dict(pool.splits)
     fold_info = None
-    if folding:
-        assert cv is not None
-        pool = splits["train"]
-        splits["train"], splits["validation"] = cv_split(pool, cv, training.seed, problem, cfg.group_column)
+    if cv is not None:
+        whole = splits["train"]
+        splits["train"], splits["validation"] = cv_split(whole, cv, training.seed, problem, cfg.group_column)
         fold_info = {"folds": cv.folds, "fold": cv.fold, "group_column": cfg.group_column,
-                     "pooled": len(pool)}
+                     "pooled": len(whole)}
         log.info("cross-validation fold %d of %d: %d training, %d validation samples%s", cv.fold, cv.folds,
                  len(splits["train"]), len(splits["validation"]),
                  f" (groups of {cfg.group_column} kept apart)" if cfg.group_column else "")
@@ -353,7 +388,8 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
                                                                  training.seed, problem, cfg.group_column)
     splits = {k: _limit(splits[k], cfg.max_samples, training.seed)
               for k in ("train", "validation", "test") if k in splits}
-    notes = read_notes + shared_sequences(splits) + group_notes
+    notes = pool.notes + shared_sequences(splits)
+    entry = pool.entry
     if entry is not None and entry.unsupported_metrics:
         notes.append(f"the {entry.name} benchmark also reports {', '.join(entry.unsupported_metrics)}, which "
                      "plmforge does not compute")
@@ -363,4 +399,4 @@ def load_data(cfg: DataConfig, training: TrainingConfig, *, with_labels: bool = 
         log.info("no validation split given: %d of %d training samples held out as validation (seed %d); "
                  "see split_mapping.json", len(splits["validation"]),
                  len(splits["validation"]) + len(splits["train"]), training.seed)
-    return PreparedData(splits, task, carved, source, notes, fold_info, cfg, test_carved)
+    return PreparedData(splits, pool.task, carved, pool.source, notes, fold_info, cfg, test_carved)

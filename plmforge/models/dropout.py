@@ -36,14 +36,21 @@ def _shift(z: torch.Tensor, bits: int) -> torch.Tensor:
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, seed: int,
               device: torch.device | str = "cpu") -> torch.Tensor:
     """A bool tensor of `shape`, True with probability 1 - p (p resolved to 1/65536), from `seed`."""
+    return keep_masks(shape, p, [seed], device)[0]
+
+
+def keep_masks(shape: torch.Size | tuple[int, ...], p: float, seeds: list[int],
+               device: torch.device | str = "cpu") -> torch.Tensor:
+    """(len(seeds), *shape) bool: row i is keep_mask(shape, p, seeds[i]), all made in one pass."""
     n = 1
     for s in shape:
         n *= int(s)
-    z = torch.arange((n + 3) // 4, dtype=torch.int64, device=device).mul_(_GOLDEN).add_(seed)
+    z = torch.arange((n + 3) // 4, dtype=torch.int64, device=device).mul_(_GOLDEN)
+    z = z.unsqueeze(0) + torch.tensor(seeds, dtype=torch.int64, device=device).unsqueeze(1)  # (S, words)
     z = z.bitwise_xor_(_shift(z, 30)).mul_(_MIX1)
     z = z.bitwise_xor_(_shift(z, 27)).mul_(_MIX2)
     z = z.bitwise_xor_(_shift(z, 31))
-    uniform = z.view(torch.int16)[:n].view(tuple(shape))  # -32768..32767, each value equally likely
+    uniform = z.view(torch.int16)[:, :n].reshape(len(seeds), *shape)  # -32768..32767, each equally likely
     return uniform >= round(p * 65536) - 32768
 
 

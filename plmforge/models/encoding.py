@@ -51,6 +51,23 @@ def encode_records(backbone: Backbone, records: Records, task: TaskSpec, scaler:
     return EncodedSplit(enc.inputs, enc.special, targets)
 
 
+def reuse_tokens(records: Records, task: TaskSpec, scaler: LabelScaler | None,
+                 tokens: dict[str, tuple[EncodedSplit, int]]) -> EncodedSplit | None:
+    """The split from sequences tokenised before (another cross-validation fold of the same data: the same
+    tokens), with its own targets; None when a sequence is new, or the records carry per-residue columns
+    or live on disk (then they are tokenised)."""
+    if records.on_disk or records.fields or any(s not in tokens for s in records.sequences):
+        return None
+    rows = [tokens[s] for s in records.sequences]
+    names = rows[0][0].inputs.keys() if rows else ()
+    inputs = {k: [enc.inputs[k][j] for enc, j in rows] for k in names}
+    special = [enc.special[j] for enc, j in rows]
+    targets = None
+    if records.labels is not None:
+        targets, _ = task.problem.targets(records.labels, special, task.num_labels, scaler or LabelScaler("none"))
+    return EncodedSplit(inputs, special, targets)
+
+
 def _report(backbone: Backbone, name: str, n: int, truncated: int, rare: dict[str, int], unknown: int) -> None:
     if truncated:
         log.warning("%s: %d of %d sequences are longer than %d residues and were truncated to it", name,

@@ -98,7 +98,7 @@ class StoreCache:
         if shared in _HELD:
             _HELD.move_to_end(shared)
             self.memory[split] = _HELD[shared][0]
-        elif not all(k in self.store for k in keys):
+        elif not self.store.holds_all(keys):
             return False
         else:
             items = self.store.get_many(keys)

@@ -120,9 +120,11 @@ class Trainer:
         fingerprint = backbone_fingerprint(self.asm.backbone, "mean" if pooled else "tokens", options.cache_dtype)
         store = EmbeddingStore(cache_root(options.cache_dir), fingerprint)
         feeds = {SEQUENCE, *self.asm.backbone.family.record_fields}  # what the backbone's output depends on
-        keys = {name: np.fromiter((record_key({k: v[i] for k, v in recs.inputs().items() if k in feeds}).encode()
-                                   for i in range(len(recs))), dtype="S40", count=len(recs))  # 40 bytes a sample
-                for name, recs in self.asm.data.splits.items()}
+        keys = {}
+        for name, recs in self.asm.data.splits.items():
+            cols = [(k, v) for k, v in recs.inputs().items() if k in feeds]
+            keys[name] = np.fromiter((record_key({k: v[i] for k, v in cols}).encode() for i in range(len(recs))),
+                                     dtype="S40", count=len(recs))  # 40 bytes a sample
         log.info("embedding store: %s (%d entries for this model and settings)", store.dir, len(store))
         return StoreCache(store, keys, pooled, options.cache_dtype, options.cache_memory_mb)
 
@@ -210,8 +212,12 @@ class Trainer:
         before = self.cache.store.computed
         total = sum(len(self.cache.keys[s]) for s in ("train", "validation"))
         pace = EmbedPace(self.events, total)
+        stored = all(self.cache.store.holds_all(self.cache.keys[s]) for s in ("train", "validation"))
         for split in ("train", "validation"):
             loader = self.accelerator.prepare(self.loader(split, train=False, warm=True))
+            if stored:  # nothing to compute: only the loader's start, which draws from the global generator
+                next(iter(loader), None)  # (so a seeded run's random stream is the same with a full store)
+                continue
             with torch.no_grad():
                 for batch in tqdm(loader, desc=f"embedding {split}", unit="batch", leave=False, mininterval=1.0,
                                   disable=not self.accelerator.is_main_process):
@@ -219,6 +225,8 @@ class Trainer:
                     if computed:
                         self.cache.fill(split, batch, inner.encode)
                     pace.add(len(batch["idx"]), computed)
+        if stored:
+            pace.add(total, False)
         pace.finish()
         self.cache.store.flush()
         self.accelerator.wait_for_everyone()
@@ -405,9 +413,13 @@ class Trainer:
                 fh.write(json.dumps(row) + "\n")
         self.accelerator.log({"train/loss": row["loss"], "train/lr": row["lr"]}, step=self.global_step)
 
-    def _end_epoch(self, model: Any, optimizer: Any, scheduler: Any, epoch: int, record: dict[str, Any]) -> bool:
+    def _end_epoch(self, model: Any, optimizer: Any, scheduler: Any, epoch: int, record: dict[str, Any],
+                   metrics: dict[str, float] | None = None, save: Callable[[int, bool], None] | None = None) -> bool:
+        """Validation (unless the caller evaluated it: `metrics`), early stopping, checkpoints (through the
+        caller's `save(epoch, improved)` when given), logs."""
         self.events.emit("phase", phase="validation", epoch=epoch + 1)
-        metrics, _ = self.evaluate(model, "validation")
+        if metrics is None:
+            metrics, _ = self.evaluate(model, "validation")
         record.update({f"val_{k}": v for k, v in metrics.items()})
         value = metrics[self.task.monitor]
         if math.isnan(value):
@@ -420,7 +432,10 @@ class Trainer:
         if self.accelerator.is_main_process:
             with (self.run_dir / "metrics_epochs.jsonl").open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-        self._save(model, optimizer, scheduler, epoch, improved)
+        if save is not None:
+            save(epoch, improved)
+        else:
+            self._save(model, optimizer, scheduler, epoch, improved)
         self.events.emit("epoch", epoch=epoch + 1, train_loss=record["train_loss"], validation=metrics,
                          monitor=self.task.monitor, best_epoch=self.stopper.best_epoch + 1,
                          best_value=self.stopper.best, seconds=record["seconds"])

@@ -226,9 +226,13 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
     return RunResult(rd, fit, test, summary, test_preds)
 
 
-def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult,
-            report: bool = True) -> tuple[dict[str, Any] | None, Predictions | None]:
-    """Reload the best weights, then write test metrics, predictions and plots."""
+DEFERRED = "deferred: intervals, baselines and plots are made for the sweep's best trial only"
+
+
+def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult, report: bool = True,
+            deferred: str = DEFERRED) -> tuple[dict[str, Any] | None, Predictions | None]:
+    """Reload the best weights, then write test metrics, predictions and plots (`report=False`: the test
+    metrics without intervals, baselines and plots, `deferred` saying where they are)."""
     main = trainer.accelerator.is_main_process
     spec = METHODS[asm.config.method.name]
     if spec.report is not None and main:  # the method's own account of training (e.g. AdaLoRA's ranks)
@@ -261,7 +265,7 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult,
         blob.update(compare(task, asm.data.splits, preds.labels, preds.scores, out.bootstrap,
                             asm.config.training.seed, out.baselines))
     elif out.bootstrap or out.baselines:
-        blob["report"] = "deferred: intervals, baselines and plots are made for the sweep's best trial only"
+        blob["report"] = deferred
     if tuned is not None:
         blob["threshold"] = tuned
         threshold.write(rd, tuned)

@@ -1,0 +1,414 @@
+"""Cross-validation folds trained together: on a frozen backbone whose pooled vectors are held in memory, a
+mean-pooling head is a small MLP, and one optimizer step of one fold costs little more than the calls that
+launch it. The K folds' heads are therefore stacked — every weight becomes a (K, ...) tensor — and one
+batched forward, backward and AdamW update per step trains all of them, each fold on its own batch (its
+own sampler, seed and epoch, as when it runs alone), with its own loss, gradient clipping, learning-rate
+schedule, validation, early stopping and checkpoints. A fold that stops early stops being updated.
+
+Without dropout, what each fold computes is what its own run (cv.together=false) computes, up to
+floating-point rounding (batched matrix products sum in another order). With dropout, each fold draws its
+hashed masks from a generator of its own (seeded by training.seed and the fold), so a fold's result does not
+depend on which folds train beside it — a fold trained again alone in this pass (a resumed cross-validation)
+repeats itself — but its masks are not those of a run of that fold alone. A fold's run directory is an
+ordinary one: its last/ holds the optimizer state of its last finished epoch (torch.optim.AdamW's layout),
+so an interrupted fold can be continued alone (plmforge train --resume <fold dir>)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from plmforge import checkpoint as ckpt
+from plmforge import owned
+from plmforge.config import RunConfig
+from plmforge.data.dataset import PreparedData
+from plmforge.events import EVENTS_FILE, EventLog
+from plmforge.heads import MeanPoolHead
+from plmforge.inference import predictions_of, split_metrics
+from plmforge.logs import LOG, buffered
+from plmforge.methods import METHODS, CacheOptions
+from plmforge.train.loop import FitResult, Trainer
+from plmforge.train.memory import estimate as estimate_memory
+from plmforge.train.memory import measured_peak_mb
+from plmforge.train.run import (RunResult, _finish, _plan_memory, _summary, _write_run_files, check_hardware,
+                                run_inputs)
+from plmforge.train.schedule import build_scheduler
+from plmforge.train.stacked import StackedAdamW, StackedMLP, fold_seed
+from plmforge.train.setup import assemble_folds
+from plmforge.train.stopping import graceful_stop
+
+log = logging.getLogger("plmforge")
+DEFERRED = ("deferred: bootstrap intervals are computed for the fold models' ensemble (../test_ensemble_metrics.json); "
+            "the folds' curves are drawn together (../plots/cv_curves.png)")
+_FOLD: ContextVar[int | None] = ContextVar("plmforge_fold", default=None)
+
+
+def config_reason(config: RunConfig) -> str | None:
+    """Why a cross-validation's folds cannot train together, from the config alone (None: they may; the
+    assembled runs are checked again by together_reason)."""
+    spec = METHODS[config.method.name]
+    options = config.method.options
+    if not (spec.frozen_backbone and isinstance(options, CacheOptions) and options.cache_embeddings):
+        return "only heads on a frozen backbone's stored embeddings train together"
+    if config.head.pooling not in (None, "mean"):
+        return "only the mean-pooling head trains together"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return "several processes run"
+    return None
+
+
+def train_together(configs: list[RunConfig], progress: bool = True,
+                   datas: list[PreparedData] | None = None) -> list[RunResult] | None:
+    """The fold runs `configs` (cv.fold set, fresh directories) trained in one stacked pass and written as
+    train() writes a run, without per-fold intervals, baselines and plots (DEFERRED); None, with nothing
+    written, when they cannot train together (the reason is logged and the caller trains them one by one).
+    `datas`: every fold's prepared data (setup.prepare_folds), when the caller has it."""
+    from accelerate import PartialState
+
+    reason = config_reason(configs[0])
+    if reason is None:
+        check_hardware(configs[0])
+        with buffered() as early:
+            state = PartialState(cpu=not torch.cuda.is_available())
+            asms = [_plan_memory(a, [int(n) for n in a.encoded["train"].lengths], True, state)
+                    for a in assemble_folds(configs, datas)]
+            memories = [estimate_memory(a.model, a.backbone.model.config, [int(n) for n in a.encoded["train"].lengths],
+                                        a.config, True, state.device) for a in asms]
+            trainers = [Trainer(a, Path(c.output.dir).expanduser()) for a, c in zip(asms, configs, strict=True)]
+        reason = together_reason(trainers[0])
+    if reason is not None:
+        log.info("cross-validation: the folds train one after another (%s)", reason)
+        return None
+    for t, c in zip(trainers, configs, strict=True):
+        owned.check_output_dir(t.run_dir, "run", overwrite=c.output.overwrite, inputs=run_inputs(c),
+                               other="choose another output.dir")
+    for t, c in zip(trainers, configs, strict=True):
+        owned.replace_dir(t.run_dir, "run", run_inputs(c))
+        t.run_dir.mkdir(parents=True, exist_ok=True)
+        t.events = EventLog(t.run_dir / EVENTS_FILE)
+        t.events.emit("start", run_dir=str(t.run_dir), model=c.model.name, method=c.method.name,
+                      epochs=c.training.epochs, resume=False, pid=os.getpid(), user=os.environ.get("PLMFORGE_USER") or None,
+                      together=len(trainers))
+        t.events.emit("phase", phase="setup")
+    results: list[RunResult] = []
+    with _fold_logs([t.run_dir for t in trainers], early.records):
+        try:
+            for k, (t, memory) in enumerate(zip(trainers, memories, strict=True)):
+                with fold_scope(k):
+                    _write_run_files(t.asm, t.run_dir)
+                    memory.write(t.run_dir)
+                    stats = json.loads((t.run_dir / "model_stats.json").read_text())
+                    t.events.emit("model", **{key: stats[key] for key in ("total", "trainable", "trainable_percent")})
+            t0 = time.time()
+            fits = fit_together(trainers, progress)
+            for k, (t, fit, memory) in enumerate(zip(trainers, fits, memories, strict=True)):
+                with fold_scope(k):
+                    test, preds = _finish(t.asm, t, t.run_dir, fit, report=False, deferred=DEFERRED)
+                    memory.measured_peak_mb = measured_peak_mb(state.device)
+                    memory.write(t.run_dir)
+                    t.close()
+                    summary = _summary(t.asm, t.run_dir, fit, test, time.time() - t0)
+                    log.info("\n%s", summary)
+                    t.events.emit("end", status="finished")
+                    results.append(RunResult(t.run_dir, fit, test, summary, preds))
+        except KeyboardInterrupt:
+            for t in trainers[len(results):]:
+                t.events.emit("end", status="aborted")
+            raise
+        except BaseException as exc:
+            for t in trainers[len(results):]:
+                t.events.emit("end", status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            for t in trainers:
+                t.events.close()
+    return results
+
+
+@contextmanager
+def fold_scope(k: int) -> Iterator[None]:
+    """Log records made inside go to fold k's train.log only (and to the shared logs)."""
+    token = _FOLD.set(k)
+    try:
+        yield
+    finally:
+        _FOLD.reset(token)
+
+
+class _OneFold(logging.Filter):
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fold = _FOLD.get()
+        return fold is None or fold == self.k
+
+
+@contextmanager
+def _fold_logs(run_dirs: list[Path], earlier: list[logging.LogRecord]) -> Iterator[None]:
+    """Each fold's train.log: the shared set-up and training lines, and its own (fold_scope) lines."""
+    handlers = []
+    for k, rd in enumerate(run_dirs):
+        h = logging.FileHandler(rd / "train.log", mode="a")
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        for record in earlier:
+            h.handle(record)
+        h.addFilter(_OneFold(k))
+        LOG.addHandler(h)
+        handlers.append(h)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            LOG.removeHandler(h)
+            h.close()
+
+
+class FoldsInterrupted(KeyboardInterrupt):
+    """Ctrl-C / SIGTERM stopped folds that trained together; each keeps its last finished epoch."""
+
+
+def together_reason(trainer: Trainer) -> str | None:
+    """Why this fold's run cannot train in a stacked pass with the other folds (None when it can)."""
+    cfg = trainer.cfg
+    tcfg = cfg.training
+    model = trainer.asm.model
+    if trainer.cache is None or not trainer.cache.pooled:
+        return "the head does not train from stored pooled vectors (needs a frozen backbone and head.pooling=mean)"
+    if type(model.head) is not MeanPoolHead or model.adapter is not None:
+        return "only the mean-pooling head is stacked"
+    if any(not isinstance(m, (nn.Linear, nn.GELU, nn.Dropout)) for m in model.head.mlp):
+        return "the head has layers the stacked pass does not know"
+    if tcfg.gradient_accumulation_steps != 1:
+        return "gradient accumulation is set"
+    if tcfg.mixed_precision != "no":
+        return "mixed precision is set"
+    if tcfg.report_to:
+        return "experiment trackers are set (each fold reports alone)"
+    if trainer.accelerator.num_processes > 1:
+        return "several processes run"
+    if any(f is not None for f in (trainer.spec.prepare, trainer.spec.after_step, trainer.spec.extra_loss)):
+        return f"method {trainer.spec.name} has its own training steps"
+    if any(p.dtype != torch.float32 for p in model.head.parameters()):
+        return "the head is not float32"
+    return None
+
+
+def fit_together(trainers: list[Trainer], progress: bool = False) -> list[FitResult]:
+    """Train the folds' heads in one stacked pass; each trainer validates, checkpoints and stops its fold as
+    its own fit would."""
+    tcfg = trainers[0].cfg.training
+    k_folds = len(trainers)
+    optimizers, schedulers, samplers, held, targets = [], [], [], [], []
+    for t in trainers:
+        t.asm.model.to(t.accelerator.device)  # (the shared frozen backbone moves once)
+        t._warm_cache(t.asm.model)
+        if not all(t.cache.load(split, t.asm.encoded[split].lengths, t.asm.backbone.hidden_size)
+                   for split in ("train", "validation")):
+            raise RuntimeError("the stacked folds need every fold's pooled vectors in memory")
+        params = [p for p in t.asm.model.head.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=tcfg.learning_rate, weight_decay=tcfg.weight_decay)
+        opt._opt_called = True  # type: ignore[attr-defined]  # its steps are taken by StackedAdamW
+        sampler = t.loader("train", train=True).batch_sampler
+        steps = t._steps(sampler)
+        t.total_steps = sum(steps)
+        optimizers.append(opt)
+        schedulers.append(build_scheduler(opt, tcfg, sum(steps), steps[0]))
+        samplers.append(sampler)
+        held.append(t.cache.memory["train"])
+        labels = t.asm.encoded["train"].labels
+        targets.append(t.task.problem.collate_labels(list(labels), 0))
+        t.events.emit("plan", steps_per_epoch=steps, total_steps=sum(steps))
+        t.asm.model.train()
+    group = optimizers[0].param_groups[0]
+    stacked = StackedMLP([t.asm.model.head.mlp for t in trainers],
+                         [torch.Generator().manual_seed(fold_seed(tcfg.seed, t.cfg.cv.fold or 0)) for t in trainers])
+    adam = StackedAdamW(stacked.leaves, k_folds, group["betas"], group["eps"], tcfg.weight_decay,
+                        fused=trainers[0]._fused_update(stacked.leaves))
+    width = held[0].shape[1]
+    running = [True] * k_folds
+    log.info("cross-validation: the %d folds' heads train together (one stacked step per batch)", k_folds)
+    bar = tqdm(total=max(t.total_steps for t in trainers), desc=f"{k_folds} folds together", unit="step",
+               leave=False, mininterval=1.0, disable=not progress)
+    with graceful_stop() as flag, bar, _Saver() as saver:
+        for epoch in range(tcfg.epochs):
+            t0 = time.time()
+            for k, t in enumerate(trainers):
+                if running[k]:
+                    t.events.emit("phase", phase="training", epoch=epoch + 1)
+            for s in samplers:
+                s.set_epoch(epoch)
+            batches = [list(s) if running[k] else [] for k, s in enumerate(samplers)]
+            losses: list[list[float]] = [[] for _ in trainers]
+            for j in range(max(len(b) for b in batches)):
+                idx = [torch.as_tensor(b[j]) if j < len(b) else None for b in batches]
+                step_losses = _stacked_step(trainers, stacked, adam, schedulers, held, targets, idx, width,
+                                            tcfg.max_grad_norm)
+                bar.update(1)
+                for k, loss in enumerate(step_losses):
+                    if loss is None:
+                        continue
+                    losses[k].append(loss)
+                    t = trainers[k]
+                    t.global_step += 1
+                    t.events.emit("step", epoch=epoch + 1, step=t.global_step, total_steps=t.total_steps,
+                                  loss=loss, lr=schedulers[k].get_last_lr()[0])
+                    if t.global_step % tcfg.logging_steps == 0:
+                        t._log_step(epoch, losses[k][-tcfg.logging_steps:], schedulers[k])
+                if flag.requested:
+                    raise FoldsInterrupted(f"stopped in epoch {epoch + 1}: each fold's last/ holds its last finished "
+                                           "epoch; continue with plmforge train --resume "
+                                           f"{trainers[0].run_dir.parent}")
+            seconds = round(time.time() - t0, 2)
+            validation = _validate(trainers, stacked, [t.cache.memory["validation"] for t in trainers], running)
+            saver.wait()  # the last epoch's checkpoints hold the heads' weights: written before they change
+
+            def end_epoch(k: int) -> bool:
+                """Fold k's epoch end as its own fit has it: early stopping, best/ and last/, logs, events."""
+                t = trainers[k]
+                stacked.write_back(k)
+                adam.export(k, stacked, optimizers[k])
+                record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses[k])) if losses[k] else float("nan"),
+                          "seconds": seconds}
+                with fold_scope(k):
+                    stopped = t._end_epoch(t.asm.model, optimizers[k], schedulers[k], epoch, record, validation[k],
+                                           saver.save_for(t, optimizers[k], schedulers[k]))
+                    t.asm.model.train()
+                    return t._after_epoch(epoch, stopped)
+
+            for k in range(k_folds):
+                if running[k] and end_epoch(k):
+                    running[k] = False
+            if not any(running):
+                break
+    return [FitResult(t.stopper.best_epoch, t.stopper.best, len(t.history),
+                      len(t.history) < tcfg.epochs, t.history, t.stop_reason) for t in trainers]
+
+
+class _Saver:
+    """The folds' checkpoints written in a background thread while the next epoch trains (waiting on the disk
+    to confirm them is most of their cost). What a checkpoint holds is taken when it is asked for (trainer
+    state, optimizer and scheduler state); the heads' weights are read by the thread, so `wait` comes before
+    they change. Leaving the block waits for every write and raises its error, if any."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plmforge-checkpoints")
+        self.pending: list[Any] = []
+
+    def save_for(self, t: Trainer, optimizer: torch.optim.Optimizer, scheduler: Any) -> Callable[[int, bool], None]:
+        def save(epoch: int, improved: bool) -> None:
+            state = json.loads(json.dumps(t._state(epoch)))  # a copy: history grows while the thread writes
+            frozen_opt, frozen_sched = _Frozen(optimizer.state_dict()), _Frozen(scheduler.state_dict())
+            model = t.asm.model
+
+            def write() -> None:
+                if improved:
+                    ckpt.save_checkpoint(t.run_dir / "best", model, state, spec=t.spec)
+                ckpt.save_checkpoint(t.run_dir / "last", model, state, frozen_opt, frozen_sched, spec=t.spec)
+
+            self.pending.append(self.pool.submit(write))
+
+        return save
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, []
+        for job in pending:
+            job.result()
+
+    def __enter__(self) -> _Saver:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+class _Frozen:
+    """An optimizer's or scheduler's state as it was when a checkpoint was asked for."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.state
+
+
+@torch.no_grad()
+def _validate(trainers: list[Trainer], stacked: StackedMLP, held: list[torch.Tensor],
+              running: list[bool]) -> list[dict[str, float] | None]:
+    """Every running fold's validation metrics from one stacked forward over the folds' validation vectors
+    (in chunks of rows); through the inference loop's own conversion to predictions and metrics."""
+    device = stacked.leaves[0].device
+    rows = max(len(h) for h in held)
+    outputs = []
+    for start in range(0, rows, 4096):
+        n = min(rows, start + 4096) - start
+        x = torch.zeros((len(held), n, held[0].shape[1]), device=device)
+        for k, h in enumerate(held):
+            part = h[start:start + n]
+            x[k, :len(part)] = part.to(device)
+        outputs.append(stacked.forward(x, False, running).float().cpu())
+    logits = torch.cat(outputs, dim=1)  # (K, rows, C)
+    out: list[dict[str, float] | None] = []
+    for k, t in enumerate(trainers):
+        if not running[k]:
+            out.append(None)
+            continue
+        preds = predictions_of(logits[k, :len(held[k])], t.asm.encoded["validation"], t.task, t.asm.scaler)
+        out.append(split_metrics(t.task, preds))
+    return out
+
+
+def _stacked_step(trainers: list[Trainer], stacked: StackedMLP, adam: StackedAdamW, schedulers: list[Any],
+                  held: list[torch.Tensor], targets: list[torch.Tensor], idx: list[torch.Tensor | None], width: int,
+                  max_grad_norm: float | None) -> list[float | None]:
+    """One optimizer step of every fold that has a batch (idx[k] None: fold k has none); their losses."""
+    rows = max(len(i) for i in idx if i is not None)
+    device = stacked.leaves[0].device
+    x = torch.zeros((len(idx), rows, width), device=device)  # a fold's rows beyond its batch: zeros, in no loss
+    for k, i in enumerate(idx):
+        if i is not None:
+            x[k, :len(i)] = held[k][i].to(device)
+    active = [i is not None for i in idx]
+    logits = stacked.forward(x, True, active)  # (K, B, C)
+    total, out = None, []
+    for k, i in enumerate(idx):
+        if i is None:
+            out.append(None)
+            continue
+        loss = trainers[k].asm.model._loss(logits[k, :len(i)], targets[k][i].to(device))
+        total = loss if total is None else total + loss
+        out.append(loss)
+    for p in stacked.leaves:
+        p.grad = None
+    total.backward()
+    if max_grad_norm is not None:  # each fold's own norm, as torch.nn.utils.clip_grad_norm_ computes it
+        with torch.no_grad():
+            norms = torch.linalg.vector_norm(torch.stack(  # (K,): over each fold's slices of every leaf
+                [torch.linalg.vector_norm(p.grad.flatten(1), dim=1) for p in stacked.leaves]), dim=0)
+            coef = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+            if bool((coef < 1.0).any()):  # (torch multiplies by 1.0 too: the same gradients)
+                for p in stacked.leaves:
+                    p.grad.mul_(coef.view(-1, *([1] * (p.dim() - 1))))
+    adam.step([s.optimizer.param_groups[0]["lr"] for s in schedulers], active)
+    for k, s in enumerate(schedulers):
+        if active[k]:
+            s.step()
+    return [None if loss is None else float(loss.detach()) for loss in out]
