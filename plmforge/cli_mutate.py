@@ -1,4 +1,4 @@
-"""Command line of zero-shot mutation effects: `plmforge mutate scan` and `plmforge mutate score`. Parses
+"""Command line of zero-shot mutation effects: `plmforge mutate scan`, `score` and `benchmark`. Parses
 arguments and prints results; the work is in plmforge.mutate."""
 
 from __future__ import annotations
@@ -8,6 +8,10 @@ import argparse
 SCORING_HELP = ("masked_marginal (mask the site, log p(mutant) - log p(wild type); one pass per site), "
                 "wt_marginal (the same from one unmasked pass), pll (pseudo-log-likelihood difference; exact for "
                 "several substitutions, one pass per residue per variant)")
+
+
+_MODEL_HELP = ("a masked language model: zoo name, hub id or local directory; esm1v for ESM-1v's five-model "
+               "ensemble, or several models joined by commas (scores averaged)")
 
 
 def mutate_parsers(sub: argparse._SubParsersAction) -> None:
@@ -35,12 +39,31 @@ def mutate_parsers(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--overwrite", action="store_true", help="replace existing output files")
     c.add_argument("--bootstrap", type=int, default=1000, help="resamples for the metrics' 95%% intervals (0: none)")
     c.set_defaults(func=_score)
+    b = msub.add_parser("benchmark", help="score every assay of a ProteinGym-style folder and write the per-assay "
+                                          "and averaged metrics (Spearman, AUC, MCC, NDCG, top recall)",
+                        epilog="example: plmforge mutate benchmark --model esm1v --proteingym "
+                               "ProteinGym/DMS_ProteinGym_substitutions --out bench_esm1v")
+    b.add_argument("--model", required=True, help=_MODEL_HELP)
+    b.add_argument("--proteingym", required=True, help="folder of DMS files (mutant, mutated_sequence, DMS_score, "
+                   "DMS_score_bin), e.g. ProteinGym's DMS_ProteinGym_substitutions/")
+    b.add_argument("--reference", help="ProteinGym's DMS_substitutions.csv (DMS_id, DMS_filename, target_seq); "
+                   "default: found in the folder or its parent, else each wild type is read from its file")
+    b.add_argument("--out", required=True, help="directory for scores/, metrics_by_assay.csv, <Metric>_DMS_level.csv "
+                   "and summary.json/.csv")
+    b.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out")
+    b.add_argument("--resume", action="store_true", help="keep the assays already scored in --out")
+    _run_options(b)
+    b.set_defaults(func=_benchmark)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="a masked language model: zoo name, hub id or local directory")
+    p.add_argument("--model", required=True, help=_MODEL_HELP)
     p.add_argument("--sequence", help="the wild-type sequence")
     p.add_argument("--fasta", help="a FASTA file holding the wild type (one record)")
+    _run_options(p)
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scoring", default="masked_marginal", choices=["masked_marginal", "wt_marginal", "pll"],
                    help=SCORING_HELP)
     p.add_argument("--max-tokens", type=int, help="padded tokens per batch of masked copies (default 2048 on a CPU, "
@@ -76,4 +99,16 @@ def _score(args: argparse.Namespace) -> int:
         print("written: " + ", ".join(str(p) for p in result.written))
     else:
         print(result.table.to_csv(index=False, float_format="%.6g"), end="")
+    return 0
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from plmforge.mutate.benchmark import benchmark
+
+    result = benchmark(args.model, args.proteingym, args.out, reference=args.reference, scoring=args.scoring,
+                       overwrite=args.overwrite, resume=args.resume, max_tokens=args.max_tokens,
+                       progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
+                       precision=args.precision, force_precision=args.force_precision)
+    print(result.by_assay.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(result.text)
     return 0

@@ -33,11 +33,14 @@ OWN_NAMES: dict[str, tuple[str, ...]] = {
                  "metrics.json", "test_*", "predictions.csv", "training_args.bin", "train.log", "runs", "*.partial"),
     "eval": ("eval_metrics.*", "predictions.csv", "predictions_sequences.csv", "plots", ".*.partial"),
     "mutate": ("scan.csv", "top.csv", "scan.json", "scan_progress.npz", "heatmap.png", ".*.partial"),
+    "mutate_benchmark": ("scores", "metrics_by_assay.csv", "*_DMS_level.csv", "summary.json", "summary.csv",
+                         ".*.partial"),
     "ptm": ("config.yaml", "ptm_tokenizer.json", "*.ckpt", "*.ckpt.sha256", "*.ckpt.tmp", "last.engine.tmp",
             "metrics.json", "split_mapping.json", "metrics_*.jsonl", "train.log", "plots", "*.partial"),
 }
 KIND_WORDS = {"run": "plmforge training run", "cv": "plmforge cross-validation run", "sweep": "plmforge sweep",
-              "export": "plmforge export", "eval": "plmforge evaluation", "mutate": "plmforge mutation scan", "instruct": "plmforge instruct run", "ptm": "PTM-Mamba run"}
+              "export": "plmforge export", "eval": "plmforge evaluation", "mutate": "plmforge mutation scan",
+              "mutate_benchmark": "plmforge mutation benchmark", "instruct": "plmforge instruct run", "ptm": "PTM-Mamba run"}
 # made before markers existed: recognised by the files every such directory holds
 _LEGACY = {"run": ("config.yaml", "model_stats.json"), "cv": ("config.yaml", "cv.json"),
            "sweep": ("sweep_base.yaml", "sweep.json"), "export": ("best", "backbone", "config.yaml"),
@@ -57,6 +60,11 @@ def _marked_kind(directory: Path) -> str | None:
         return json.loads((directory / MARKER).read_text()).get("kind")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def made_as(directory: str | Path, kind: str) -> bool:
+    """Whether plmforge made `directory` as an output of this kind (its marker says so)."""
+    return _marked_kind(Path(directory).expanduser()) == kind
 
 
 def foreign(directory: Path, kind: str) -> list[str]:

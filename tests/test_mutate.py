@@ -329,3 +329,128 @@ def test_low_precision_follows_the_hardware_rule(mlm_dirs, lms, tmp_path, monkey
     full = api.scan(lms["esm"], WT, positions="1-4", progress=False)
     assert not np.array_equal(low.matrix, full.matrix)  # really computed in bf16 ...
     assert np.allclose(low.matrix, full.matrix, atol=0.1)  # ... and close to float32
+
+
+# ---- ensembles ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def esm_members(tiny_models, tmp_path_factory):
+    """Three tiny ESM masked LMs with one tokenizer and different random weights."""
+    from transformers import AutoConfig, EsmForMaskedLM
+
+    root = tmp_path_factory.mktemp("members")
+    out = []
+    for seed in (11, 12, 13):
+        torch.manual_seed(seed)
+        d = root / f"m{seed}"
+        shutil.copytree(tiny_models["esm"], d)
+        for f in d.glob("model*.safetensors"):
+            f.unlink()
+        EsmForMaskedLM(AutoConfig.from_pretrained(d)).save_pretrained(d)
+        out.append(str(d))
+    return out
+
+
+@pytest.mark.parametrize("scoring", ["masked_marginal", "wt_marginal", "pll"])
+def test_an_ensemble_scores_the_mean_of_its_members(esm_members, scoring):
+    """Models joined by commas (as `esm1v` joins ESM-1v's five) score every variant with the mean of the
+    members' own scores: scans and multi-mutant scores."""
+    from plmforge.mutate.lm import MaskedLMEnsemble, load_scorer
+
+    ensemble = load_scorer(",".join(esm_members))
+    assert isinstance(ensemble, MaskedLMEnsemble) and len(ensemble.members) == 3
+    alone = [load_masked_lm(m) for m in esm_members]
+    positions = "2-4" if scoring == "pll" else "1-12"
+    together = api.scan(ensemble, WT, positions=positions, scoring=scoring, progress=False).matrix
+    each = [api.scan(lm, WT, positions=positions, scoring=scoring, progress=False).matrix for lm in alone]
+    tol = 1e-4 if scoring == "pll" else 1e-6  # (a pll is a sum of a sequence's float32 log-probabilities)
+    np.testing.assert_allclose(together, np.mean(each, axis=0), rtol=1e-5, atol=tol)
+    assert not np.allclose(each[0], each[1])  # the members really differ
+    variants = "K2R,K2R:A4G"
+    mine = api.score(ensemble, variants, WT, scoring=scoring, progress=False).table["score"].to_numpy()
+    theirs = np.mean([api.score(lm, variants, WT, scoring=scoring, progress=False).table["score"].to_numpy()
+                      for lm in alone], axis=0)
+    np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=tol)
+
+
+def test_esm1v_names_its_five_models_and_members_must_share_a_vocabulary(mlm_dirs, monkeypatch):
+    from plmforge.mutate import lm as lm_module
+
+    asked = []
+    monkeypatch.setattr(lm_module, "load_masked_lm", lambda name, *a, **k: asked.append(name) or
+                        load_masked_lm(str(mlm_dirs["esm"])))
+    ensemble = lm_module.load_scorer("esm1v")
+    assert asked == [f"esm1v_t33_650M_UR90S_{i}" for i in range(1, 6)] and ensemble.name == "esm1v"
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="do not share one vocabulary"):
+        lm_module.load_scorer(f"{mlm_dirs['esm']},{mlm_dirs['bert']}")
+
+
+# ---- benchmark over assays ----------------------------------------------------------------------
+
+def _assay(wt: str, seed: int, path, multiple: bool = False):
+    rng = np.random.default_rng(seed)
+    muts = [f"{wt[p - 1]}{p}{a}" for p in range(1, len(wt) + 1, 2) for a in "ACDGW" if a != wt[p - 1]]
+    if multiple:
+        muts.append(f"{wt[0]}1A:{wt[2]}3G" if wt[0] != "A" and wt[2] != "G" else f"{wt[0]}1W")
+    frame = pd.DataFrame({"mutant": muts, "mutated_sequence": [api.apply(parse_variant(m), wt) for m in muts],
+                          "DMS_score": rng.normal(size=len(muts))})
+    frame["DMS_score_bin"] = (frame["DMS_score"] > frame["DMS_score"].median()).astype(int)
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def test_a_benchmark_scores_every_assay_and_averages_proteingyms_metrics(lms, tmp_path, capsys):
+    """Two small assays of two wild types: per-assay metrics equal mutate score's on the same file, averages
+    are their means, ProteinGym's per-metric tables are written, --resume keeps scored assays, and a reference
+    file names the assays and their selection types."""
+    from plmforge.cli import main
+    from plmforge.mutate.benchmark import benchmark
+
+    folder = tmp_path / "DMS_ProteinGym_substitutions"
+    folder.mkdir()
+    other = "MSEQNNTEMTFQIQRIYTKDISFEAPNAPHVFQK"
+    _assay(WT, 0, folder / "A_TEST.csv", multiple=True)
+    _assay(other, 1, folder / "B_TEST.csv")
+    result = benchmark(lms["esm"], folder, tmp_path / "bench", progress=False)
+    table = result.by_assay.set_index("DMS_id")
+    for name, wt in (("A_TEST", WT), ("B_TEST", other)):
+        alone = api.score(lms["esm"], str(folder / f"{name}.csv"), wt, resamples=0, progress=False).report
+        for k, v in alone["metrics"].items():
+            assert table.loc[name, k] == pytest.approx(v)
+    assert result.summary["average"]["spearman"] == pytest.approx(table["spearman"].mean())
+    spearman = pd.read_csv(tmp_path / "bench" / "Spearman_DMS_level.csv")
+    assert list(spearman.columns) == ["DMS_id", lms["esm"].name] and len(spearman) == 2
+    assert {"metrics_by_assay.csv", "summary.json", "summary.csv", "NDCG_DMS_level.csv"} <= \
+        {p.name for p in (tmp_path / "bench").iterdir()}
+    # resume keeps what was scored (the file is read back, not recomputed)
+    kept = tmp_path / "bench" / "scores" / "A_TEST.csv"
+    edited = pd.read_csv(kept)
+    edited["score"] = -edited["score"]
+    edited.to_csv(kept, index=False)
+    again = benchmark(lms["esm"], folder, tmp_path / "bench", resume=True, progress=False)
+    assert again.by_assay.set_index("DMS_id").loc["A_TEST", "spearman"] == pytest.approx(-table.loc["A_TEST", "spearman"])
+    with pytest.raises(RunDirError, match="exists|not empty|--overwrite"):
+        benchmark(lms["esm"], folder, tmp_path / "bench", progress=False)
+    # a reference file: assays by DMS_id with their wild type and selection type
+    pd.DataFrame({"DMS_id": ["A", "B"], "DMS_filename": ["A_TEST.csv", "B_TEST.csv"], "target_seq": [WT, other],
+                  "coarse_selection_type": ["Activity", "Stability"]}).to_csv(tmp_path / "DMS_substitutions.csv",
+                                                                               index=False)
+    rc = main(["mutate", "benchmark", "--model", str(lms["esm"].name), "--proteingym", str(tmp_path),
+               "--out", str(tmp_path / "bench2"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "on 2 assays: average spearman" in out
+    summary = json.loads((tmp_path / "bench2" / "summary.json").read_text())
+    assert set(summary["by_selection_type"]) == {"Activity", "Stability"} and summary["assays"] == 2
+
+
+def test_a_benchmark_refuses_an_assay_whose_wild_type_does_not_match(lms, tmp_path):
+    from plmforge.mutate.benchmark import benchmark
+
+    folder = tmp_path / "assays"
+    folder.mkdir()
+    frame = _assay(WT, 0, folder / "A.csv")
+    frame.loc[6, "mutated_sequence"] = "W" + frame.loc[6, "mutated_sequence"][1:]  # T3A with M1W as well
+    frame.to_csv(folder / "A.csv", index=False)
+    with pytest.raises(DataError, match="row 8"):
+        benchmark(lms["esm"], folder, tmp_path / "out", progress=False)

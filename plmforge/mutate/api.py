@@ -25,7 +25,7 @@ import pandas as pd
 from plmforge import owned
 from plmforge.errors import ConfigError, DataError, RunDirError
 from plmforge.mutate import scoring as sc
-from plmforge.mutate.lm import MaskedLM, load_masked_lm
+from plmforge.mutate.lm import MaskedLM, MaskedLMEnsemble, load_scorer
 from plmforge.mutate.notation import (
     AMINO_ACIDS,
     Substitution,
@@ -80,10 +80,13 @@ def read_sequence(sequence: str | None = None, fasta: str | Path | None = None) 
     return name, seq
 
 
-def _lm(model: str | MaskedLM, trust_remote_code: bool, precision: str | None, force_precision: bool) -> MaskedLM:
-    if isinstance(model, MaskedLM):
+Scorer = MaskedLM | MaskedLMEnsemble
+
+
+def _lm(model: str | Scorer, trust_remote_code: bool, precision: str | None, force_precision: bool) -> Scorer:
+    if isinstance(model, (MaskedLM, MaskedLMEnsemble)):
         return model
-    return load_masked_lm(model, trust_remote_code, precision=precision, force_precision=force_precision)
+    return load_scorer(model, trust_remote_code, precision=precision, force_precision=force_precision)
 
 
 def _bar(total: int, enabled: bool, desc: str) -> Any:
@@ -99,7 +102,7 @@ def _fingerprint(model_name: str, sequence: str, scoring: str, positions: list[i
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def scan(model: str | MaskedLM, sequence: str | None = None, fasta: str | Path | None = None, *,
+def scan(model: str | Scorer, sequence: str | None = None, fasta: str | Path | None = None, *,
          positions: str | None = None, scoring: str = "masked_marginal", out: str | Path | None = None,
          top: int = 20, max_tokens: int | None = None, overwrite: bool = False, resume: bool = False,
          progress: bool = True, trust_remote_code: bool = False, precision: str | None = None,
@@ -116,7 +119,7 @@ def scan(model: str | MaskedLM, sequence: str | None = None, fasta: str | Path |
     if not chosen:
         raise DataError("no position to scan: every chosen position holds a letter other than the 20 amino acids")
     out_dir = Path(out).expanduser() if out is not None else None
-    model_name = model.name if isinstance(model, MaskedLM) else str(model)
+    model_name = model.name if isinstance(model, (MaskedLM, MaskedLMEnsemble)) else str(model)
     key = _fingerprint(model_name, wt, scoring, chosen)
     done: dict[int, np.ndarray] = {}
     if out_dir is not None:  # the destination is checked before any compute
@@ -231,7 +234,7 @@ def _variants_from(mutations: str | Path | list[str], wt: str) -> tuple[pd.DataF
     return pd.DataFrame({"mutant": [m.strip() for m in text.split(",") if m.strip()]}), "--mutations"
 
 
-def score(model: str | MaskedLM, mutations: str | Path | list[str], sequence: str | None = None,
+def score(model: str | Scorer, mutations: str | Path | list[str], sequence: str | None = None,
           fasta: str | Path | None = None, *, scoring: str = "masked_marginal", out: str | Path | None = None,
           overwrite: bool = False, resamples: int = 1000, max_tokens: int | None = None, progress: bool = True,
           trust_remote_code: bool = False, precision: str | None = None, force_precision: bool = False) -> ScoreResult:

@@ -120,3 +120,68 @@ def load_masked_lm(name: str, trust_remote_code: bool = False, device: str | Non
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return MaskedLM(name, model, tokenizer, family, resolved.max_residues, torch.tensor(ids),
                     int(tokenizer.mask_token_id), int(pad), dev, LOW_PRECISION.get(precision or ""))
+
+
+ESM1V = tuple(f"esm1v_t33_650M_UR90S_{i}" for i in range(1, 6))
+ENSEMBLES = {"esm1v": ESM1V}  # a family id that names its published ensemble
+
+
+class _Share:
+    """A progress bar that a member of an ensemble moves by its share: every member scores every site."""
+
+    def __init__(self, bar: Any, members: int) -> None:
+        self.bar, self.members = bar, members
+
+    def update(self, n: float) -> None:
+        self.bar.update(n / self.members)
+
+
+@dataclass
+class MaskedLMEnsemble:
+    """Several masked LMs with one vocabulary scored as one: their log-probabilities at every site averaged.
+    Every scoring here is a sum of log-probability differences, so the ensemble's score of a variant is the
+    mean of its members' scores (the ESM-1v paper's ensemble of five models)."""
+
+    name: str
+    members: list[MaskedLM]
+
+    def __post_init__(self) -> None:
+        first = self.members[0]
+        for m in self.members[1:]:
+            if (m.tokenizer.get_vocab() != first.tokenizer.get_vocab() or m.mask_id != first.mask_id
+                    or m.pad_id != first.pad_id):
+                raise ConfigError(f"{self.name}: {m.name} and {first.name} do not share one vocabulary, so their "
+                                  "scores cannot be averaged site by site; score them one at a time")
+
+    @property
+    def max_residues(self) -> int:
+        return min(m.max_residues for m in self.members)
+
+    @property
+    def mask_id(self) -> int:
+        return self.members[0].mask_id
+
+    def encode(self, sequence: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.members[0].encode(sequence)
+
+    def site_log_probs(self, items: list[tuple[np.ndarray, np.ndarray]], max_tokens: int | None = None,
+                       progress: Any = None) -> list[np.ndarray]:
+        share = _Share(progress, len(self.members)) if progress is not None else None
+        parts = [m.site_log_probs(items, max_tokens, share) for m in self.members]
+        return [np.mean([p[i] for p in parts], axis=0, dtype=np.float64) for i in range(len(items))]
+
+
+def load_scorer(name: str, trust_remote_code: bool = False, device: str | None = None, precision: str | None = None,
+                force_precision: bool = False) -> MaskedLM | MaskedLMEnsemble:
+    """One masked LM (load_masked_lm), or an ensemble: `esm1v` (ESM-1v's five models) or several models
+    joined by commas (zoo names, hub ids or local directories sharing one vocabulary)."""
+    names = list(ENSEMBLES.get(name, ())) or [n.strip() for n in name.split(",") if n.strip()]
+    if len(names) == 1:
+        return load_masked_lm(names[0], trust_remote_code, device, precision, force_precision)
+    if not names:
+        raise ConfigError("--model is empty: give a masked LM (zoo name, hub id or directory), esm1v, or several "
+                          "models joined by commas")
+    log.info("%s: an ensemble of %d masked LMs, each scoring every site (%s); their memory adds up", name,
+             len(names), ", ".join(names))
+    members = [load_masked_lm(n, trust_remote_code, device, precision, force_precision) for n in names]
+    return MaskedLMEnsemble(name, members)

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from plmforge.errors import ConfigError
-from plmforge.mutate.lm import MaskedLM
+from plmforge.mutate.lm import MaskedLM, MaskedLMEnsemble
 from plmforge.mutate.notation import AMINO_ACIDS, Substitution, apply
 
 log = logging.getLogger("plmforge")
+Scorer = MaskedLM | MaskedLMEnsemble  # one masked LM, or several averaged site by site
 SCORINGS = ("masked_marginal", "wt_marginal", "pll")
 INDEX = {a: i for i, a in enumerate(AMINO_ACIDS)}
 
@@ -43,7 +44,7 @@ def _most_central(n: int, width: int, site: int) -> int:
 class _Windows:
     """Token ids of windows of one sequence, encoded once each."""
 
-    def __init__(self, lm: MaskedLM, sequence: str, width: int) -> None:
+    def __init__(self, lm: Scorer, sequence: str, width: int) -> None:
         self.lm, self.sequence, self.width = lm, sequence, width
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -53,7 +54,7 @@ class _Windows:
         return self._cache[start]
 
 
-def site_log_probs(lm: MaskedLM, sequence: str, positions: list[int], scoring: str, *, max_tokens: int | None = None,
+def site_log_probs(lm: Scorer, sequence: str, positions: list[int], scoring: str, *, max_tokens: int | None = None,
                    window: int | None = None, progress: Any = None) -> np.ndarray:
     """(len(positions), 20) log-probabilities of the 20 amino acids at each 1-based position: with the site
     masked (masked_marginal, pll) or from the unmasked wild type (wt_marginal)."""
@@ -85,7 +86,7 @@ def site_log_probs(lm: MaskedLM, sequence: str, positions: list[int], scoring: s
     return np.concatenate(lm.site_log_probs(items, max_tokens, progress)) if items else np.empty((0, 20))
 
 
-def marginal_matrix(lm: MaskedLM, sequence: str, positions: list[int], scoring: str, **kw: Any) -> np.ndarray:
+def marginal_matrix(lm: Scorer, sequence: str, positions: list[int], scoring: str, **kw: Any) -> np.ndarray:
     """(len(positions), 20): log p(a) - log p(wild type) at each position, by masked or wild-type marginals."""
     if scoring not in ("masked_marginal", "wt_marginal"):
         raise ConfigError(f"marginal_matrix takes masked_marginal or wt_marginal, not {scoring!r}")
@@ -94,7 +95,7 @@ def marginal_matrix(lm: MaskedLM, sequence: str, positions: list[int], scoring: 
     return lp - lp[np.arange(len(positions)), wt][:, None]
 
 
-def pseudo_log_likelihoods(lm: MaskedLM, sequences: list[str], *, max_tokens: int | None = None,
+def pseudo_log_likelihoods(lm: Scorer, sequences: list[str], *, max_tokens: int | None = None,
                            window: int | None = None, progress: Any = None) -> np.ndarray:
     """Sum over positions of log p(residue | its position masked), per sequence (residues other than the 20
     amino acids, e.g. X, are left out of the sum)."""
@@ -106,7 +107,7 @@ def pseudo_log_likelihoods(lm: MaskedLM, sequences: list[str], *, max_tokens: in
     return out
 
 
-def score_variants(lm: MaskedLM, wild_type: str, variants: list[tuple[Substitution, ...]], scoring: str, *,
+def score_variants(lm: Scorer, wild_type: str, variants: list[tuple[Substitution, ...]], scoring: str, *,
                    max_tokens: int | None = None, window: int | None = None, progress: Any = None) -> np.ndarray:
     """One score per variant (higher = predicted fitter than the wild type). Wild-type letters must have
     been checked against `wild_type` (notation.check_against)."""

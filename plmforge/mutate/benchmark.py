@@ -1,0 +1,199 @@
+"""`plmforge mutate benchmark`: one model's zero-shot scores on every assay of a ProteinGym-style directory, with
+the per-assay metrics and their averages written as ProteinGym writes its own tables.
+
+Input: a directory of DMS files (`mutant`, `mutated_sequence`, `DMS_score`, `DMS_score_bin`; ProteinGym's
+`DMS_ProteinGym_substitutions/` as downloaded) and, optionally, its reference file (`DMS_substitutions.csv`
+with `DMS_id`, `DMS_filename`, `target_seq`; read from the directory or its parent when present). Without a
+reference, every `*.csv` is an assay named by its file, and its wild type is the first variant's
+`mutated_sequence` with the substitutions undone (and checked against every other row).
+
+Output directory (made by plmforge; --resume keeps the assays already scored):
+    scores/<DMS_id>.csv                mutant, score, DMS_score, DMS_score_bin per variant
+    metrics_by_assay.csv               DMS_id, n_variants, spearman, auc, mcc, ndcg, top_recall
+    <Metric>_DMS_level.csv             ProteinGym's layout: DMS_id and one column named by the model
+    summary.json, summary.csv          every metric averaged over the assays (and by coarse_selection_type when
+                                       the reference has it), the model, scoring and assay count
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from plmforge import owned
+from plmforge.errors import ConfigError, DataError
+from plmforge.mutate import scoring as sc
+from plmforge.mutate.dms import DMS_METRICS, dms_metrics, read_dms
+from plmforge.mutate.notation import apply, check_against, parse_variant
+
+log = logging.getLogger("plmforge")
+PROTEINGYM_NAMES = {"spearman": "Spearman", "auc": "AUC", "mcc": "MCC", "ndcg": "NDCG", "top_recall": "Top_recall"}
+
+
+@dataclass
+class Assay:
+    dms_id: str
+    path: Path
+    wild_type: str
+    selection: str | None = None  # ProteinGym's coarse_selection_type, when the reference gives it
+
+
+@dataclass
+class BenchmarkResult:
+    by_assay: pd.DataFrame
+    summary: dict[str, Any]
+    text: str
+    out_dir: Path
+
+
+def find_assays(directory: str | Path, reference: str | Path | None = None) -> list[Assay]:
+    """The assays of a ProteinGym-style directory (see the module's doc), checked before any scoring."""
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        raise DataError("no such directory", file=str(root), hint="give the folder of DMS files (--proteingym DIR)")
+    folder = root / "DMS_ProteinGym_substitutions" if (root / "DMS_ProteinGym_substitutions").is_dir() else root
+    ref = Path(reference).expanduser() if reference else next(
+        (p for p in (root / "DMS_substitutions.csv", root.parent / "DMS_substitutions.csv") if p.is_file()), None)
+    if ref is not None:
+        return _from_reference(ref, folder)
+    files = sorted(p for p in folder.glob("*.csv") if p.name != "DMS_substitutions.csv")
+    if not files:
+        raise DataError("no DMS files (*.csv) here", file=str(folder),
+                        hint="a ProteinGym assay is a CSV with mutant, mutated_sequence and DMS_score columns")
+    return [Assay(p.stem, p, _wild_type_of(p)) for p in files]
+
+
+def _from_reference(ref: Path, folder: Path) -> list[Assay]:
+    table = pd.read_csv(ref)
+    missing = [c for c in ("DMS_id", "target_seq") if c not in table.columns]
+    if missing:
+        raise DataError(f"the reference file lacks {', '.join(missing)}", file=str(ref),
+                        hint="ProteinGym's DMS_substitutions.csv has DMS_id, DMS_filename and target_seq")
+    out = []
+    for i, row in table.iterrows():
+        name = str(row.get("DMS_filename") or f"{row['DMS_id']}.csv")
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"assay {row['DMS_id']}: its file {name} is not in {folder}", file=str(ref), row=int(i) + 2,
+                            hint="download the assays next to the reference, or give --reference for this folder")
+        selection = row.get("coarse_selection_type")
+        out.append(Assay(str(row["DMS_id"]), path, str(row["target_seq"]).strip().upper(),
+                         None if pd.isna(selection) else str(selection)))
+    return out
+
+
+def _wild_type_of(path: Path) -> str:
+    frame = read_dms(path)
+    if "mutated_sequence" not in frame.columns or frame.empty:
+        raise DataError("without a reference file the wild type is read from mutated_sequence, which is missing",
+                        file=str(path), hint="add ProteinGym's DMS_substitutions.csv (target_seq) to the folder")
+    first = parse_variant(str(frame["mutant"].iloc[0]), f"{path}, row 2")
+    seq = list(str(frame["mutated_sequence"].iloc[0]).strip().upper())
+    for s in first:
+        seq[s.position - 1] = s.wt
+    return "".join(seq)
+
+
+def benchmark(model: Any, proteingym: str | Path, out: str | Path, *, reference: str | Path | None = None,
+              scoring: str = "masked_marginal", overwrite: bool = False, resume: bool = False,
+              max_tokens: int | None = None, progress: bool = True, trust_remote_code: bool = False,
+              precision: str | None = None, force_precision: bool = False) -> BenchmarkResult:
+    """Score every assay with one model (loaded once) and write the per-assay and averaged metrics."""
+    from plmforge.mutate.api import _lm, _write_csv
+
+    if scoring not in sc.SCORINGS:
+        raise ConfigError(f"--scoring {scoring!r}: choose from {', '.join(sc.SCORINGS)}")
+    assays = find_assays(proteingym, reference)
+    out_dir = Path(out).expanduser()
+    if not resume:
+        owned.check_output_dir(out_dir, "mutate_benchmark", overwrite=overwrite, inputs=[proteingym, reference],
+                               how="pass --overwrite (or --resume to continue an interrupted benchmark)")
+    elif not owned.made_as(out_dir, "mutate_benchmark"):
+        raise DataError("cannot resume: this is not a benchmark directory plmforge made", file=str(out_dir),
+                        hint="start it without --resume")
+    lm = _lm(model, trust_remote_code, precision, force_precision)
+    if not resume:
+        owned.replace_dir(out_dir, "mutate_benchmark", inputs=[proteingym, reference])
+    (out_dir / "scores").mkdir(exist_ok=True)
+    from tqdm.auto import tqdm
+
+    rows = []
+    t0 = time.time()
+    for assay in tqdm(assays, desc=f"{lm.name} on {len(assays)} assays", unit="assay", disable=not progress):
+        target = out_dir / "scores" / f"{assay.dms_id}.csv"
+        if resume and target.is_file():
+            table = pd.read_csv(target)
+        else:
+            table = _score_assay(lm, assay, scoring, max_tokens)
+            _write_csv(table, target)
+        rows.append(_assay_row(assay, table))
+    by_assay = pd.DataFrame(rows)
+    summary = _summary(by_assay, lm.name, scoring, time.time() - t0)
+    _write(out_dir, by_assay, summary, lm.name)
+    averages = ", ".join(f"{k} {v:.3f}" for k, v in summary["average"].items() if v is not None)
+    text = f"{lm.name} ({scoring}) on {len(assays)} assays: average {averages}; written to {out_dir}"
+    return BenchmarkResult(by_assay, summary, text, out_dir)
+
+
+def _score_assay(lm: Any, assay: Assay, scoring: str, max_tokens: int | None) -> pd.DataFrame:
+    frame = read_dms(assay.path)
+    if "DMS_score" not in frame.columns:
+        raise DataError("no DMS_score column: a benchmark needs measured scores", file=str(assay.path))
+    variants = []
+    for i, text in enumerate(frame["mutant"].astype(str)):
+        where = f"{assay.path}, row {i + 2}"
+        subs = parse_variant(text, where)
+        check_against(subs, assay.wild_type, where)
+        if "mutated_sequence" in frame.columns and isinstance(frame["mutated_sequence"].iloc[i], str):
+            if frame["mutated_sequence"].iloc[i].strip().upper() != apply(subs, assay.wild_type):
+                raise DataError(f"{text}: mutated_sequence is not the wild type with these substitutions", file=where)
+        variants.append(subs)
+    values = sc.score_variants(lm, assay.wild_type, variants, scoring, max_tokens=max_tokens)
+    table = pd.DataFrame({"mutant": frame["mutant"].astype(str), "score": values, "DMS_score": frame["DMS_score"]})
+    if "DMS_score_bin" in frame.columns:
+        table["DMS_score_bin"] = frame["DMS_score_bin"]
+    return table
+
+
+def _assay_row(assay: Assay, table: pd.DataFrame) -> dict[str, Any]:
+    keep = table["DMS_score"].notna().to_numpy()
+    bins = None
+    if "DMS_score_bin" in table.columns and table["DMS_score_bin"][keep].notna().all():
+        bins = table["DMS_score_bin"].to_numpy()[keep].astype(int)
+    metrics = dms_metrics(table["DMS_score"].to_numpy()[keep], table["score"].to_numpy()[keep], bins)
+    return {"DMS_id": assay.dms_id, "n_variants": int(keep.sum()), "coarse_selection_type": assay.selection,
+            **{k: metrics.get(k) for k in DMS_METRICS}}
+
+
+def _mean(values: pd.Series) -> float | None:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    return float(v.mean()) if len(v) else None
+
+
+def _summary(by_assay: pd.DataFrame, model: str, scoring: str, seconds: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": model, "scoring": scoring, "assays": len(by_assay),
+                           "variants": int(by_assay["n_variants"].sum()), "seconds": round(seconds, 1),
+                           "average": {k: _mean(by_assay[k]) for k in DMS_METRICS},
+                           "average_kind": "unweighted mean over assays (ProteinGym averages per assay too)"}
+    if by_assay["coarse_selection_type"].notna().any():
+        out["by_selection_type"] = {str(kind): {k: _mean(part[k]) for k in DMS_METRICS}
+                                    for kind, part in by_assay.groupby("coarse_selection_type")}
+    return out
+
+
+def _write(out_dir: Path, by_assay: pd.DataFrame, summary: dict[str, Any], model: str) -> None:
+    from plmforge.mutate.api import _write_csv
+
+    _write_csv(by_assay, out_dir / "metrics_by_assay.csv")
+    for key, name in PROTEINGYM_NAMES.items():
+        _write_csv(by_assay[["DMS_id", key]].rename(columns={key: model}), out_dir / f"{name}_DMS_level.csv")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    _write_csv(pd.DataFrame([{"model": model, "scoring": summary["scoring"], "assays": summary["assays"],
+                              **{PROTEINGYM_NAMES[k]: v for k, v in summary["average"].items()}}]),
+               out_dir / "summary.csv")
