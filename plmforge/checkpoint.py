@@ -58,16 +58,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(directory: Path, model: torch.nn.Module, trainer_state: dict[str, Any],
                     optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
                     spec: Any = None, weights: dict[str, torch.Tensor] | None = None,
-                    engine_dir: Path | None = None) -> None:
+                    engine_dir: Path | None = None, rng: dict[str, Any] | None = None) -> None:
     """`spec` (a MethodSpec) adds the standard peft adapter layout and the method's resumable state.
     `weights`: the full state dict gathered from a sharded model (else the model's own is read);
-    `engine_dir`: optimizer/scheduler state written by the engine (then `optimizer` is not given)."""
+    `engine_dir`: optimizer/scheduler state written by the engine (then `optimizer` is not given);
+    `rng`: the random generators' state to keep (default: rng_state() now)."""
     tmp = directory.with_name(directory.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        _write(tmp, model, trainer_state, optimizer, scheduler, spec, weights, engine_dir)
+        _write(tmp, model, trainer_state, optimizer, scheduler, spec, weights, engine_dir, rng)
     except OSError as exc:  # e.g. a full disk: the previous checkpoint stays as it was
         shutil.rmtree(tmp, ignore_errors=True)
         raise RunDirError(f"could not write the checkpoint {directory}: {exc.strerror or exc} ({exc.filename or tmp}); "
@@ -85,7 +86,8 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, trainer_state: dict
 
 
 def _write(tmp: Path, model: torch.nn.Module, trainer_state: dict[str, Any], optimizer: Any, scheduler: Any,
-           spec: Any, weights: dict[str, torch.Tensor] | None, engine_dir: Path | None) -> None:
+           spec: Any, weights: dict[str, torch.Tensor] | None, engine_dir: Path | None,
+           rng: dict[str, Any] | None = None) -> None:
     save_file(trainable_state_dict(model, weights), str(tmp / WEIGHTS))  # type: ignore[arg-type]
     (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2))
     if spec is not None and spec.uses_peft:
@@ -95,7 +97,7 @@ def _write(tmp: Path, model: torch.nn.Module, trainer_state: dict[str, Any], opt
         model.backbone.save_pretrained(str(tmp / ADAPTER_DIR), state_dict=backbone_weights)  # type: ignore[operator]
     if optimizer is not None or engine_dir is not None:
         method_state = spec.state(model) if spec is not None and spec.state is not None else None
-        blob = {"rng": rng_state(), "method": method_state}
+        blob = {"rng": rng if rng is not None else rng_state(), "method": method_state}
         if optimizer is not None:
             blob |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
         torch.save(blob, tmp / TRAINING_STATE)

@@ -300,3 +300,21 @@ def test_folds_that_cannot_be_stacked_train_one_after_another(tmp_path, tiny_mod
         result = cross_validate(cfg, progress=False)
     assert "the folds train one after another (only the mean-pooling head trains together)" in caplog.text
     assert len(result.folds) == 3 and all((tmp_path / "x" / f"fold_{i}" / "best").is_dir() for i in (1, 2, 3))
+
+
+def test_folds_together_embed_each_sequence_once_and_fall_back_without_memory(tmp_path, tiny_models, amp_small,
+                                                                               caplog):
+    """With an empty store the first fold computes every train/validation embedding and the others read them
+    (each fold's train.log says which); with no in-memory budget the folds train one after another."""
+    from plmforge.cv import cross_validate
+
+    store = f"method.cache_dir={tmp_path / 'store'}"
+    cross_validate(_cv_config(tmp_path / "x", tiny_models, amp_small, store, "training.epochs=1"), progress=False)
+    logs = [(tmp_path / "x" / f"fold_{i}" / "train.log").read_text() for i in (1, 2, 3)]
+    assert "computed 128 of 128 train/validation embeddings" in logs[0]
+    assert all("computed 0 of 128 train/validation embeddings" in text for text in logs[1:])
+    with caplog.at_level("INFO", logger="plmforge"):
+        cross_validate(_cv_config(tmp_path / "y", tiny_models, amp_small, store, "training.epochs=1",
+                                  "method.cache_memory_mb=0"), progress=False)
+    assert "the folds train one after another (the folds' pooled vectors" in caplog.text
+    assert all((tmp_path / "y" / f"fold_{i}" / "best").is_dir() for i in (1, 2, 3))

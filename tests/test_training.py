@@ -122,6 +122,22 @@ def test_resume_from_last_equals_an_uninterrupted_run(tmp_path, tiny_models, amp
     assert steps == sorted(set(steps))  # no duplicated log lines after the resume
 
 
+def test_a_run_resumed_after_it_stopped_early_trains_no_further(tmp_path, tiny_models, amp_small):
+    """Interrupted between its early stop and its test metrics, a run resumes to its test metrics only: no
+    epoch beyond the stop is trained, logged or checkpointed."""
+    extra = ["method.name=freeze", "training.epochs=30", "training.patience=1", "training.learning_rate=0.05"]
+    whole = train(_config(tmp_path, tiny_models, amp_small, *extra, out="stopped"))
+    assert whole.fit.stopped_early and whole.fit.epochs_run < 30
+    epochs = (tmp_path / "stopped" / "metrics_epochs.jsonl").read_text()
+    best = (tmp_path / "stopped" / "best" / "model.safetensors").read_bytes()
+    (tmp_path / "stopped" / "test_metrics.json").unlink()  # as if stopped before the test metrics
+    resumed = train(run_dir=tmp_path / "stopped", resume=True)
+    assert (tmp_path / "stopped" / "metrics_epochs.jsonl").read_text() == epochs
+    assert (tmp_path / "stopped" / "best" / "model.safetensors").read_bytes() == best
+    assert resumed.fit.epochs_run == whole.fit.epochs_run and resumed.fit.stopped_early
+    assert resumed.test_metrics["metrics"] == pytest.approx(whole.test_metrics["metrics"], abs=1e-6)
+
+
 def test_predict_after_reload_equals_end_of_training(tmp_path, tiny_models, amp_small):
     result = train(_config(tmp_path, tiny_models, amp_small, "method.name=full", "head.pooling=light_attention"))
     expected = pd.read_csv(result.run_dir / "test_predictions.csv")

@@ -453,3 +453,53 @@ def test_runs_tab(ui):
     expect(page.locator("#run_metrics")).to_contain_text("95% CI low")
     expect(page.locator("#run_verdict")).to_contain_text("held-out test proteins")
     shot(page, "12_runs")
+
+
+def test_mutations_tab_scans_a_sequence_and_scores_a_dms_file(ui, tmp_path):
+    """The biologist's path to mutation effects: a heavy chain pasted as FASTA, AntiBERTy (the default, real
+    weights) scans CDR-H1; the heatmap, the ranked table and the CSV equal plmforge.mutate.scan's; a DMS file
+    gives ProteinGym's metrics with intervals and a scatter plot; a wrong wild-type letter is refused with the
+    row named."""
+    import numpy as np
+    from playwright.sync_api import expect
+
+    from plmforge.mutate import scan
+
+    heavy = ("EVQLVESGGGLVQPGGSLRLSCAASGFTFSSYAMSWVRQAPGKGLEWVSAISGSGGSTYYADSVKGRFTISRDNSKNTLYLQMNSLRAEDTAVYYCAK"
+             "DRLSITIRPRYYGLDVWGQGTLVTVSS")
+    page = ui["page"]
+    page.get_by_role("tab", name="Mutations").click()
+    page.locator("#mut_sequence textarea").fill(">my heavy chain\n" + heavy[:60] + "\n" + heavy[60:])
+    page.locator("#mut_positions").locator("input, textarea").first.fill("26-33")
+    page.get_by_role("button", name="Scan every substitution").click()
+    expect(page.locator("#mut_msg")).to_contain_text("152 substitutions at 8 positions", timeout=180_000)
+    expect(page.locator("#mut_heatmap img")).to_be_visible()
+    with page.expect_download() as download:
+        page.locator("#mut_download").click()
+    table = pd.read_csv(download.value.path())
+    expected = scan("antiberty", heavy, positions="26-33", progress=False).table
+    assert list(table["mutant"]) == list(expected["mutant"])
+    np.testing.assert_allclose(table["score"], expected["score"], rtol=1e-5)  # (the CSV keeps 6 digits)
+    expect(page.locator("#mut_table")).to_contain_text(str(expected["mutant"].iloc[0]))
+    shot(page, "13_mutations_scan", docs="ui_6_mutations")
+
+    rng = np.random.default_rng(0)
+    muts = [f"{heavy[p - 1]}{p}{a}" for p in range(26, 34) for a in "ADGKLSTY" if a != heavy[p - 1]]
+    dms = pd.DataFrame({"mutant": muts, "DMS_score": rng.normal(size=len(muts))})
+    dms["DMS_score_bin"] = (dms["DMS_score"] > 0).astype(int)
+    dms.to_csv(tmp_path / "assay.csv", index=False)
+    page.locator("#mut_dms_file input[type=file]").set_input_files(str(tmp_path / "assay.csv"))
+    page.get_by_role("button", name="Score the DMS file").click()
+    expect(page.locator("#mut_dms_msg")).to_contain_text(f"{len(muts)} variants scored", timeout=180_000)
+    expect(page.locator("#mut_dms_metrics")).to_contain_text("Spearman")
+    expect(page.locator("#mut_dms_metrics")).to_contain_text("95% CI low")
+    expect(page.locator("#mut_scatter img")).to_be_visible()
+    shot(page, "14_mutations_dms")
+
+    dms.loc[2, "mutant"] = "W27A"
+    dms.to_csv(tmp_path / "wrong.csv", index=False)
+    page.locator("#mut_dms_file").get_by_role("button", name="Clear").click()
+    page.locator("#mut_dms_file input[type=file]").set_input_files(str(tmp_path / "wrong.csv"))
+    page.get_by_role("button", name="Score the DMS file").click()
+    expect(page.locator("#mut_dms_msg")).to_contain_text("row 4", timeout=60_000)
+    expect(page.locator("#mut_dms_download")).to_be_hidden()

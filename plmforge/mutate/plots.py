@@ -43,7 +43,7 @@ def heatmap(matrix: np.ndarray, positions: list[int], wild_type: str, out: Path,
     axes[-1][0].set_xlabel("position (wild type and 1-based number; dots mark the wild-type residue)")
     axes[0][0].set_title(title, fontsize=9)
     fig.colorbar(image, ax=[a[0] for a in axes], fraction=0.025, pad=0.01, label="score (0 = as the wild type)")
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")  # (the axis label would be cut on short panels)
     plt.close(fig)
     return out
 

@@ -87,7 +87,7 @@ def train_together(configs: list[RunConfig], progress: bool = True,
             memories = [estimate_memory(a.model, a.backbone.model.config, [int(n) for n in a.encoded["train"].lengths],
                                         a.config, True, state.device) for a in asms]
             trainers = [Trainer(a, Path(c.output.dir).expanduser()) for a, c in zip(asms, configs, strict=True)]
-        reason = together_reason(trainers[0])
+        reason = together_reason(trainers[0]) or _memory_reason(trainers)
     if reason is not None:
         log.info("cross-validation: the folds train one after another (%s)", reason)
         return None
@@ -115,6 +115,7 @@ def train_together(configs: list[RunConfig], progress: bool = True,
             fits = fit_together(trainers, progress)
             for k, (t, fit, memory) in enumerate(zip(trainers, fits, memories, strict=True)):
                 with fold_scope(k):
+                    t.cache.store.refresh()  # the test embeddings the fold before computed
                     test, preds = _finish(t.asm, t, t.run_dir, fit, report=False, deferred=DEFERRED)
                     memory.measured_peak_mb = measured_peak_mb(state.device)
                     memory.write(t.run_dir)
@@ -177,6 +178,18 @@ def _fold_logs(run_dirs: list[Path], earlier: list[logging.LogRecord]) -> Iterat
             h.close()
 
 
+def _memory_reason(trainers: list[Trainer]) -> str | None:
+    """Every fold holds its train and validation vectors in memory: refused (before anything is written) when
+    they do not fit the in-memory budget."""
+    cache = trainers[0].cache
+    hidden = trainers[0].asm.backbone.hidden_size
+    need = sum(len(t.asm.encoded[s]) for t in trainers for s in ("train", "validation")) * hidden * 4 / 2**20
+    if need > cache.budget_mb:
+        return (f"the folds' pooled vectors ({need:.0f} MB) exceed the in-memory budget (method.cache_memory_mb, "
+                f"{cache.budget_mb:.0f} MB)")
+    return None
+
+
 class FoldsInterrupted(KeyboardInterrupt):
     """Ctrl-C / SIGTERM stopped folds that trained together; each keeps its last finished epoch."""
 
@@ -213,14 +226,17 @@ def fit_together(trainers: list[Trainer], progress: bool = False) -> list[FitRes
     tcfg = trainers[0].cfg.training
     k_folds = len(trainers)
     optimizers, schedulers, samplers, held, targets = [], [], [], [], []
-    for t in trainers:
+    for k, t in enumerate(trainers):
         t.asm.model.to(t.accelerator.device)  # (the shared frozen backbone moves once)
-        t._warm_cache(t.asm.model)
+        t.cache.store.refresh()  # the entries the folds before it computed
+        with fold_scope(k):
+            t._warm_cache(t.asm.model)
         if not all(t.cache.load(split, t.asm.encoded[split].lengths, t.asm.backbone.hidden_size)
                    for split in ("train", "validation")):
             raise RuntimeError("the stacked folds need every fold's pooled vectors in memory")
         params = [p for p in t.asm.model.head.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=tcfg.learning_rate, weight_decay=tcfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=tcfg.learning_rate, weight_decay=tcfg.weight_decay,
+                                fused=t._fused_update(params) or None)  # (a fold resumed alone steps the same way)
         opt._opt_called = True  # type: ignore[attr-defined]  # its steps are taken by StackedAdamW
         sampler = t.loader("train", train=True).batch_sampler
         steps = t._steps(sampler)
@@ -314,28 +330,37 @@ class _Saver:
         def save(epoch: int, improved: bool) -> None:
             state = json.loads(json.dumps(t._state(epoch)))  # a copy: history grows while the thread writes
             frozen_opt, frozen_sched = _Frozen(optimizer.state_dict()), _Frozen(scheduler.state_dict())
-            model = t.asm.model
+            model, rng = t.asm.model, ckpt.rng_state()  # the generators as this epoch ends, not as the thread runs
 
             def write() -> None:
                 if improved:
                     ckpt.save_checkpoint(t.run_dir / "best", model, state, spec=t.spec)
-                ckpt.save_checkpoint(t.run_dir / "last", model, state, frozen_opt, frozen_sched, spec=t.spec)
+                ckpt.save_checkpoint(t.run_dir / "last", model, state, frozen_opt, frozen_sched, spec=t.spec, rng=rng)
 
             self.pending.append(self.pool.submit(write))
 
         return save
 
     def wait(self) -> None:
+        """Every write finished; the first error raised (the others logged)."""
         pending, self.pending = self.pending, []
-        for job in pending:
-            job.result()
+        errors = [job.exception() for job in pending]
+        errors = [e for e in errors if e is not None]
+        for extra in errors[1:]:
+            log.error("writing a checkpoint failed too: %s", extra)
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> _Saver:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: Any, *exc: Any) -> None:
         try:
             self.wait()
+        except Exception as error:  # noqa: BLE001
+            if kind is None:
+                raise
+            log.error("writing a checkpoint failed while stopping: %s", error)  # the stop's own error goes on
         finally:
             self.pool.shutdown(wait=True)
 

@@ -214,10 +214,10 @@ class Trainer:
         pace = EmbedPace(self.events, total)
         stored = all(self.cache.store.holds_all(self.cache.keys[s]) for s in ("train", "validation"))
         for split in ("train", "validation"):
-            loader = self.accelerator.prepare(self.loader(split, train=False, warm=True))
-            if stored:  # nothing to compute: only the loader's start, which draws from the global generator
-                next(iter(loader), None)  # (so a seeded run's random stream is the same with a full store)
+            if stored:  # nothing to compute: only a loader's start, which draws once from the global generator
+                next(iter(self.loader(split, train=False, warm=True)), None)  # (a seeded run's stream is the same)
                 continue
+            loader = self.accelerator.prepare(self.loader(split, train=False, warm=True))
             with torch.no_grad():
                 for batch in tqdm(loader, desc=f"embedding {split}", unit="batch", leave=False, mininterval=1.0,
                                   disable=not self.accelerator.is_main_process):
@@ -266,11 +266,15 @@ class Trainer:
         self.clipped = model.parameters if self.sharded else (lambda: params)
         if resume:
             self._restore(model, optimizer, scheduler)
+        done = resume and self.stopper.should_stop and not self.partial  # it had stopped early: nothing to train
+        if done:
+            log.info("resume: training had stopped early after epoch %d; its test metrics are made now",
+                     self.start_epoch)
         self._init_trackers()
         self.events.emit("plan", steps_per_epoch=steps, total_steps=sum(steps))
         stopped = False
         with graceful_stop() as self.stop_flag:
-            for epoch in range(self.start_epoch, tcfg.epochs):
+            for epoch in range(self.start_epoch, tcfg.epochs if not done else self.start_epoch):
                 # accelerate's loader keeps its own epoch counter and pushes it into the sampler on every
                 # iteration, so the epoch is set through it (a resumed run starts that counter at 0)
                 prepared_loader.set_epoch(epoch)
@@ -281,7 +285,7 @@ class Trainer:
                 stopped = self._after_epoch(epoch, stopped)
                 if stopped:
                     break
-        stopped = stopped and len(self.history) < tcfg.epochs
+        stopped = (stopped or done) and len(self.history) < tcfg.epochs
         return FitResult(self.stopper.best_epoch, self.stopper.best, len(self.history), stopped, self.history,
                          self.stop_reason)
 

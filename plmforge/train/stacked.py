@@ -107,15 +107,17 @@ class StackedAdamW:
         self.eps, self.wd, self.fused = eps, weight_decay, fused
         self.m = [torch.zeros_like(p) for p in leaves]
         self.v = [torch.zeros_like(p) for p in leaves]
-        self.state_steps = [[torch.tensor(0.0) for _ in leaves] for _ in range(folds)]
+        # float32 step counts where the fused kernel reads them: on the weights' device (as torch's AdamW keeps them)
+        self.state_steps = [[torch.zeros((), dtype=torch.float32, device=p.device if fused else "cpu") for p in leaves]
+                            for _ in range(folds)]
 
     @property
     def steps(self) -> list[int]:
-        return [int(s[0]) for s in self.state_steps]
+        return [int(s[0].item()) for s in self.state_steps]
 
     @torch.no_grad()
     def step(self, lrs: list[float], active: list[bool]) -> None:
-        from torch.optim.adam import adam
+        from torch.optim.adamw import adamw
 
         kernel = getattr(torch, "_fused_adamw_", None) if self.fused else None
         for k in range(self.k):
@@ -127,9 +129,9 @@ class StackedAdamW:
                 torch._foreach_add_(self.state_steps[k], 1)
                 kernel(*args, lr=lrs[k], beta1=self.b1, beta2=self.b2, weight_decay=self.wd, eps=self.eps,
                        amsgrad=False, maximize=False, grad_scale=None, found_inf=None)
-            else:
-                adam(*args, foreach=False, decoupled_weight_decay=True, amsgrad=False, beta1=self.b1,
-                     beta2=self.b2, lr=lrs[k], weight_decay=self.wd, eps=self.eps, maximize=False)
+            else:  # torch's single-tensor AdamW
+                adamw(*args, foreach=False, amsgrad=False, beta1=self.b1, beta2=self.b2, lr=lrs[k],
+                      weight_decay=self.wd, eps=self.eps, maximize=False)
 
     def export(self, k: int, stacked: StackedMLP, optimizer: torch.optim.Optimizer) -> None:
         """Fold k's moments and step count as `optimizer`'s state (torch.optim.AdamW over its head)."""

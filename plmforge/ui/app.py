@@ -1,8 +1,8 @@
-"""The web UI (Gradio): the Train tab's three steps, and the Runs, Evaluate and Predict tabs, over the
-functions the CLI uses.
+"""The web UI (Gradio): the Train tab's three steps, and the Runs, Evaluate, Predict and Mutations tabs, over
+the functions the CLI uses.
 
 Where things are: step_data.py, step_model.py and step_train.py are the Train tab's steps; tab_runs.py,
-tab_evaluate.py and tab_predict.py the other tabs; forms.py reads the training form from the config classes;
+tab_evaluate.py, tab_predict.py and tab_mutate.py the other tabs; forms.py reads the training form from the config classes;
 widgets.py makes its inputs; views.py draws what is shown (markdown, tables, figures) from package objects;
 jobs.py runs training processes and queue.py decides when they start. This module holds what the callbacks
 share (App) and assembles the page."""
@@ -17,7 +17,7 @@ from typing import Any
 
 from plmforge.config import config_to_override_text
 from plmforge.errors import ConfigError, DataError
-from plmforge.ui import forms, step_data, step_model, step_train, tab_evaluate, tab_predict, tab_runs
+from plmforge.ui import forms, step_data, step_model, step_train, tab_evaluate, tab_mutate, tab_predict, tab_runs
 from plmforge.ui.jobs import Jobs, is_run_dir, list_runs
 from plmforge.ui.queue import RunQueue
 
@@ -44,6 +44,7 @@ class App:
         self.method_fields = forms.method_fields()
         self.inputs: dict[str, Any] = {}  # form key -> component
         self._loaded: dict[tuple, Any] = {}
+        self._mlm: tuple[str, Any] | None = None  # the Mutations tab's model, kept while it is the one picked
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.upload_dir.mkdir(parents=True, exist_ok=True)
 
@@ -116,6 +117,17 @@ class App:
             self._loaded = {key: load(rd)}  # keep one model in memory
         return self._loaded[key]
 
+    def masked_lm(self, name: str) -> Any:
+        """The masked LM (or ensemble) the Mutations tab scores with, loaded once while it stays picked."""
+        from plmforge.mutate.lm import load_scorer
+
+        if not name:
+            raise ConfigError("pick a model (a masked language model, e.g. antiberty)")
+        if self._mlm is None or self._mlm[0] != name:
+            self._mlm = None  # the previous one is let go before the next loads
+            self._mlm = (name, load_scorer(name))
+        return self._mlm[1]
+
     def run_dir_of(self, name: str | None) -> Path | None:
         if not name:
             return None
@@ -147,6 +159,7 @@ def build(runs_dir: Path, work_dir: Path, max_concurrent_runs: int | None = None
             runs = tab_runs.build(app, current_run, timer)
             eval_tab, eval_run = tab_evaluate.build(app)
             pred_tab, pred_run = tab_predict.build(app)
+            tab_mutate.build(app)
         form = set(app.inputs.values())
         step_data.wire(app, data, form, demo)
         step_model.wire(app, model)

@@ -1,0 +1,144 @@
+"""The Mutations tab: which substitutions a pretrained masked language model expects a protein to tolerate,
+without training. Paste a sequence, pick a model and a scoring, and get the heatmap, the ranked table and
+the CSV (plmforge.mutate.scan); upload a deep-mutational-scan file to get ProteinGym's metrics with their
+intervals and a scatter plot (plmforge.mutate.score). Results are written under the UI's working directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from plmforge.errors import ConfigError
+from plmforge.ui.tab_evaluate import stamped
+from plmforge.ui.views import error_box, ok_box
+
+SCORINGS = [("Masked marginal (best; one pass per site)", "masked_marginal"),
+            ("Wild-type marginal (fastest; one pass)", "wt_marginal"),
+            ("Pseudo-log-likelihood (slowest; exact for several substitutions)", "pll")]
+METRIC_NAMES = {"spearman": "Spearman", "auc": "AUC", "mcc": "MCC", "ndcg": "NDCG (top 10 %)",
+                "top_recall": "Top-10 % recall"}
+
+
+def masked_lm_choices() -> list[str]:
+    """Zoo models that have a trained masked-LM head (AntiBERTy first: it works offline), and esm1v."""
+    from plmforge.models.families import FAMILIES
+    from plmforge.models.zoo import ZOO
+
+    heads = {name for name, family in FAMILIES.items() if family.mlm_class is not None}
+    names = [name for name, entry in ZOO.items() if entry.family in heads]
+    names.sort(key=lambda n: (n != "antiberty", n))
+    return [*names[:1], "esm1v", *names[1:]]
+
+
+def fresh(directory: Path, name: str, suffix: str = "") -> Path:
+    """A new time-stamped path under `directory` (numbered when one was made in the same second)."""
+    base = stamped(directory, name)
+    path, n = base.with_name(base.name + suffix), 2
+    while path.exists():
+        path, n = base.with_name(f"{base.name}-{n}{suffix}"), n + 1
+    return path
+
+
+def read_pasted(text: str | None) -> str:
+    """The sequence from a text box: plain or FASTA (header lines dropped), white space removed."""
+    lines = [ln for ln in (text or "").splitlines() if not ln.lstrip().startswith(">")]
+    seq = "".join("".join(lines).split()).upper()
+    if not seq:
+        raise ConfigError("type or paste the wild-type protein sequence")
+    return seq
+
+
+def build(app: Any) -> Any:
+    import gradio as gr
+
+    with gr.Tab("Mutations", id="mutations") as tab:
+        gr.Markdown("Which single substitutions does a pretrained protein language model expect your protein to "
+                    "tolerate? Scores are log-probability ratios from the model's own masked-LM head: above 0 "
+                    "the model prefers the mutant to the wild type. No training is needed.")
+        with gr.Row():
+            with gr.Column(scale=3):
+                sequence = gr.Textbox(label="Wild-type sequence (plain or FASTA)", lines=4, elem_id="mut_sequence")
+                positions = gr.Textbox(label="Positions to scan (optional, 1-based, e.g. 26-38,55; empty = all)",
+                                       elem_id="mut_positions")
+            with gr.Column(scale=2):
+                model = gr.Dropdown(masked_lm_choices(), value="antiberty", allow_custom_value=True,
+                                    label="Model (a masked LM; or type a local directory)", elem_id="mut_model",
+                                    info="esm1v averages ESM-1v's five models (needs ~13 GB)")
+                scoring = gr.Radio(SCORINGS, value="masked_marginal", label="Scoring", elem_id="mut_scoring")
+                top = gr.Slider(5, 200, value=30, step=5, label="Rows in the ranked table", elem_id="mut_top")
+        scan_button = gr.Button("Scan every substitution", variant="primary", elem_id="mut_scan")
+        msg = gr.HTML(elem_id="mut_msg")
+        heatmap = gr.Image(label="Heatmap: positions x amino acids (blue = better than the wild type, dots = "
+                                 "wild type)", type="filepath", elem_id="mut_heatmap", visible=False, height=640)
+        ranked = gr.Dataframe(label="Best substitutions", interactive=False, elem_id="mut_table", max_height=420)
+        download = gr.DownloadButton("Download every score (CSV)", visible=False, elem_id="mut_download")
+        gr.Markdown("### Measured variants (a deep mutational scan)\nUpload a CSV in ProteinGym's layout "
+                    "(`mutant` such as A42G or A42G:K50R, `DMS_score`, optionally `DMS_score_bin` and "
+                    "`mutated_sequence`) for the wild type above: every variant is scored and compared with the "
+                    "measurements.")
+        dms_file = gr.File(label="DMS file (CSV or TSV)", file_types=[".csv", ".tsv"], elem_id="mut_dms_file")
+        dms_button = gr.Button("Score the DMS file", elem_id="mut_dms")
+        dms_msg = gr.HTML(elem_id="mut_dms_msg")
+        with gr.Row():
+            dms_metrics = gr.Dataframe(label="Metrics (95 % bootstrap intervals over the variants)",
+                                       interactive=False, elem_id="mut_dms_metrics", visible=False)
+            scatter = gr.Image(label="Score against measurement", show_label=False, type="filepath",
+                               elem_id="mut_scatter", visible=False, height=480)
+        dms_download = gr.DownloadButton("Download the variant scores (CSV)", visible=False,
+                                         elem_id="mut_dms_download")
+
+    def do_scan(text: str, pos: str, name: str, how: str, rows: float, progress=gr.Progress(track_tqdm=True)):
+        from plmforge.mutate import scan
+
+        try:
+            wt = read_pasted(text)
+            lm = app.masked_lm((name or "").strip())
+            out = fresh(app.work_dir / "mutations", "scan")
+            result = scan(lm, wt, positions=(pos or "").strip() or None, scoring=how, out=out, top=int(rows),
+                          progress=True)
+        except Exception as exc:  # noqa: BLE001
+            return [error_box(exc), gr.update(visible=False, value=None), None, gr.update(visible=False, value=None)]
+        shown = result.table.head(int(rows))[["rank", "mutant", "position", "wt", "mt", "score"]]
+        return [ok_box(result.summary), gr.update(visible=True, value=str(out / "heatmap.png")),
+                shown.round({"score": 4}), gr.DownloadButton(value=str(out / "scan.csv"), visible=True)]
+
+    scan_button.click(do_scan, [sequence, positions, model, scoring, top], [msg, heatmap, ranked, download])
+
+    def do_dms(text: str, uploaded: str | None, name: str, how: str, progress=gr.Progress(track_tqdm=True)):
+        from plmforge.mutate import score
+
+        hidden = gr.update(visible=False, value=None)
+        try:
+            wt = read_pasted(text)
+            if not uploaded:
+                raise ConfigError("upload a DMS file first")
+            lm = app.masked_lm((name or "").strip())
+            out = fresh(app.work_dir / "mutations", "dms_scores", ".csv")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            result = score(lm, uploaded, wt, scoring=how, out=out, progress=True)
+        except Exception as exc:  # noqa: BLE001
+            return [error_box(exc), hidden, hidden, hidden]
+        if result.report is None:
+            return [ok_box(result.summary + " (no DMS_score column: no metrics)"), hidden, hidden,
+                    gr.DownloadButton(value=str(out), visible=True)]
+        report = json.loads(out.with_name(out.stem + "_metrics.json").read_text())
+        return [ok_box(result.summary), gr.update(visible=True, value=metrics_frame(report)),
+                gr.update(visible=True, value=str(out.with_name(out.stem + "_scatter.png"))),
+                gr.DownloadButton(value=str(out), visible=True)]
+
+    dms_button.click(do_dms, [sequence, dms_file, model, scoring], [dms_msg, dms_metrics, scatter, dms_download])
+    return tab
+
+
+def metrics_frame(report: dict[str, Any]) -> Any:
+    """ProteinGym's metrics of a DMS file as rows: value and its 95 % interval."""
+    import pandas as pd
+
+    rows = []
+    for key, value in report["metrics"].items():
+        ci = (report.get("intervals") or {}).get(key) or {}
+        rows.append({"metric": METRIC_NAMES.get(key, key), "value": round(value, 4),
+                     "95% CI low": None if ci.get("low") is None else round(ci["low"], 4),
+                     "95% CI high": None if ci.get("high") is None else round(ci["high"], 4)})
+    return pd.DataFrame(rows + [{"metric": "variants", "value": report["n_variants"]}])
