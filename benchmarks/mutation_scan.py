@@ -35,7 +35,7 @@ def loop_scan(lm, seq: str):  # type: ignore[no-untyped-def]
     import numpy as np
     import torch
 
-    from plmforge.mutate.notation import AMINO_ACIDS
+    from plmforge.data.notation import AMINO_ACIDS
 
     ids, where = lm.encode(seq)
     out = np.zeros((len(seq), 20))

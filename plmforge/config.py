@@ -57,6 +57,11 @@ class DataConfig:
     label_format: str = "values"  # residue tasks: 'values' (one per residue) or 'positions' (1-based, =1)
     mask_column: str | None = None  # residue tasks: 0/1 per residue, 0 = ignore
     group_column: str | None = None  # e.g. a sequence-cluster id: a group never straddles train and validation
+    # variants given as mutants of one wild type (deep mutational scans): the column of mutant notation (A42G,
+    # A42G:K50R) and the wild type (the sequence or a FASTA file); each row's sequence is the wild type with its
+    # substitutions, whose wild-type letters are checked
+    mutant_column: str | None = None
+    wild_type: str | None = None
     # 'disk': splits read in chunks into files on disk, read back row by row (memory does not grow with the residues);
     # 'auto': on disk when the local split files reach 64 MB
     storage: str = "auto"
@@ -85,6 +90,14 @@ class DataConfig:
             raise choice_error("data.label_format", self.label_format, LABEL_FORMATS)
         if self.storage not in STORAGE:
             raise choice_error("data.storage", self.storage, STORAGE)
+        if (self.mutant_column is None) != (self.wild_type is None):
+            given, missing = ("data.mutant_column", "data.wild_type") if self.mutant_column else \
+                ("data.wild_type", "data.mutant_column")
+            raise ConfigError(f"{given} needs {missing}: variants in mutant notation (A42G) are read against a wild "
+                              "type (data.wild_type=SEQUENCE or a FASTA file, data.mutant_column=mutant)")
+        if self.mutant_column is not None and self.sequence_column not in (None, self.mutant_column):
+            raise ConfigError(f"data.mutant_column={self.mutant_column} gives each row's sequence (the wild type with "
+                              f"its substitutions): drop data.sequence_column={self.sequence_column}")
         if self.residue_classes is not None and len(set(self.residue_classes)) != len(self.residue_classes):
             raise ConfigError(f"data.residue_classes repeats a symbol: {','.join(self.residue_classes)}")
 
@@ -346,7 +359,7 @@ _SECTION_TYPES = {
     "cv": CVConfig,
 }
 PATH_KEYS = {("data", "dataset"), ("data", "train"), ("data", "validation"), ("data", "test"),
-             ("model", "name"), ("output", "dir")}
+             ("data", "wild_type"), ("model", "name"), ("output", "dir")}
 
 
 def _coerce(section: str, key: str, value: Any, ftype: Any) -> Any:

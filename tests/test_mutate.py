@@ -16,7 +16,7 @@ from plmforge.errors import ConfigError, DataError, RunDirError
 from plmforge.mutate import api, dms
 from plmforge.mutate import scoring as sc
 from plmforge.mutate.lm import load_masked_lm
-from plmforge.mutate.notation import (
+from plmforge.data.notation import (
     AMINO_ACIDS,
     Substitution,
     check_against,

@@ -379,6 +379,8 @@ def named_columns(table: Table, names: Mapping[str, str | None], option: str = "
 def resolve_columns(cfg: DataConfig) -> tuple[DataConfig, list[str]]:
     """The data config with unset columns (and problem type) filled from the training file, and what was
     chosen, in words. Catalogue and hub datasets keep the usual names (aa_seq, label)."""
+    if cfg.mutant_column is not None:  # the mutant column stands for the sequence (read against the wild type)
+        cfg = dataclasses.replace(cfg, sequence_column=cfg.mutant_column)
     if cfg.sequence_column is not None and cfg.label_column is not None and cfg.problem_type is not None:
         return cfg, []
     path = _training_file(cfg)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from plmforge.config import DataConfig
+from plmforge.data.notation import read_wild_type, variant_sequence
 from plmforge.data.ondisk import on_disk, take
 from plmforge.data.readers import Table
 from plmforge.errors import DataError
@@ -108,9 +109,14 @@ def table_to_records(table: Table, cfg: DataConfig, problem_type: str | None, wi
         raise DataError("no records (the file has a header but no rows)", file=table.source,
                         hint="add sequences to the file, or leave it out")
     raw = df[seq_col].tolist()
-    seqs = [clean_sequence(v, table, i, seq_col) for i, v in enumerate(raw)]
+    if cfg.mutant_column is not None:  # each row: the wild type with its substitutions
+        wild_type = read_wild_type(cfg.wild_type or "")
+        seqs = [variant_sequence(str(v), wild_type, f"{table.source_of(i)}, row {table.where(i)}, column {seq_col}")
+                for i, v in enumerate(raw)]
+    else:
+        seqs = [clean_sequence(v, table, i, seq_col) for i, v in enumerate(raw)]
     lower = sum(isinstance(v, str) and any(c.islower() for c in v) for v in raw)
-    if lower:
+    if lower and cfg.mutant_column is None:
         table.notes.append(f"{table.source}: {lower} sequence(s) written in lower-case letters were upper-cased")
     labels = None
     if lab_col is not None:

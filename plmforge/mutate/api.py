@@ -26,7 +26,7 @@ from plmforge import owned
 from plmforge.errors import ConfigError, DataError, RunDirError
 from plmforge.mutate import scoring as sc
 from plmforge.mutate.lm import MaskedLM, MaskedLMEnsemble, load_scorer
-from plmforge.mutate.notation import (
+from plmforge.data.notation import (
     AMINO_ACIDS,
     Substitution,
     apply,

@@ -30,7 +30,7 @@ from plmforge import owned
 from plmforge.errors import ConfigError, DataError
 from plmforge.mutate import scoring as sc
 from plmforge.mutate.dms import DMS_METRICS, dms_metrics, read_dms
-from plmforge.mutate.notation import apply, check_against, parse_variant
+from plmforge.data.notation import apply, check_against, parse_variant
 
 log = logging.getLogger("plmforge")
 PROTEINGYM_NAMES = {"spearman": "Spearman", "auc": "AUC", "mcc": "MCC", "ndcg": "NDCG", "top_recall": "Top_recall"}

@@ -15,7 +15,7 @@ import torch
 
 from plmforge.config import ModelConfig
 from plmforge.errors import ConfigError
-from plmforge.mutate.notation import AMINO_ACIDS
+from plmforge.data.notation import AMINO_ACIDS
 
 log = logging.getLogger("plmforge")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plmforge.mutate.notation import AMINO_ACIDS
+from plmforge.data.notation import AMINO_ACIDS
 from plmforge.plots import _plt
 
 PER_ROW = 100  # positions per panel: a long protein wraps onto panels stacked top to bottom

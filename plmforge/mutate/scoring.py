@@ -21,7 +21,7 @@ import numpy as np
 
 from plmforge.errors import ConfigError
 from plmforge.mutate.lm import MaskedLM, MaskedLMEnsemble
-from plmforge.mutate.notation import AMINO_ACIDS, Substitution, apply
+from plmforge.data.notation import AMINO_ACIDS, Substitution, apply
 
 log = logging.getLogger("plmforge")
 Scorer = MaskedLM | MaskedLMEnsemble  # one masked LM, or several averaged site by site

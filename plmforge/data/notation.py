@@ -1,10 +1,13 @@
 """Mutant notation as ProteinGym and most deep mutational scans write it: wild-type letter, 1-based
-position, mutant letter (`A42G`); several substitutions of one variant joined by `:` (`A42G:K50R`)."""
+position, mutant letter (`A42G`); several substitutions of one variant joined by `:` (`A42G:K50R`). Used by
+zero-shot scoring (plmforge.mutate) and by training data given as mutants of a wild type
+(data.mutant_column with data.wild_type)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from plmforge.errors import DataError
 
@@ -88,3 +91,33 @@ def parse_positions(text: str | None, length: int) -> list[int]:
             raise DataError(f"--positions: {part!r} is outside 1-{length} (the sequence's residues) or reversed")
         out.update(range(a, b + 1))
     return sorted(out)
+
+
+def read_wild_type(value: str, where: str = "data.wild_type") -> str:
+    """The wild-type sequence given as itself or as a FASTA file with one record (upper-cased, white space
+    removed); its letters are checked."""
+    text = str(value).strip()
+    path = Path(text).expanduser()
+    source = where
+    if path.is_file():
+        records = [ln for ln in path.read_text().splitlines()]
+        if sum(ln.startswith(">") for ln in records) > 1:
+            raise DataError("holds several records; the wild type must be one sequence", file=str(path))
+        text, source = "".join(ln.strip() for ln in records if not ln.startswith(">")), str(path)
+    seq = "".join(text.split()).upper()
+    if not seq:
+        raise DataError("the wild type is empty", file=source, hint="give the sequence, or a FASTA file holding it")
+    bad = re.search(r"[^A-Z]", seq)
+    if bad is not None or len(seq) < 2:
+        what = f"{bad.group()!r} at position {bad.start() + 1}" if bad else "a single letter"
+        raise DataError(f"the wild type is not a protein sequence ({what})", file=source,
+                        hint="data.wild_type takes the sequence itself or a FASTA file (a path that does not exist "
+                             "is read as a sequence)")
+    return seq
+
+
+def variant_sequence(text: str, wild_type: str, where: str) -> str:
+    """The sequence of a variant written in mutant notation, its wild-type letters checked."""
+    subs = parse_variant(text, where)
+    check_against(subs, wild_type, where)
+    return apply(subs, wild_type)
