@@ -44,6 +44,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         more = f"; one of {', '.join(allowed)}" if allowed else (f": {WHAT[flag]}" if flag in WHAT else "")
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, choices=allowed, metavar=flag.upper(),
                        help=f"shorthand for {key}{more}")
+    p.add_argument("--few-shot", metavar="SIZES", help="a low-N learning curve: train on random subsets of these "
+                   "sizes, e.g. 24,48,96,192 (each --repeats times); the test metric's mean +- sd per size and a plot")
+    p.add_argument("--repeats", type=int, default=5, help="runs per --few-shot size, each on its own random subset "
+                   "(default 5)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and the equivalent command")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from RUN_DIR/last")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -272,6 +276,7 @@ def _train(args: argparse.Namespace) -> int:
     from plmforge.config import load_config, save_config  # noqa: I001
     from plmforge.train.run import preview_command, train
     from plmforge.cv import cross_validate, is_cv_run
+    from plmforge.fewshot import few_shot, is_few_shot_run, parse_sizes
     if args.resume:
         from plmforge.precision import FORCE_PRECISION
 
@@ -279,6 +284,8 @@ def _train(args: argparse.Namespace) -> int:
         try:
             if is_cv_run(args.resume):
                 cross_validate(run_dir=args.resume, resume=True)
+            elif is_few_shot_run(args.resume):
+                few_shot(None, out_dir=args.resume, resume=True)
             else:
                 train(run_dir=args.resume, resume=True)
         finally:
@@ -298,7 +305,8 @@ def _train(args: argparse.Namespace) -> int:
         from plmforge.owned import check_output_dir
         from plmforge.train.run import run_inputs
 
-        check_output_dir(config.output.dir, "cv" if config.cv.folds and config.cv.fold is None else "run",
+        kind = "fewshot" if args.few_shot else "cv" if config.cv.folds and config.cv.fold is None else "run"
+        check_output_dir(config.output.dir, kind,
                          overwrite=config.output.overwrite, inputs=run_inputs(config),
                          other="choose another output.dir (or --resume to continue it)")
 
@@ -307,7 +315,9 @@ def _train(args: argparse.Namespace) -> int:
             print((Path(tmp) / "c.yaml").read_text())
         print("# equivalent command:\n" + preview_command(config))
         return 0
-    if config.cv.folds and config.cv.fold is None:
+    if args.few_shot:
+        few_shot(config, parse_sizes(args.few_shot), args.repeats)
+    elif config.cv.folds and config.cv.fold is None:
         cross_validate(config)
     else:
         train(config)

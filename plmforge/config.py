@@ -53,6 +53,10 @@ class DataConfig:
     validation_fraction: float = 0.1
     test_fraction: float = 0.1  # with no test split: this fraction of the training data is held out as test (0 = none)
     max_samples: int | None = None  # per split, for quick experiments
+    # low-N: a random subset (seeded by training.seed) of this many training samples; a validation split carved
+    # from the training data is carved from them (plmforge train --few-shot sets it per run)
+    train_samples: int | None = None
+    train_draw: int = 0  # which random subset of data.train_samples (a few-shot curve's repeats draw 0, 1, 2, ...)
     residue_classes: tuple[str, ...] | None = None  # residue tasks: label symbols in class order, e.g. N,P
     label_format: str = "values"  # residue tasks: 'values' (one per residue) or 'positions' (1-based, =1)
     mask_column: str | None = None  # residue tasks: 0/1 per residue, 0 = ignore
@@ -86,6 +90,10 @@ class DataConfig:
                               f"({self.validation_fraction}) must leave rows to train on: make them smaller")
         if self.max_samples is not None:
             positive("data.max_samples", self.max_samples)
+        if self.train_draw < 0:
+            raise ConfigError(f"data.train_draw must be 0 or more, got {self.train_draw!r}")
+        if self.train_samples is not None and self.train_samples < 2:
+            raise ConfigError(f"data.train_samples must be at least 2, got {self.train_samples!r}")
         if self.label_format not in LABEL_FORMATS:
             raise choice_error("data.label_format", self.label_format, LABEL_FORMATS)
         if self.storage not in STORAGE:

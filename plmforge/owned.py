@@ -33,6 +33,7 @@ OWN_NAMES: dict[str, tuple[str, ...]] = {
                  "metrics.json", "test_*", "predictions.csv", "training_args.bin", "train.log", "runs", "*.partial"),
     "eval": ("eval_metrics.*", "predictions.csv", "predictions_sequences.csv", "plots", ".*.partial"),
     "mutate": ("scan.csv", "top.csv", "scan.json", "scan_progress.npz", "heatmap.png", ".*.partial"),
+    "fewshot": ("config.yaml", "command.txt", "n*_r*", "few_shot.*", "few_shot_plan.json", "fewshot.log", "plots"),
     "mutate_benchmark": ("scores", "metrics_by_assay.csv", "*_DMS_level.csv", "summary.json", "summary.csv",
                          ".*.partial"),
     "ptm": ("config.yaml", "ptm_tokenizer.json", "*.ckpt", "*.ckpt.sha256", "*.ckpt.tmp", "last.engine.tmp",
@@ -40,7 +41,8 @@ OWN_NAMES: dict[str, tuple[str, ...]] = {
 }
 KIND_WORDS = {"run": "plmforge training run", "cv": "plmforge cross-validation run", "sweep": "plmforge sweep",
               "export": "plmforge export", "eval": "plmforge evaluation", "mutate": "plmforge mutation scan",
-              "mutate_benchmark": "plmforge mutation benchmark", "instruct": "plmforge instruct run", "ptm": "PTM-Mamba run"}
+              "mutate_benchmark": "plmforge mutation benchmark", "fewshot": "plmforge few-shot run",
+              "instruct": "plmforge instruct run", "ptm": "PTM-Mamba run"}
 # made before markers existed: recognised by the files every such directory holds
 _LEGACY = {"run": ("config.yaml", "model_stats.json"), "cv": ("config.yaml", "cv.json"),
            "sweep": ("sweep_base.yaml", "sweep.json"), "export": ("best", "backbone", "config.yaml"),

@@ -93,3 +93,40 @@ def test_a_fitness_model_trains_from_mutant_notation_end_to_end(tmp_path, tiny_m
                                             ["mutant"]}
     saved = json.loads(json.dumps(load_config(result.run_dir / "config.yaml").data.__dict__, default=str))
     assert saved["mutant_column"] == "mutant" and saved["wild_type"].endswith("wt.fasta")
+
+
+def test_few_shot_sizes_and_repeats_give_a_learning_curve(tmp_path, tiny_models, capsys):
+    """--few-shot 16,32 --repeats 2: four runs, each on its own subset (validation carved from it), one test
+    split for all; per size the mean and sd of the runs' test metrics, a CSV and a plot; sizes above
+    the data are refused before anything is written; --resume keeps finished runs."""
+    from plmforge.cli import main
+
+    _dms(tmp_path / "dms.csv", 120)
+    out = tmp_path / "curve"
+    args = ["train", f"data.train={tmp_path / 'dms.csv'}", "data.mutant_column=mutant", f"data.wild_type={WT}",
+            "data.label_column=fitness", "data.problem_type=regression", f"model.name={tiny_models['esm']}",
+            "training.epochs=4", "training.learning_rate=0.01", f"method.cache_dir={tmp_path / 'store'}",
+            f"output.dir={out}"]
+    assert main([*args, "--few-shot", "16,32", "--repeats", "2"]) == 0
+    printed = capsys.readouterr()
+    assert "n = 16" in printed.out + printed.err
+    blob = json.loads((out / "few_shot.json").read_text())
+    assert [(r["size"], r["repeat"]) for r in blob["runs"]] == [(16, 1), (16, 2), (32, 1), (32, 2)]
+    tests, trains = set(), []
+    for r in blob["runs"]:
+        mapping = json.loads((out / f"n{r['size']}_r{r['repeat']}" / "split_mapping.json").read_text())
+        assert mapping["counts"]["train"] + mapping["counts"]["validation"] == r["size"]
+        tests.add(tuple(mapping["samples"]["test"]))
+        trains.append(set(mapping["samples"]["train"]))
+    assert len(tests) == 1 and trains[0] != trains[1]  # one yardstick; the repeats draw other subsets
+    metric = blob["metric"]
+    values = [r["test"][metric] for r in blob["runs"] if r["size"] == 32]
+    assert blob["by_size"]["32"][metric]["mean"] == pytest.approx(np.mean(values))
+    assert blob["by_size"]["32"][metric]["sd"] == pytest.approx(np.std(values, ddof=1))
+    assert len({round(r["test"]["mse"], 6) for r in blob["runs"]}) == 4  # four different models
+    assert len(pd.read_csv(out / "few_shot.csv")) == 4 and (out / "plots" / "few_shot.png").stat().st_size > 5000
+    kept = (out / "n16_r1" / "test_metrics.json").stat().st_mtime_ns
+    assert main(["train", "--resume", str(out)]) == 0
+    assert (out / "n16_r1" / "test_metrics.json").stat().st_mtime_ns == kept
+    assert main([*args[:-1], f"output.dir={tmp_path / 'big'}", "--few-shot", "500"]) != 0
+    assert "above the" in capsys.readouterr().err and not (tmp_path / "big").exists()

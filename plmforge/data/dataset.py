@@ -232,6 +232,17 @@ def _check_groups(splits: dict[str, Records], group_column: str | None) -> list[
     return notes
 
 
+def _low_n(records: Records, n: int, seed: int, draw: int) -> Records:
+    """data.train_samples: n training samples drawn at random (seeded; `draw` picks another subset), in file
+    order."""
+    if n > len(records):
+        raise DataError(f"data.train_samples={n} asks for more training samples than there are ({len(records)})",
+                        hint=f"use at most {len(records)} (a few-shot size above the data's size is not a few-shot)")
+    log.info("low-N: %d of %d training samples drawn (seed %d, draw %d)", n, len(records), seed, draw)
+    rng = np.random.default_rng([seed, n, draw])
+    return records.subset(np.sort(rng.choice(len(records), size=n, replace=False)))
+
+
 def _limit(records: Records, n: int | None, seed: int) -> Records:
     if n is None or len(records) <= n:
         return records
@@ -381,6 +392,8 @@ def _complete(pool: _Pool, training: TrainingConfig, cv: CVConfig | None) -> Pre
         log.info("cross-validation fold %d of %d: %d training, %d validation samples%s", cv.fold, cv.folds,
                  len(splits["train"]), len(splits["validation"]),
                  f" (groups of {cfg.group_column} kept apart)" if cfg.group_column else "")
+    if cfg.train_samples is not None:
+        splits["train"] = _low_n(splits["train"], cfg.train_samples, training.seed, cfg.train_draw)
     carved = "validation" not in splits
     if carved:
         fraction = cfg.validation_fraction / (1 - cfg.test_fraction) if test_carved else cfg.validation_fraction
