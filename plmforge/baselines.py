@@ -8,6 +8,8 @@ sequence's amino-acid content does not already tell.
   (classes), ridge regression (values; multi-label: one ridge per label, clipped to 0..1);
 - `one_hot_position`: for inputs that all have one length (site windows, mutational scans), the residue
   at each position one-hot;
+- `zero_shot` and `augmented` (data given as mutants of a wild type, a model with a masked-LM head): the
+  model's zero-shot score alone, and with the one-hot positions (Hsu et al. 2022's augmented regression);
 - residue tasks: `window`, each residue's neighbourhood (+-3 residues) one-hot into the same models.
 
 The regularisation strength is chosen on the validation split by the run's monitored metric (the first
@@ -153,10 +155,12 @@ def _fit(kind: str, x_train: Any, y_train: np.ndarray, blocks: dict[str, _Blocks
 # ---- per problem type -------------------------------------------------------------------------------
 
 def fit_baselines(task: Any, splits: dict[str, Any], test_labels: Any, test_scores_like: Any,
-                  seed: int = 0) -> list[Baseline]:
+                  seed: int = 0, zero_shot: dict[str, np.ndarray] | None = None) -> list[Baseline]:
     """Baselines for the run's task. `splits`: Records of train/validation/test; `test_labels` and
     `test_scores_like`: the PLM's test labels and scores (their shape and, for residue tasks, the residues
-    that were predicted)."""
+    that were predicted). `zero_shot`: per split, a pretrained model's zero-shot score of every record (a
+    deep mutational scan): it becomes the `zero_shot` baseline (the score, rescaled by the same fitted
+    models) and, with one-hot positions, the `augmented` one (Hsu et al. 2022's augmented regression)."""
     problem = task.problem
     metric = task.monitor if task.monitor != "loss" else task.metrics[0]
     from plmforge.metrics import METRICS
@@ -183,16 +187,27 @@ def fit_baselines(task: Any, splits: dict[str, Any], test_labels: Any, test_scor
     shape = np.shape(test_scores_like)
     out = [Baseline("majority", _majority_text(kind), _majority(kind, y["train"], len(seqs["test"]),
                                                                 task.num_labels).reshape(shape))]
-    fits = {"composition": ("amino-acid + dipeptide frequencies", composition)}
+    # features of rows a..b-1 of a split, by name
+    fits: dict[str, tuple[str, Callable[[str, int, int], Any]]] = {
+        "composition": ("amino-acid + dipeptide frequencies", lambda s, a, b: composition(seqs[s][a:b]))}
     lengths = {len(s) for part in seqs.values() for s in part}
     if len(lengths) == 1 and next(iter(lengths)) <= 2000:
         fits["one_hot_position"] = (f"one-hot residue at each of the {next(iter(lengths))} positions",
-                                    one_hot_positions)
+                                    lambda s, a, b: one_hot_positions(seqs[s][a:b]))
+    if zero_shot is not None:
+        z = {s: np.asarray(zero_shot[s], dtype=float).reshape(-1, 1) for s in ("train", "validation", "test")}
+        if keep is not None:
+            z["train"] = z["train"][keep]
+        fits["zero_shot"] = ("the pretrained model's zero-shot score (masked marginal)", lambda s, a, b: z[s][a:b])
+        if "one_hot_position" in fits:
+            fits["augmented"] = ("one-hot positions + the zero-shot score (augmented model)",
+                                 lambda s, a, b: sparse.hstack([one_hot_positions(seqs[s][a:b]),
+                                                                sparse.csr_matrix(z[s][a:b])]).tocsr())
     for name, (text, features) in fits.items():
-        blocks = {s: _Blocks(lambda a, b, f=features, q=seqs[s]: f(q[a:b]), len(seqs[s]))
+        blocks = {s: _Blocks(lambda a, b, f=features, split=s: f(split, a, b), len(seqs[s]))
                   for s in ("validation", "test")}
-        scores, settings = _fit(kind, features(seqs["train"]), y["train"], blocks, len(seqs["test"]), task.num_labels,
-                                judge)
+        scores, settings = _fit(kind, features("train", 0, len(seqs["train"])), y["train"], blocks, len(seqs["test"]),
+                                task.num_labels, judge)
         if keep is not None:
             settings["trained_on"] = f"{MAX_TRAIN} of {len(train)} training proteins (seeded sample)"
         out.append(Baseline(name, f"{text} -> {_model_text(kind)}", scores.reshape(shape), settings))

@@ -23,9 +23,10 @@ def judged_metric(task: Any) -> str:
 
 
 def compare(task: Any, splits: dict[str, Any] | None, labels: Any, scores: Any, resamples: int, seed: int,
-            baselines: bool) -> dict[str, Any]:
+            baselines: bool, zero_shot: dict[str, Any] | None = None) -> dict[str, Any]:
     """{'intervals': ..., 'baselines': ..., 'verdict': ...} for a test split's predictions; `splits` (the
-    run's Records) are needed for baselines only."""
+    run's Records) are needed for baselines only; `zero_shot` (per split, a zero-shot score per record)
+    adds the zero-shot and augmented baselines."""
     out: dict[str, Any] = {}
     counts = Resamples(len(labels), resamples, seed) if resamples else None
     names = tuple(task.metrics)
@@ -38,7 +39,7 @@ def compare(task: Any, splits: dict[str, Any] | None, labels: Any, scores: Any, 
         return out
     section: dict[str, Any] = {}
     values: dict[str, dict[str, np.ndarray]] = {}
-    for b in fit_baselines(task, splits, labels, scores, seed):
+    for b in fit_baselines(task, splits, labels, scores, seed, zero_shot):
         metrics = task.problem.metrics(names, labels, b.scores)
         entry: dict[str, Any] = {"description": b.description, "metrics": {k: _clean(v) for k, v in metrics.items()},
                                  "settings": _plain(b.settings)}

@@ -130,3 +130,43 @@ def test_few_shot_sizes_and_repeats_give_a_learning_curve(tmp_path, tiny_models,
     assert (out / "n16_r1" / "test_metrics.json").stat().st_mtime_ns == kept
     assert main([*args[:-1], f"output.dir={tmp_path / 'big'}", "--few-shot", "500"]) != 0
     assert "above the" in capsys.readouterr().err and not (tmp_path / "big").exists()
+
+
+def test_a_fitness_run_reports_the_zero_shot_and_augmented_baselines(tmp_path, tiny_models):
+    """With mutants of a wild type and a model that has its masked-LM head, the run's baselines include the
+    model's zero-shot score (masked marginals summed over each variant's substitutions, as plmforge mutate
+    score gives them) and the augmented model (one-hot positions + that score); a model without an LM head
+    leaves them out and says so."""
+    import shutil
+
+    import torch
+    from scipy import stats
+    from transformers import AutoConfig, EsmForMaskedLM
+
+    from plmforge.mutate import score
+    from plmforge.train.run import train
+
+    mlm = tmp_path / "mlm"
+    shutil.copytree(tiny_models["esm"], mlm)
+    for f in mlm.glob("model*.safetensors"):
+        f.unlink()
+    torch.manual_seed(3)
+    EsmForMaskedLM(AutoConfig.from_pretrained(mlm)).save_pretrained(mlm)
+    _dms(tmp_path / "dms.csv", 120)
+    base = [f"data.train={tmp_path / 'dms.csv'}", "data.mutant_column=mutant", f"data.wild_type={WT}",
+            "data.label_column=fitness", "data.problem_type=regression", "training.epochs=2",
+            "output.bootstrap=50", f"method.cache_dir={tmp_path / 'store'}"]
+    result = train(load_config(None, [*base, f"model.name={mlm}", f"output.dir={tmp_path / 'run'}"]), progress=False)
+    baselines = result.test_metrics["baselines"]
+    assert {"zero_shot", "augmented", "one_hot_position", "composition"} <= set(baselines)
+    assert "intervals" in baselines["augmented"]
+    test = pd.read_csv(tmp_path / "run" / "test_predictions.csv")
+    mutants = ["".join(f"{w}{i + 1}{m}:" for i, (w, m) in enumerate(zip(WT, s, strict=True)) if w != m)[:-1]
+               for s in test["sequence"]]
+    zero = score(str(mlm), ",".join(mutants), WT, progress=False).table["score"].to_numpy()
+    rho = stats.spearmanr(zero, test["label"]).statistic
+    assert abs(baselines["zero_shot"]["metrics"]["spearman_corr"]) == pytest.approx(abs(rho), abs=1e-6)
+    plain = train(load_config(None, [*base, f"model.name={tiny_models['esm']}", f"output.dir={tmp_path / 'bare'}"]),
+                  progress=False)
+    assert "zero_shot" not in plain.test_metrics["baselines"]
+    assert "zero-shot baselines left out" in (tmp_path / "bare" / "train.log").read_text()

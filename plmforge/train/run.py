@@ -262,8 +262,9 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult, report: 
     out = asm.config.output
     if report and (out.bootstrap or out.baselines):
         trainer.events.emit("phase", phase="baselines")
+        zero = zero_shot_scores(asm.config, asm.data.splits) if out.baselines else None
         blob.update(compare(task, asm.data.splits, preds.labels, preds.scores, out.bootstrap,
-                            asm.config.training.seed, out.baselines))
+                            asm.config.training.seed, out.baselines, zero))
     elif out.bootstrap or out.baselines:
         blob["report"] = deferred
     if tuned is not None:
@@ -281,6 +282,34 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult, report: 
         if blob.get("baselines"):
             plots.baselines(blob, judged_metric(task), plot_dir / "baselines.png")
     return blob, preds
+
+
+def zero_shot_scores(config: RunConfig, splits: dict[str, Any]) -> dict[str, Any] | None:
+    """For data given as mutants of a wild type (data.mutant_column): every record's zero-shot score (masked
+    marginal, summed over its substitutions) by the run's model's own masked-LM head, per split; None (with
+    the reason logged) when the data are not mutants or the model has no usable LM head."""
+    if config.data.mutant_column is None or config.data.wild_type is None:
+        return None
+    import numpy as np
+
+    from plmforge.data.notation import Substitution, read_wild_type
+    from plmforge.mutate import scoring
+    from plmforge.mutate.lm import load_scorer
+
+    wild_type = read_wild_type(config.data.wild_type)
+    try:
+        lm = load_scorer(config.model.name, config.model.trust_remote_code)
+    except ConfigError as exc:
+        log.info("zero-shot baselines left out: %s", exc)
+        return None
+    out = {}
+    for name, records in splits.items():
+        variants = [tuple(Substitution(i + 1, w, m) for i, (w, m) in enumerate(zip(wild_type, seq, strict=True))
+                          if w != m) for seq in records.sequences]
+        out[name] = np.asarray(scoring.score_variants(lm, wild_type, variants, "masked_marginal"))
+    log.info("zero-shot scores of %d variants by %s's masked-LM head (the zero-shot and augmented baselines)",
+             sum(len(v) for v in out.values()), config.model.name)
+    return out
 
 
 def training_plots(rd: Path) -> None:
