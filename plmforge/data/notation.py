@@ -93,26 +93,37 @@ def parse_positions(text: str | None, length: int) -> list[int]:
     return sorted(out)
 
 
-def read_wild_type(value: str, where: str = "data.wild_type") -> str:
-    """The wild-type sequence given as itself or as a FASTA file with one record (upper-cased, white space
-    removed); its letters are checked."""
-    text = str(value).strip()
-    path = Path(text).expanduser()
-    source = where
-    if path.is_file():
-        records = [ln for ln in path.read_text().splitlines()]
-        if sum(ln.startswith(">") for ln in records) > 1:
-            raise DataError("holds several records; the wild type must be one sequence", file=str(path))
-        text, source = "".join(ln.strip() for ln in records if not ln.startswith(">")), str(path)
-    seq = "".join(text.split()).upper()
+def one_sequence(sequence: str | None, fasta: str | Path | None, where: str) -> tuple[str, str]:
+    """(name, sequence) of one protein given as itself or as a one-record FASTA file: upper-cased, white space
+    removed, every character checked to be a residue letter."""
+    name = "sequence"
+    if fasta is not None:
+        from plmforge.data.readers import read_fasta
+
+        table = read_fasta(Path(fasta).expanduser(), "sequence")
+        if len(table.df) != 1:
+            raise DataError(f"{len(table.df)} records; a wild type is one protein", file=str(fasta),
+                            hint="put the wild type alone in its FASTA file")
+        name, sequence, where = str(table.df["id"].iloc[0]), str(table.df["sequence"].iloc[0]), str(fasta)
+    seq = "".join(str(sequence or "").split()).upper()
     if not seq:
-        raise DataError("the wild type is empty", file=source, hint="give the sequence, or a FASTA file holding it")
+        raise DataError("the wild-type sequence is empty", file=where,
+                        hint="give the sequence, or a FASTA file holding it")
     bad = re.search(r"[^A-Z]", seq)
-    if bad is not None or len(seq) < 2:
-        what = f"{bad.group()!r} at position {bad.start() + 1}" if bad else "a single letter"
-        raise DataError(f"the wild type is not a protein sequence ({what})", file=source,
-                        hint="data.wild_type takes the sequence itself or a FASTA file (a path that does not exist "
-                             "is read as a sequence)")
+    if bad is not None:
+        raise DataError(f"the wild type is not a protein sequence: {bad.group()!r} at position {bad.start() + 1} is "
+                        "not a residue letter", file=where)
+    return name, seq
+
+
+def read_wild_type(value: str, where: str = "data.wild_type") -> str:
+    """data.wild_type: the sequence itself, or a FASTA file holding it (a path that does not exist is read as
+    a sequence)."""
+    path = Path(str(value).strip()).expanduser()
+    seq = one_sequence(None, path, where)[1] if path.is_file() else one_sequence(value, None, where)[1]
+    if len(seq) < 2:
+        raise DataError("the wild type is not a protein sequence (a single letter)", file=where,
+                        hint="data.wild_type takes the sequence itself or a FASTA file")
     return seq
 
 

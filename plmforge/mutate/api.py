@@ -30,9 +30,8 @@ from plmforge.data.notation import (
     AMINO_ACIDS,
     Substitution,
     apply,
-    check_against,
+    one_sequence,
     parse_positions,
-    parse_variant,
     variant_name,
 )
 
@@ -62,22 +61,7 @@ def read_sequence(sequence: str | None = None, fasta: str | Path | None = None) 
     """(name, sequence) from a sequence string or a one-record FASTA file, upper-cased and checked."""
     if (sequence is None) == (fasta is None):
         raise ConfigError("give the wild type either as --sequence or as --fasta (one of them)")
-    name, where = "sequence", "--sequence"
-    if fasta is not None:
-        from plmforge.data.readers import read_fasta
-
-        table = read_fasta(Path(fasta).expanduser(), "sequence")
-        if len(table.df) != 1:
-            raise DataError(f"{len(table.df)} records; a scan or a variant list belongs to one wild type",
-                            file=str(fasta), hint="put the protein to scan alone in its FASTA file")
-        name, sequence, where = str(table.df["id"].iloc[0]), str(table.df["sequence"].iloc[0]), str(fasta)
-    seq = "".join(str(sequence).split()).upper()
-    if not seq:
-        raise DataError("the wild-type sequence is empty", file=where)
-    bad = next((i for i, a in enumerate(seq) if not a.isalpha()), None)
-    if bad is not None:
-        raise DataError(f"{seq[bad]!r} at position {bad + 1} is not a residue letter", file=where)
-    return name, seq
+    return one_sequence(sequence, fasta, "--sequence")
 
 
 Scorer = MaskedLM | MaskedLMEnsemble
@@ -246,16 +230,9 @@ def score(model: str | Scorer, mutations: str | Path | list[str], sequence: str 
     table, where = _variants_from(mutations, wt)
     if table.empty:
         raise DataError("no variants to score", file=where)
-    variants = []
-    for i, text in enumerate(table["mutant"].astype(str)):
-        row_where = where if where == "--mutations" else f"{where}, row {i + 2}"
-        subs = parse_variant(text, row_where)
-        check_against(subs, wt, row_where)
-        if "mutated_sequence" in table.columns and isinstance(table["mutated_sequence"].iloc[i], str):
-            if table["mutated_sequence"].iloc[i].strip().upper() != apply(subs, wt):
-                raise DataError(f"{text}: mutated_sequence is not the wild type with these substitutions",
-                                file=row_where, hint="the wild type given does not belong to this DMS file")
-        variants.append(subs)
+    from plmforge.mutate.dms import check_variants
+
+    variants = check_variants(table, wt, where)
     written_targets: list[Path] = []
     target = Path(out).expanduser() if out is not None else None
     has_dms = "DMS_score" in table.columns and table["DMS_score"].notna().any()
@@ -303,14 +280,10 @@ def _dms_outputs(table: pd.DataFrame, values: np.ndarray, resamples: int, target
                  scoring: str, name: str) -> tuple[dict[str, Any], str]:
     """ProteinGym's metrics (with intervals) on the variants that have a DMS_score, their summary text, and
     with `target` the metrics JSON and the scatter plot beside it."""
-    from plmforge.mutate.dms import dms_report
+    from plmforge.mutate.dms import dms_report, measured
 
-    keep = table["DMS_score"].notna().to_numpy()
-    measured = table["DMS_score"].to_numpy()[keep]
-    bins = None
-    if "DMS_score_bin" in table and table["DMS_score_bin"][keep].notna().all():
-        bins = table["DMS_score_bin"].to_numpy()[keep].astype(int)
-    report = dms_report(measured, values[keep], bins, resamples)
+    keep, y, bins = measured(table)
+    report = dms_report(y, values[keep], bins, resamples)
     report.update({"model": model_name, "scoring": scoring})
     shown = ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items() if not np.isnan(v))
     if target is not None:
@@ -318,6 +291,6 @@ def _dms_outputs(table: pd.DataFrame, values: np.ndarray, resamples: int, target
 
         metrics_file, scatter_file = _companions(target)
         metrics_file.write_text(json.dumps(report, indent=1))
-        scatter(values[keep], measured, scatter_file, f"{name}: {scoring} ({model_name}) vs measured; "
+        scatter(values[keep], y, scatter_file, f"{name}: {scoring} ({model_name}) vs measured; "
                 f"Spearman {report['metrics']['spearman']:.3f}")
     return report, f"; against DMS_score ({int(keep.sum())} variants): {shown}"

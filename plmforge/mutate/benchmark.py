@@ -29,8 +29,8 @@ import pandas as pd
 from plmforge import owned
 from plmforge.errors import ConfigError, DataError
 from plmforge.mutate import scoring as sc
-from plmforge.mutate.dms import DMS_METRICS, dms_metrics, read_dms
-from plmforge.data.notation import apply, check_against, parse_variant
+from plmforge.mutate.dms import DMS_METRICS, check_variants, dms_metrics, measured, read_dms
+from plmforge.data.notation import parse_variant
 
 log = logging.getLogger("plmforge")
 PROTEINGYM_NAMES = {"spearman": "Spearman", "auc": "AUC", "mcc": "MCC", "ndcg": "NDCG", "top_recall": "Top_recall"}
@@ -145,15 +145,7 @@ def _score_assay(lm: Any, assay: Assay, scoring: str, max_tokens: int | None) ->
     frame = read_dms(assay.path)
     if "DMS_score" not in frame.columns:
         raise DataError("no DMS_score column: a benchmark needs measured scores", file=str(assay.path))
-    variants = []
-    for i, text in enumerate(frame["mutant"].astype(str)):
-        where = f"{assay.path}, row {i + 2}"
-        subs = parse_variant(text, where)
-        check_against(subs, assay.wild_type, where)
-        if "mutated_sequence" in frame.columns and isinstance(frame["mutated_sequence"].iloc[i], str):
-            if frame["mutated_sequence"].iloc[i].strip().upper() != apply(subs, assay.wild_type):
-                raise DataError(f"{text}: mutated_sequence is not the wild type with these substitutions", file=where)
-        variants.append(subs)
+    variants = check_variants(frame, assay.wild_type, str(assay.path))
     values = sc.score_variants(lm, assay.wild_type, variants, scoring, max_tokens=max_tokens)
     table = pd.DataFrame({"mutant": frame["mutant"].astype(str), "score": values, "DMS_score": frame["DMS_score"]})
     if "DMS_score_bin" in frame.columns:
@@ -162,11 +154,8 @@ def _score_assay(lm: Any, assay: Assay, scoring: str, max_tokens: int | None) ->
 
 
 def _assay_row(assay: Assay, table: pd.DataFrame) -> dict[str, Any]:
-    keep = table["DMS_score"].notna().to_numpy()
-    bins = None
-    if "DMS_score_bin" in table.columns and table["DMS_score_bin"][keep].notna().all():
-        bins = table["DMS_score_bin"].to_numpy()[keep].astype(int)
-    metrics = dms_metrics(table["DMS_score"].to_numpy()[keep], table["score"].to_numpy()[keep], bins)
+    keep, y, bins = measured(table)
+    metrics = dms_metrics(y, table["score"].to_numpy()[keep], bins)
     return {"DMS_id": assay.dms_id, "n_variants": int(keep.sum()), "coarse_selection_type": assay.selection,
             **{k: metrics.get(k) for k in DMS_METRICS}}
 

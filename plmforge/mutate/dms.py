@@ -97,6 +97,34 @@ def top_recall(y: np.ndarray, s: np.ndarray, top: float = 0.1) -> float:
     return float((true_top & model_top).sum() / true_top.sum())
 
 
+def check_variants(table: pd.DataFrame, wild_type: str, where: str) -> list[tuple[Any, ...]]:
+    """Every row's substitutions, their wild-type letters checked against `wild_type` and, where the table has
+    it, `mutated_sequence` against the wild type with them; errors name the row (`where` "--mutations": the
+    inline list, no rows)."""
+    from plmforge.data.notation import apply, check_against, parse_variant
+
+    variants = []
+    for i, text in enumerate(table["mutant"].astype(str)):
+        row_where = where if where == "--mutations" else f"{where}, row {i + 2}"
+        subs = parse_variant(text, row_where)
+        check_against(subs, wild_type, row_where)
+        if "mutated_sequence" in table.columns and isinstance(table["mutated_sequence"].iloc[i], str):
+            if table["mutated_sequence"].iloc[i].strip().upper() != apply(subs, wild_type):
+                raise DataError(f"{text}: mutated_sequence is not the wild type with these substitutions",
+                                file=row_where, hint="the wild type given does not belong to this DMS file")
+        variants.append(subs)
+    return variants
+
+
+def measured(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The rows with a DMS_score (a mask), their scores, and their DMS_score_bin when every one has it."""
+    keep = table["DMS_score"].notna().to_numpy()
+    bins = None
+    if "DMS_score_bin" in table.columns and table["DMS_score_bin"][keep].notna().all():
+        bins = table["DMS_score_bin"].to_numpy()[keep].astype(int)
+    return keep, table["DMS_score"].to_numpy()[keep], bins
+
+
 def dms_metrics(y: np.ndarray, scores: np.ndarray, bins: np.ndarray | None) -> dict[str, float]:
     out = {"spearman": spearman(y, scores), "ndcg": ndcg(y, scores), "top_recall": top_recall(y, scores)}
     if bins is not None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,8 +41,8 @@ from plmforge.methods import METHODS, CacheOptions
 from plmforge.train.loop import FitResult, Trainer
 from plmforge.train.memory import estimate as estimate_memory
 from plmforge.train.memory import measured_peak_mb
-from plmforge.train.run import (RunResult, _finish, _plan_memory, _summary, _write_run_files, check_hardware,
-                                run_inputs)
+from plmforge.train.run import (RunResult, _finish, _plan_memory, _summary, check_hardware, emit_start,
+                                record_setup, run_inputs)
 from plmforge.train.schedule import build_scheduler
 from plmforge.train.stacked import StackedAdamW, StackedMLP, fold_seed
 from plmforge.train.setup import assemble_folds
@@ -64,8 +63,6 @@ def config_reason(config: RunConfig) -> str | None:
         return "only heads on a frozen backbone's stored embeddings train together"
     if config.head.pooling not in (None, "mean"):
         return "only the mean-pooling head trains together"
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return "several processes run"
     return None
 
 
@@ -98,19 +95,13 @@ def train_together(configs: list[RunConfig], progress: bool = True,
         owned.replace_dir(t.run_dir, "run", run_inputs(c))
         t.run_dir.mkdir(parents=True, exist_ok=True)
         t.events = EventLog(t.run_dir / EVENTS_FILE)
-        t.events.emit("start", run_dir=str(t.run_dir), model=c.model.name, method=c.method.name,
-                      epochs=c.training.epochs, resume=False, pid=os.getpid(), user=os.environ.get("PLMFORGE_USER") or None,
-                      together=len(trainers))
-        t.events.emit("phase", phase="setup")
+        emit_start(t.events, c, t.run_dir, False, together=len(trainers))
     results: list[RunResult] = []
     with _fold_logs([t.run_dir for t in trainers], early.records):
         try:
             for k, (t, memory) in enumerate(zip(trainers, memories, strict=True)):
                 with fold_scope(k):
-                    _write_run_files(t.asm, t.run_dir)
-                    memory.write(t.run_dir)
-                    stats = json.loads((t.run_dir / "model_stats.json").read_text())
-                    t.events.emit("model", **{key: stats[key] for key in ("total", "trainable", "trainable_percent")})
+                    record_setup(t.asm, t.run_dir, t.events, memory)
             t0 = time.time()
             fits = fit_together(trainers, progress)
             for k, (t, fit, memory) in enumerate(zip(trainers, fits, memories, strict=True)):
@@ -254,7 +245,6 @@ def fit_together(trainers: list[Trainer], progress: bool = False) -> list[FitRes
                          [torch.Generator().manual_seed(fold_seed(tcfg.seed, t.cfg.cv.fold or 0)) for t in trainers])
     adam = StackedAdamW(stacked.leaves, k_folds, group["betas"], group["eps"], tcfg.weight_decay,
                         fused=trainers[0]._fused_update(stacked.leaves))
-    width = held[0].shape[1]
     running = [True] * k_folds
     log.info("cross-validation: the %d folds' heads train together (one stacked step per batch)", k_folds)
     bar = tqdm(total=max(t.total_steps for t in trainers), desc=f"{k_folds} folds together", unit="step",
@@ -271,7 +261,7 @@ def fit_together(trainers: list[Trainer], progress: bool = False) -> list[FitRes
             losses: list[list[float]] = [[] for _ in trainers]
             for j in range(max(len(b) for b in batches)):
                 idx = [torch.as_tensor(b[j]) if j < len(b) else None for b in batches]
-                step_losses = _stacked_step(trainers, stacked, adam, schedulers, held, targets, idx, width,
+                step_losses = _stacked_step(trainers, stacked, adam, schedulers, held, targets, idx,
                                             tcfg.max_grad_norm)
                 bar.update(1)
                 for k, loss in enumerate(step_losses):
@@ -375,6 +365,17 @@ class _Frozen:
         return self.state
 
 
+def _stack(parts: list[torch.Tensor | None], device: torch.device) -> torch.Tensor:
+    """Each fold's rows (n_k, H) as one (K, max n_k, H) tensor on `device`: a fold's rows beyond its own (and a
+    fold without rows, None) are zeros, which no loss or metric reads."""
+    given = [p for p in parts if p is not None]
+    x = torch.zeros((len(parts), max(len(p) for p in given), given[0].shape[1]), device=device)
+    for k, part in enumerate(parts):
+        if part is not None:
+            x[k, :len(part)] = part.to(device)
+    return x
+
+
 @torch.no_grad()
 def _validate(trainers: list[Trainer], stacked: StackedMLP, held: list[torch.Tensor],
               running: list[bool]) -> list[dict[str, float] | None]:
@@ -384,11 +385,7 @@ def _validate(trainers: list[Trainer], stacked: StackedMLP, held: list[torch.Ten
     rows = max(len(h) for h in held)
     outputs = []
     for start in range(0, rows, 4096):
-        n = min(rows, start + 4096) - start
-        x = torch.zeros((len(held), n, held[0].shape[1]), device=device)
-        for k, h in enumerate(held):
-            part = h[start:start + n]
-            x[k, :len(part)] = part.to(device)
+        x = _stack([h[start:start + 4096] for h in held], device)
         outputs.append(stacked.forward(x, False, running).float().cpu())
     logits = torch.cat(outputs, dim=1)  # (K, rows, C)
     out: list[dict[str, float] | None] = []
@@ -402,15 +399,11 @@ def _validate(trainers: list[Trainer], stacked: StackedMLP, held: list[torch.Ten
 
 
 def _stacked_step(trainers: list[Trainer], stacked: StackedMLP, adam: StackedAdamW, schedulers: list[Any],
-                  held: list[torch.Tensor], targets: list[torch.Tensor], idx: list[torch.Tensor | None], width: int,
+                  held: list[torch.Tensor], targets: list[torch.Tensor], idx: list[torch.Tensor | None],
                   max_grad_norm: float | None) -> list[float | None]:
     """One optimizer step of every fold that has a batch (idx[k] None: fold k has none); their losses."""
-    rows = max(len(i) for i in idx if i is not None)
     device = stacked.leaves[0].device
-    x = torch.zeros((len(idx), rows, width), device=device)  # a fold's rows beyond its batch: zeros, in no loss
-    for k, i in enumerate(idx):
-        if i is not None:
-            x[k, :len(i)] = held[k][i].to(device)
+    x = _stack([None if i is None else held[k][i] for k, i in enumerate(idx)], device)
     active = [i is not None for i in idx]
     logits = stacked.forward(x, True, active)  # (K, B, C)
     total, out = None, []

@@ -128,6 +128,23 @@ def _write_run_files(asm: Assembled, run_dir: Path) -> None:
              f"{stats['trainable']:,}", stats["trainable_percent"], cfg.method.name)
 
 
+def emit_start(events: EventLog, config: RunConfig, rd: Path, resume: bool, **extra: Any) -> None:
+    """A run's first events: what it is and who started it, then the set-up phase."""
+    events.emit("start", run_dir=str(rd), model=config.model.name, method=config.method.name,
+                epochs=config.training.epochs, resume=resume, pid=os.getpid(),
+                user=os.environ.get("PLMFORGE_USER") or None, **extra)
+    events.emit("phase", phase="setup")
+
+
+def record_setup(asm: Assembled, rd: Path, events: EventLog, memory: Any, files: bool = True) -> None:
+    """The run's files (`files`: a new run), its memory estimate, and the `model` event with its sizes."""
+    if files:
+        _write_run_files(asm, rd)
+    memory.write(rd)
+    stats = json.loads((rd / "model_stats.json").read_text())
+    events.emit("model", **{k: stats[k] for k in ("total", "trainable", "trainable_percent")})
+
+
 def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None, resume: bool = False,
           callbacks: list[Callable[[int, Trainer], None]] | None = None, progress: bool = True,
           test_report: bool = True) -> RunResult:
@@ -173,19 +190,11 @@ def train(config: RunConfig | None = None, *, run_dir: str | Path | None = None,
     rd.mkdir(parents=True, exist_ok=True)
     main = state.is_main_process
     events = EventLog(rd / EVENTS_FILE if main else None, [ConsoleProgress()] if main and progress else [])
-    events.emit("start", run_dir=str(rd), model=config.model.name, method=config.method.name,
-                epochs=config.training.epochs, resume=resume, pid=os.getpid(),
-                user=os.environ.get("PLMFORGE_USER") or None)
-    events.emit("phase", phase="setup")
+    emit_start(events, config, rd, resume)
     try:
         with file_logging(rd / "train.log", early.records) if main else nullcontext():
-            if main and not resume:
-                _write_run_files(asm, rd)
             if main:
-                memory.write(rd)
-            if main:
-                stats = json.loads((rd / "model_stats.json").read_text())
-                events.emit("model", **{k: stats[k] for k in ("total", "trainable", "trainable_percent")})
+                record_setup(asm, rd, events, memory, files=not resume)
             if main:
                 ckpt.recover(rd / "last")
                 ckpt.recover(rd / "best")
