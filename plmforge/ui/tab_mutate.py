@@ -5,7 +5,6 @@ intervals and a scatter plot (plmforge.mutate.score). Results are written under 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -89,46 +88,58 @@ def build(app: Any) -> Any:
                                          elem_id="mut_dms_download")
 
     def do_scan(text: str, pos: str, name: str, how: str, rows: float, progress=gr.Progress(track_tqdm=True)):
-        from plmforge.mutate import scan
-
-        try:
-            wt = read_pasted(text)
-            lm = app.masked_lm((name or "").strip())
-            out = fresh(app.work_dir / "mutations", "scan")
-            result = scan(lm, wt, positions=(pos or "").strip() or None, scoring=how, out=out, top=int(rows),
-                          progress=True)
-        except Exception as exc:  # noqa: BLE001
-            return [error_box(exc), gr.update(visible=False, value=None), None, gr.update(visible=False, value=None)]
-        shown = result.table.head(int(rows))[["rank", "mutant", "position", "wt", "mt", "score"]]
-        return [ok_box(result.summary), gr.update(visible=True, value=str(out / "heatmap.png")),
-                shown.round({"score": 4}), gr.DownloadButton(value=str(out / "scan.csv"), visible=True)]
-
-    scan_button.click(do_scan, [sequence, positions, model, scoring, top], [msg, heatmap, ranked, download])
+        return scan_outputs(app, text, pos, name, how, int(rows))
 
     def do_dms(text: str, uploaded: str | None, name: str, how: str, progress=gr.Progress(track_tqdm=True)):
-        from plmforge.mutate import score
+        return dms_outputs(app, text, uploaded, name, how)
 
-        hidden = gr.update(visible=False, value=None)
-        try:
-            wt = read_pasted(text)
-            if not uploaded:
-                raise ConfigError("upload a DMS file first")
-            lm = app.masked_lm((name or "").strip())
-            out = fresh(app.work_dir / "mutations", "dms_scores", ".csv")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            result = score(lm, uploaded, wt, scoring=how, out=out, progress=True)
-        except Exception as exc:  # noqa: BLE001
-            return [error_box(exc), hidden, hidden, hidden]
-        if result.report is None:
-            return [ok_box(result.summary + " (no DMS_score column: no metrics)"), hidden, hidden,
-                    gr.DownloadButton(value=str(out), visible=True)]
-        report = json.loads(out.with_name(out.stem + "_metrics.json").read_text())
-        return [ok_box(result.summary), gr.update(visible=True, value=metrics_frame(report)),
-                gr.update(visible=True, value=str(out.with_name(out.stem + "_scatter.png"))),
-                gr.DownloadButton(value=str(out), visible=True)]
-
+    scan_button.click(do_scan, [sequence, positions, model, scoring, top], [msg, heatmap, ranked, download])
     dms_button.click(do_dms, [sequence, dms_file, model, scoring], [dms_msg, dms_metrics, scatter, dms_download])
     return tab
+
+
+def scan_outputs(app: Any, text: str, positions: str, name: str, scoring: str, rows: int) -> list[Any]:
+    """A scan's message, heatmap, ranked table and CSV download (or the error, with the old results hidden)."""
+    import gradio as gr
+
+    from plmforge.mutate import scan
+
+    try:
+        wt = read_pasted(text)
+        lm = app.masked_lm((name or "").strip())
+        out = fresh(app.work_dir / "mutations", "scan")
+        result = scan(lm, wt, positions=(positions or "").strip() or None, scoring=scoring, out=out, top=rows,
+                      progress=True)
+    except Exception as exc:  # noqa: BLE001
+        return [error_box(exc), gr.update(visible=False, value=None), None, gr.update(visible=False, value=None)]
+    shown = result.table.head(rows)[["rank", "mutant", "position", "wt", "mt", "score"]]
+    return [ok_box(result.summary), gr.update(visible=True, value=str(out / "heatmap.png")),
+            shown.round({"score": 4}), gr.DownloadButton(value=str(out / "scan.csv"), visible=True)]
+
+
+def dms_outputs(app: Any, text: str, uploaded: str | None, name: str, scoring: str) -> list[Any]:
+    """A DMS file's message, metrics table, scatter plot and scores download (or the error)."""
+    import gradio as gr
+
+    from plmforge.mutate import score
+
+    hidden = gr.update(visible=False, value=None)
+    try:
+        wt = read_pasted(text)
+        if not uploaded:
+            raise ConfigError("upload a DMS file first")
+        lm = app.masked_lm((name or "").strip())
+        out = fresh(app.work_dir / "mutations", "dms_scores", ".csv")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result = score(lm, uploaded, wt, scoring=scoring, out=out, progress=True)
+    except Exception as exc:  # noqa: BLE001
+        return [error_box(exc), hidden, hidden, hidden]
+    if result.report is None:
+        return [ok_box(result.summary + " (no DMS_score column: no metrics)"), hidden, hidden,
+                gr.DownloadButton(value=str(out), visible=True)]
+    return [ok_box(result.summary), gr.update(visible=True, value=metrics_frame(result.report)),
+            gr.update(visible=True, value=str(out.with_name(out.stem + "_scatter.png"))),
+            gr.DownloadButton(value=str(out), visible=True)]
 
 
 def metrics_frame(report: dict[str, Any]) -> Any:
