@@ -141,15 +141,29 @@ def auroc(y_true: np.ndarray, probs: np.ndarray) -> float:
     if len(present) < 2:
         return float("nan")
     if _is_binary(probs):
-        return float(roc_auc_score(y_true, probs[:, 1]))
+        return _binary_auroc(y_true == 1, probs[:, 1])
     if len(present) < probs.shape[1]:
         # one-vs-rest over the classes present; renormalised scores keep sklearn's checks happy
         sub = probs[:, present]
         sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
-        if len(present) == 2:  # sklearn reads two classes as a binary task: score the second one
-            return float(roc_auc_score(y_true == present[1], sub[:, 1]))
+        if len(present) == 2:  # two classes are a binary task: score the second one
+            return _binary_auroc(y_true == present[1], sub[:, 1])
         return float(roc_auc_score(y_true, sub, multi_class="ovr", labels=list(present)))
     return float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro"))
+
+
+def _binary_auroc(positive: np.ndarray, score: np.ndarray) -> float:
+    """The area under the ROC curve as the Mann-Whitney statistic: the chance that a random positive scores
+    above a random negative, ties counting half (ranks averaged over ties; equal to sklearn's trapezoids,
+    without its input checks, which cost more than the area on a validation split)."""
+    from scipy.stats import rankdata
+
+    if not np.isfinite(score).all():
+        raise ValueError("AUROC: the scores contain NaN or infinity")
+    positive = np.asarray(positive, dtype=bool)
+    n1 = int(positive.sum())
+    n0 = len(positive) - n1
+    return float((rankdata(score)[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 @register_metric("auprc", "max", (SINGLE, MULTI))

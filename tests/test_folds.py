@@ -48,11 +48,21 @@ def test_joint_masks_are_the_layer_by_layer_masks_and_a_fold_sitting_out_draws_n
     torch.testing.assert_close(y[0], a[2], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_stacked_adamw_steps_each_fold_as_torch_adamw_and_leaves_a_sitting_out_fold_alone(fused):
+@pytest.mark.parametrize("fused,shared", [(True, False), (False, False), (True, True)])
+def test_stacked_adamw_steps_each_fold_as_torch_adamw_and_leaves_a_sitting_out_fold_alone(fused, shared,
+                                                                                         monkeypatch):
+    calls = []
+    kernel = torch._fused_adamw_
+    monkeypatch.setattr(torch, "_fused_adamw_", lambda params, *a, **k: (calls.append(params[0].dim()) if _ours(params[0]) else None,
+                                                                        kernel(params, *a, **k)))
     heads = _heads(p=0.0)
     lone = [nn.Sequential(*[m for m in h]) for h in _heads(p=0.0)]  # the same initial weights, own copies
     stacked = StackedMLP(heads, _generators(3))
+    ours = stacked.leaves[0].untyped_storage().data_ptr()
+
+    def _ours(t):  # the stacked weights or a slice of them (not the lone heads' torch AdamW)
+        return t.untyped_storage().data_ptr() == ours
+
     adam = StackedAdamW(stacked.leaves, 3, (0.9, 0.999), 1e-8, 0.01, fused=fused)
     optimizers = [torch.optim.AdamW(h.parameters(), lr=1e-2, weight_decay=0.01, fused=True) for h in lone]
     rng = torch.Generator().manual_seed(1)
@@ -64,7 +74,8 @@ def test_stacked_adamw_steps_each_fold_as_torch_adamw_and_leaves_a_sitting_out_f
             p.grad = None
         logits = stacked.forward(x, True, active)
         sum(nn.functional.cross_entropy(logits[k], y[k]) for k in range(3) if active[k]).backward()
-        lrs = [1e-2 * (1 - step / 10), 1e-2 * (1 - step / 9), 1e-2]  # a schedule per fold
+        lrs = ([1e-2 * (1 - step / 10)] * 3 if shared  # one schedule: the folds step together while they can
+               else [1e-2 * (1 - step / 10), 1e-2 * (1 - step / 9), 1e-2])  # a schedule per fold
         adam.step(lrs, active)
         for k in range(3):
             if not active[k]:
@@ -74,6 +85,9 @@ def test_stacked_adamw_steps_each_fold_as_torch_adamw_and_leaves_a_sitting_out_f
             nn.functional.cross_entropy(lone[k](x[k]), y[k]).backward()
             optimizers[k].step()
     assert adam.steps == [4, 3, 4]
+    if fused:  # one call over the stacked (K, in, out) weights while every fold is at the same step and rate
+        # (the first step always; with one schedule also the second), else one call per active fold's slices
+        assert calls == ([3, 3] + [2] * 2 + [2] * 3 if shared else [3] + [2] * 3 + [2] * 2 + [2] * 3)
     for k in range(3):
         stacked.write_back(k)
         for a, b in zip(heads[k].parameters(), lone[k].parameters(), strict=True):

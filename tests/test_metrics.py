@@ -119,3 +119,23 @@ def test_count_based_class_metrics_equal_sklearn_on_random_and_degenerate_cases(
         for name, value in expected.items():
             assert METRICS[name].fn(y, probs) == pytest.approx(value, abs=1e-12), (trial, name)
         np.testing.assert_array_equal(confusion_matrix(y, probs), skm.confusion_matrix(y, pred, labels=labels))
+
+
+def test_binary_auroc_from_ranks_equals_sklearn_with_ties_and_two_present_classes():
+    """The Mann-Whitney AUROC against roc_auc_score on 300 random binary splits (scores rounded so that
+    many tie), and on three-class probabilities where only two classes are present; NaN scores refused."""
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n = int(rng.integers(2, 60))
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]  # both classes present
+        p1 = np.round(rng.random(n), int(rng.integers(1, 4)))
+        probs = np.stack([1 - p1, p1], 1)
+        assert METRICS["auroc"].fn(y, probs) == pytest.approx(skm.roc_auc_score(y, p1), abs=1e-12), trial
+    y = rng.choice([0, 2], 50)
+    y[:2] = [0, 2]
+    probs = rng.dirichlet(np.ones(3), 50)
+    sub = probs[:, [0, 2]] / probs[:, [0, 2]].sum(1, keepdims=True)
+    assert METRICS["auroc"].fn(y, probs) == pytest.approx(skm.roc_auc_score(y == 2, sub[:, 1]), abs=1e-12)
+    with pytest.raises(ValueError, match="NaN"):
+        METRICS["auroc"].fn(np.array([0, 1, 0, 1]), np.array([[0.5, 0.5], [0.2, np.nan], [0.4, 0.6], [0.1, 0.9]]))

@@ -369,6 +369,8 @@ def _stack(parts: list[torch.Tensor | None], device: torch.device) -> torch.Tens
     """Each fold's rows (n_k, H) as one (K, max n_k, H) tensor on `device`: a fold's rows beyond its own (and a
     fold without rows, None) are zeros, which no loss or metric reads."""
     given = [p for p in parts if p is not None]
+    if len(given) == len(parts) and len({len(p) for p in given}) == 1:  # (the usual step: every batch full)
+        return torch.stack(given).to(device)
     x = torch.zeros((len(parts), max(len(p) for p in given), given[0].shape[1]), device=device)
     for k, part in enumerate(parts):
         if part is not None:

@@ -110,19 +110,27 @@ class StackedAdamW:
         # float32 step counts where the fused kernel reads them: on the weights' device (as torch's AdamW keeps them)
         self.state_steps = [[torch.zeros((), dtype=torch.float32, device=p.device if fused else "cpu") for p in leaves]
                             for _ in range(folds)]
-
-    @property
-    def steps(self) -> list[int]:
-        return [int(s[0].item()) for s in self.state_steps]
+        self.steps = [0] * folds  # the same counts, read without a device sync
 
     @torch.no_grad()
     def step(self, lrs: list[float], active: list[bool]) -> None:
         from torch.optim.adamw import adamw
 
         kernel = getattr(torch, "_fused_adamw_", None) if self.fused else None
+        if kernel is not None and all(active) and len(set(lrs)) == 1 and len(set(self.steps)) == 1:
+            # every fold at the same step and rate: one kernel call over the stacked tensors does each fold's
+            # elementwise update exactly as its own call would (one step count, read from fold 0's counters)
+            for k in range(self.k):
+                torch._foreach_add_(self.state_steps[k], 1)
+                self.steps[k] += 1
+            kernel([p.data for p in self.leaves], [p.grad for p in self.leaves], self.m, self.v, [],
+                   self.state_steps[0], lr=lrs[0], beta1=self.b1, beta2=self.b2, weight_decay=self.wd, eps=self.eps,
+                   amsgrad=False, maximize=False, grad_scale=None, found_inf=None)
+            return
         for k in range(self.k):
             if not active[k]:
                 continue
+            self.steps[k] += 1
             args = ([p.data[k] for p in self.leaves], [p.grad[k] for p in self.leaves], [m[k] for m in self.m],
                     [v[k] for v in self.v], [], self.state_steps[k])
             if kernel is not None:  # what torch.optim.AdamW(fused=True).step runs, without its per-call grouping
