@@ -11,7 +11,8 @@ SCORING_HELP = ("masked_marginal (mask the site, log p(mutant) - log p(wild type
 
 
 _MODEL_HELP = ("a masked language model: zoo name, hub id or local directory; esm1v for ESM-1v's five-model "
-               "ensemble, or several models joined by commas (scores averaged)")
+               "ensemble, or several models joined by commas (scores averaged); structure-aware SaProt and ProSST "
+               "read --structure or --structure-tokens")
 
 
 def mutate_parsers(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +53,8 @@ def mutate_parsers(sub: argparse._SubParsersAction) -> None:
                    "and summary.json/.csv")
     b.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out")
     b.add_argument("--resume", action="store_true", help="keep the assays already scored in --out")
+    b.add_argument("--structures", help="SaProt models: the folder of the assays' structures (ProteinGym's AlphaFold2 "
+                   "files, named by the reference's pdb_file, else <DMS_id>.pdb)")
     _run_options(b)
     b.set_defaults(func=_benchmark)
 
@@ -60,6 +63,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help=_MODEL_HELP)
     p.add_argument("--sequence", help="the wild-type sequence")
     p.add_argument("--fasta", help="a FASTA file holding the wild type (one record)")
+    p.add_argument("--structure", help="structure-aware models (SaProt): a PDB/mmCIF file of the wild type, read into "
+                   "Foldseek 3Di letters (without --sequence/--fasta, its chain's sequence is the wild type)")
+    p.add_argument("--chain", help="with --structure: the chain to read (needed when the file holds several)")
+    p.add_argument("--structure-tokens", help="the structure tokens themselves, one per residue (or a file holding "
+                   "them): SaProt's 3Di string (# where unknown), or ProSST's whole numbers from its own quantizer")
     _run_options(p)
 
 
@@ -81,7 +89,8 @@ def _scan(args: argparse.Namespace) -> int:
     result = scan(args.model, args.sequence, args.fasta, positions=args.positions, scoring=args.scoring,
                   out=args.out, top=args.top, max_tokens=args.max_tokens, overwrite=args.overwrite,
                   resume=args.resume, progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
-                  precision=args.precision, force_precision=args.force_precision)
+                  precision=args.precision, force_precision=args.force_precision, structure=args.structure,
+                  chain=args.chain, structure_tokens=args.structure_tokens)
     print(result.summary)
     print(f"written to {result.out_dir}: scan.csv, top.csv, heatmap.png, scan.json")
     return 0
@@ -93,7 +102,8 @@ def _score(args: argparse.Namespace) -> int:
     result = score(args.model, args.mutations, args.sequence, args.fasta, scoring=args.scoring, out=args.out,
                    overwrite=args.overwrite, resamples=args.bootstrap, max_tokens=args.max_tokens,
                    progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
-                   precision=args.precision, force_precision=args.force_precision)
+                   precision=args.precision, force_precision=args.force_precision, structure=args.structure,
+                   chain=args.chain, structure_tokens=args.structure_tokens)
     print(result.summary)
     if result.written:
         print("written: " + ", ".join(str(p) for p in result.written))
@@ -108,7 +118,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     result = benchmark(args.model, args.proteingym, args.out, reference=args.reference, scoring=args.scoring,
                        overwrite=args.overwrite, resume=args.resume, max_tokens=args.max_tokens,
                        progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
-                       precision=args.precision, force_precision=args.force_precision)
+                       precision=args.precision, force_precision=args.force_precision, structures=args.structures)
     print(result.by_assay.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(result.text)
     return 0

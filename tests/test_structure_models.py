@@ -26,7 +26,7 @@ from plmforge.models.encoding import encode_sequences
 from plmforge.train.run import train
 
 THREE_DI = "ACDEFGHIKLMNPQRSTVWY"
-AMINO = "ACDEFGHIKLMNPQRSTVWYX"
+AMINO = "ACDEFGHIKLMNPQRSTVWY#"
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,7 @@ def saprot_dir(tmp_path_factory) -> Path:
     from transformers import EsmConfig, EsmModel, EsmTokenizer
 
     d = tmp_path_factory.mktemp("saprot")
+    # SaProt's layout: 5 specials + (20 residues and #, a residue hidden) x (20 3Di letters and #) = 446 tokens
     vocab = ["<cls>", "<pad>", "<eos>", "<unk>", "<mask>"] + [a + b for a, b in product(AMINO, THREE_DI.lower() + "#")]
     (d / "vocab.txt").write_text("\n".join(vocab))
     cfg = EsmConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -218,3 +219,208 @@ def test_prosst_loads_its_own_code_only_when_trusted(prosst_dir, structure_table
     broken.to_csv(tmp_path / "broken.csv", index=False)
     with pytest.raises(DataError, match="row 1"):
         predict(run, tmp_path / "broken.csv")
+
+
+# ---- structure-aware mutation scoring ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saprot_mlm_dir(saprot_dir, tmp_path_factory) -> Path:
+    """The tiny SaProt model with a masked-LM head (SaProt's checkpoints are EsmForMaskedLM)."""
+    import shutil
+
+    from transformers import AutoConfig, EsmForMaskedLM
+
+    d = tmp_path_factory.mktemp("saprot_mlm")
+    shutil.copytree(saprot_dir, d, dirs_exist_ok=True)
+    for f in d.glob("model*.safetensors"):
+        f.unlink()
+    torch.manual_seed(3)
+    EsmForMaskedLM(AutoConfig.from_pretrained(d)).save_pretrained(d)
+    return d
+
+
+def _saprot_by_hand(model, tokenizer, seq: str, letters: str, site: int, masked: bool) -> np.ndarray:
+    """log p over the 20 residues with the site's 3Di letter, from the model's own LM head; the site (0-based)
+    written as `#` + its 3Di letter when masked."""
+    tokens = [a + b.lower() for a, b in zip(seq, letters, strict=True)]
+    if masked:
+        tokens[site] = "#" + letters[site].lower()
+    ids = torch.tensor([tokenizer.convert_tokens_to_ids(["<cls>", *tokens, "<eos>"])])
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=ids).logits[0, site + 1], dim=-1)
+    return lp[tokenizer.convert_tokens_to_ids([a + letters[site].lower() for a in "ACDEFGHIKLMNPQRSTVWY"])].numpy()
+
+
+@pytest.mark.shared_data
+def test_saprot_scores_a_masked_site_with_its_3di_letter_kept(saprot_mlm_dir, saprot_dir, tmp_path):
+    from transformers import EsmForMaskedLM, EsmTokenizer
+
+    from plmforge.mutate import scan, score
+    from plmforge.mutate.lm import load_masked_lm
+    from plmforge.mutate.structure import foldseek_letters
+    from plmforge.structure.reader import read_structure
+
+    pdb = shared("structures", "files", "1A8O.pdb")
+    wt = read_structure(pdb).chains[0].sequence
+    letters = foldseek_letters(pdb, None)
+    assert len(letters) == len(wt) and set(letters) <= set(THREE_DI)
+    model = EsmForMaskedLM.from_pretrained(saprot_mlm_dir).eval()
+    tokenizer = EsmTokenizer.from_pretrained(saprot_mlm_dir)
+    lm = load_masked_lm(str(saprot_mlm_dir))
+    positions = [1, 17, 40, len(wt)]
+    result = scan(lm, structure=pdb, positions=",".join(map(str, positions)), out=tmp_path / "scan",
+                  progress=False)  # the wild type is the structure's chain
+    aa = {a: i for i, a in enumerate("ACDEFGHIKLMNPQRSTVWY")}
+    for k, p in enumerate(positions):
+        lp = _saprot_by_hand(model, tokenizer, wt, letters, p - 1, masked=True)
+        np.testing.assert_allclose(result.matrix[k], lp - lp[aa[wt[p - 1]]], rtol=1e-4, atol=1e-5)
+    assert json.loads((tmp_path / "scan" / "scan.json").read_text())["structure_tokens"] == letters
+    # the structure reaches the scores: the same scan with the 3Di letters unknown (#) differs
+    hidden = scan(lm, wt, structure_tokens="#" * len(wt), positions="17", progress=False)
+    assert not np.allclose(hidden.matrix[0], result.matrix[1])
+    # wild-type marginals: one unmasked pass, read at the residue + 3Di tokens
+    wt_marg = scan(lm, wt, structure_tokens=letters.lower(), positions="17,40", scoring="wt_marginal",
+                   progress=False)
+    for k, p in enumerate([17, 40]):
+        lp = _saprot_by_hand(model, tokenizer, wt, letters, p - 1, masked=False)
+        np.testing.assert_allclose(wt_marg.matrix[k], lp - lp[aa[wt[p - 1]]], rtol=1e-4, atol=1e-5)
+    # a double mutant is the sum of its sites; pll changes the residues and keeps the 3Di letters
+    site = {p: k for k, p in enumerate(positions)}
+    mt1, mt2 = ("A" if wt[16] != "A" else "G"), ("W" if wt[39] != "W" else "Y")
+    both = score(lm, [f"{wt[16]}17{mt1}:{wt[39]}40{mt2}"], wt, structure_tokens=letters, progress=False)
+    expected = result.matrix[site[17], aa[mt1]] + result.matrix[site[40], aa[mt2]]
+    assert both.table["score"].iloc[0] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    pll = score(lm, [f"{wt[16]}17{mt1}"], wt, structure_tokens=letters, scoring="pll", progress=False)
+    mutant = wt[:16] + mt1 + wt[17:]
+
+    def pll_by_hand(seq):
+        return sum(_saprot_by_hand(model, tokenizer, seq, letters, i, True)[aa[seq[i]]] for i in range(len(seq)))
+
+    assert pll.table["score"].iloc[0] == pytest.approx(pll_by_hand(mutant) - pll_by_hand(wt), rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.shared_data
+def test_structure_for_mutation_scoring_is_refused_when_it_does_not_fit(saprot_mlm_dir, saprot_dir, tmp_path,
+                                                                      tiny_models):
+    from plmforge.mutate import scan
+    from plmforge.mutate.lm import load_masked_lm
+
+    pdb = shared("structures", "files", "1A8O.pdb")
+    lm = load_masked_lm(str(saprot_mlm_dir))
+    with pytest.raises(ConfigError, match="3Di letter at every residue"):
+        scan(lm, "MEVKLT", progress=False)
+    with pytest.raises(DataError, match=r"differs from the wild type \(6 residues\) first at position 1"):
+        scan(lm, "QEVKLT", structure=pdb, progress=False)
+    with pytest.raises(DataError, match="5 3Di letters for a wild type of 6 residues"):
+        scan(lm, "MEVKLT", structure_tokens="dqapv", progress=False)
+    with pytest.raises(DataError, match="'B' at position 2 is not a 3Di letter"):
+        scan(lm, "MEVKLT", structure_tokens="dBapvv", progress=False)
+    with pytest.raises(DataError, match=r"2 protein chains \(A, B\)"):
+        scan(lm, structure=shared("structures", "files", "1k6p.cif"), progress=False)
+    with pytest.raises(DataError, match="no protein chain 'C'"):
+        scan(lm, structure=shared("structures", "files", "1k6p.cif"), chain="C", progress=False)
+    with pytest.raises(ConfigError, match="give the structure once"):
+        scan(lm, "MEVKLT", structure=pdb, structure_tokens="dqapvv", progress=False)
+    # checked before any weight is read: a sequence-only model given a structure, by name
+    with pytest.raises(ConfigError, match="reads sequences only"):
+        scan(str(tiny_models["esm"]), "MEVKLT", structure=pdb, progress=False)
+    with pytest.raises(ConfigError, match="LM head weights are missing"):  # the encoder alone has no head
+        load_masked_lm(str(saprot_dir))
+
+
+def test_prosst_scores_a_masked_site_with_its_structure_tokens_kept(prosst_dir, tmp_path):
+    from plmforge.mutate import scan
+    from plmforge.mutate.lm import load_masked_lm
+
+    with pytest.raises(ConfigError, match="--trust-remote-code"):
+        load_masked_lm(str(prosst_dir))
+    lm = load_masked_lm(str(prosst_dir), trust_remote_code=True)
+    assert lm.structure_field == "prosst_tokens"
+    wt = "MKTAYIAKQRQISFVKSHFSRQ"
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 2048, len(wt))
+    (tmp_path / "tokens.txt").write_text(" ".join(map(str, tokens)))
+    result = scan(lm, wt, structure_tokens=str(tmp_path / "tokens.txt"), positions="2,9,22", progress=False)
+    aa = "ACDEFGHIKLMNPQRSTVWY"
+    vocab = lm.tokenizer.convert_tokens_to_ids(list(aa))
+    for k, p in enumerate([2, 9, 22]):
+        ids = torch.tensor([lm.tokenizer.convert_tokens_to_ids(["<cls>", *wt, "<eos>"])])
+        ids[0, p] = lm.tokenizer.mask_token_id
+        ss = torch.tensor([[1, *(tokens + 3), 2]])
+        with torch.no_grad():
+            lp = torch.log_softmax(lm.model(input_ids=ids, ss_input_ids=ss,
+                                            attention_mask=torch.ones_like(ids)).logits[0, p], -1)[vocab].numpy()
+        np.testing.assert_allclose(result.matrix[k], lp - lp[aa.index(wt[p - 1])], rtol=1e-4, atol=1e-5)
+    other = scan(lm, wt, structure_tokens=",".join(map(str, (tokens + 7) % 2048)), positions="9", progress=False)
+    assert not np.allclose(other.matrix[0], result.matrix[1])  # the structure tokens reach the model
+    with pytest.raises(ConfigError, match="ProSST's structure quantizer"):
+        scan(lm, wt, structure="some.pdb", progress=False)
+    with pytest.raises(ConfigError, match="give them with --structure-tokens"):
+        scan(lm, wt, progress=False)
+    with pytest.raises(DataError, match="'x7' \\(token 2\\) is not a whole number"):
+        scan(lm, wt, structure_tokens="3 x7 9", progress=False)
+
+
+@pytest.mark.shared_data
+def test_mutations_tab_reads_a_structure_file_for_saprot(saprot_mlm_dir, tmp_path):
+    """The Mutations tab's scan and DMS scoring with a structure file and no pasted sequence: the chain's
+    sequence is the wild type and the scores are plmforge.mutate's with the structure."""
+    from plmforge.mutate import scan, score
+    from plmforge.ui.app import App
+    from plmforge.ui.tab_mutate import dms_outputs, scan_outputs
+
+    pdb = str(shared("structures", "files", "1A8O.pdb"))
+    app = App(tmp_path / "runs", tmp_path / "work")
+    msg, heatmap, _, download = scan_outputs(app, "", "1-5", str(saprot_mlm_dir), "masked_marginal", 30, pdb, " ")
+    assert "95 substitutions at 5 positions" in msg and heatmap["visible"]
+    expected = scan(str(saprot_mlm_dir), structure=pdb, positions="1-5", progress=False).table
+    got = pd.read_csv(download.value["path"])
+    assert list(got["mutant"]) == list(expected["mutant"])
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5)
+    wt = expected.sort_values("position")["wt"].iloc[0]
+    pd.DataFrame({"mutant": [f"{wt}1{a}" for a in "AGWL" if a != wt][:3], "DMS_score": [0.1, 0.5, -1.0]}).to_csv(
+        tmp_path / "assay.csv", index=False)
+    msg, metrics, scatter, _ = dms_outputs(app, "", str(tmp_path / "assay.csv"), str(saprot_mlm_dir),
+                                           "masked_marginal", pdb, None)
+    assert "3 variants scored" in msg and metrics["visible"], msg
+    direct = score(str(saprot_mlm_dir), tmp_path / "assay.csv", structure=pdb, progress=False)
+    assert "Spearman" in metrics["value"].to_csv() and direct.report is not None
+
+
+@pytest.mark.shared_data
+def test_saprot_benchmark_reads_each_assays_structure_at_its_range(saprot_mlm_dir, tmp_path):
+    """Two assays of ProteinGym's layout: one whose structure covers the whole wild type, one whose wild type
+    has two residues more than its structure (pdb_range 3-72: 3Di '#' there). Per-assay scores equal
+    mutate score's with those 3Di strings; a SaProt benchmark without structures is refused first."""
+    import shutil
+
+    from plmforge.mutate import score
+    from plmforge.mutate.benchmark import benchmark
+    from plmforge.mutate.structure import foldseek_letters
+    from plmforge.structure.reader import read_structure
+
+    pdb = shared("structures", "files", "1A8O.pdb")
+    chain = read_structure(pdb).chains[0].sequence
+    letters = foldseek_letters(pdb, None)
+    folder, structures = tmp_path / "gym", tmp_path / "af2"
+    folder.mkdir()
+    structures.mkdir()
+    shutil.copy(pdb, structures / "P1.pdb")
+    rng = np.random.default_rng(0)
+    rows = []
+    for dms_id, wt, span in (("ONE", chain, "1-70"), ("TWO", "MK" + chain, "3-72")):
+        muts = [f"{wt[p - 1]}{p}{a}" for p in (1, 5, 30, len(wt)) for a in "AGLW" if a != wt[p - 1]]
+        pd.DataFrame({"mutant": muts, "DMS_score": rng.normal(size=len(muts))}).to_csv(folder / f"{dms_id}.csv",
+                                                                                     index=False)
+        rows.append({"DMS_id": dms_id, "DMS_filename": f"{dms_id}.csv", "target_seq": wt, "pdb_file": "P1.pdb",
+                     "pdb_range": span})
+    pd.DataFrame(rows).to_csv(folder / "DMS_substitutions.csv", index=False)
+    with pytest.raises(ConfigError, match="give --structures"):
+        benchmark(str(saprot_mlm_dir), folder, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    result = benchmark(str(saprot_mlm_dir), folder, tmp_path / "out", structures=structures, progress=False)
+    for dms_id, wt, tokens in (("ONE", chain, letters), ("TWO", "MK" + chain, "##" + letters)):
+        got = pd.read_csv(tmp_path / "out" / "scores" / f"{dms_id}.csv")
+        direct = score(str(saprot_mlm_dir), folder / f"{dms_id}.csv", wt, structure_tokens=tokens, progress=False)
+        np.testing.assert_allclose(got["score"], direct.table["score"], rtol=1e-5, atol=1e-6)
+    assert list(result.by_assay["DMS_id"]) == ["ONE", "TWO"]

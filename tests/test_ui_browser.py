@@ -503,3 +503,9 @@ def test_mutations_tab_scans_a_sequence_and_scores_a_dms_file(ui, tmp_path):
     page.get_by_role("button", name="Score the DMS file").click()
     expect(page.locator("#mut_dms_msg")).to_contain_text("row 4", timeout=60_000)
     expect(page.locator("#mut_dms_download")).to_be_hidden()
+
+    # a structure file is for structure-aware models: with AntiBERTy it is refused, naming why
+    page.locator("#mut_structure input[type=file]").set_input_files(str(shared("structures", "files", "1A8O.pdb")))
+    page.get_by_role("button", name="Scan every substitution").click()
+    expect(page.locator("#mut_msg")).to_contain_text("reads sequences only", timeout=60_000)
+    expect(page.locator("#mut_heatmap img")).to_be_hidden()

@@ -115,9 +115,6 @@ class Family:
     def load_masked_lm(self, source: str, trust_remote_code: bool, name: str) -> Any:
         """The checkpoint with its masked-LM head, for mutation scoring; refused where the family has none or
         the checkpoint lacks the head's weights (a head initialised at random would score noise)."""
-        if self.text_field is not None:
-            raise ConfigError(f"{name}: scoring with {self.name} models needs their structure tokens at every residue; "
-                              "structure-aware mutation scoring is not built yet")
         if self.mlm_class is None:
             raise ConfigError(f"{name}: {self.name} models have no masked-language-model head here, so they cannot "
                               "score mutations; use an ESM (ESM-2, ESM-1v, ESM-1b) or BERT-style model (ProtBert, "
@@ -131,11 +128,7 @@ class Family:
                                                   output_loading_info=True)
         except OSError as exc:
             raise ConfigError(f"model {name!r} could not be loaded from {source!r}: {exc}") from None
-        missing = [k for k in info.get("missing_keys", ()) if k.startswith(self.mlm_head)]
-        if missing:
-            raise ConfigError(f"{name}: the checkpoint's LM head weights are missing ({', '.join(sorted(missing)[:3])}"
-                              f"{', ...' if len(missing) > 3 else ''}): it was saved without its masked-LM head (e.g. "
-                              "a fine-tuned encoder), and a random head would score noise; use the pretrained model")
+        _refuse_missing_head(name, [k for k in info.get("missing_keys", ()) if k.startswith(self.mlm_head)])
         return model
 
     def recognises(self, path: Path, config: dict[str, Any]) -> bool:
@@ -222,6 +215,13 @@ class Family:
         return None if any(p is None for p in pairs) else pairs  # type: ignore[return-value]
 
 
+def _refuse_missing_head(name: str, missing: list[str]) -> None:
+    if missing:
+        raise ConfigError(f"{name}: the checkpoint's LM head weights are missing ({', '.join(sorted(missing)[:3])}"
+                          f"{', ...' if len(missing) > 3 else ''}): it was saved without its masked-LM head (e.g. "
+                          "a fine-tuned encoder), and a random head would score noise; use the pretrained model")
+
+
 class BertFamily(Family):
     def load_tokenizer(self, source: str) -> Any:
         if Path(source).is_file():  # a bare vocabulary file (the AntiBERTy wheel ships one)
@@ -279,6 +279,25 @@ class RemoteCodeFamily(Family):
                                                          **self.load_kwargs, **(extra or {}))
         return model.base_model
 
+    def load_masked_lm(self, source: str, trust_remote_code: bool, name: str) -> Any:
+        """The checkpoint's own masked-LM class (its code, trusted explicitly), refused without the head's
+        weights (every weight outside the base model)."""
+        if not trust_remote_code:
+            raise ConfigError(f"{name}: {self.name} models run code from their own repository; review it, then pass "
+                              "--trust-remote-code")
+        log.warning("trust_remote_code: running the model code that %s ships", source)
+        from transformers import AutoModelForMaskedLM
+
+        try:
+            with quiet_transformers():
+                model, info = AutoModelForMaskedLM.from_pretrained(source, trust_remote_code=True,
+                                                                   output_loading_info=True, **self.load_kwargs)
+        except OSError as exc:
+            raise ConfigError(f"model {name!r} could not be loaded from {source!r}: {exc}") from None
+        base = model.base_model_prefix + "."
+        _refuse_missing_head(name, [k for k in info.get("missing_keys", ()) if not k.startswith(base)])
+        return model
+
     def load_tokenizer(self, source: str) -> Any:
         from transformers import AutoTokenizer
 
@@ -304,7 +323,8 @@ register_family(BertFamily("bert", ("bert",), "BertModel", True, PROTTRANS_RARE,
 register_family(SaProtFamily("saprot", (), "EsmModel", False, {}, ("query", "key", "value"),
                              ("key", "value", "output.dense"), ("output.dense",),
                              "<cls> residue+3Di tokens <eos>", ("contact_head",), {"add_pooling_layer": False},
-                             special_positions=2, position_offset=2, text_field="foldseek_seq"))
+                             special_positions=2, position_offset=2, text_field="foldseek_seq",
+                             mlm_class="EsmForMaskedLM", mlm_head="lm_head."))
 register_family(RemoteCodeFamily("prosst", ("prosst", "ProSST"), "AutoModelForMaskedLM", False, {}, (), (), (),
                                  "<cls> residues <eos>; ss_input_ids: 1, structure tokens + 3, 2",
                                  special_positions=2, attention_dropout_key=None,

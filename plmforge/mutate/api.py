@@ -4,7 +4,8 @@ A scan writes into its directory:
     scan.csv       every substitution at every scanned position: mutant (A42G), position, wt, mt, score, rank
     top.csv        the N best (default 20)
     heatmap.png    positions x 20 amino acids, centred on 0, wild type marked
-    scan.json      model, scoring, sequence, positions, the summary line, time and sites/s
+    scan.json      model, scoring, sequence, positions, the summary line, time and sites/s (and the structure
+                   tokens a structure-aware model read)
     scan_progress.npz   while running: the positions done (--resume continues from it; removed at the end)
 """
 
@@ -25,7 +26,7 @@ import pandas as pd
 from plmforge import owned
 from plmforge.errors import ConfigError, DataError, RunDirError
 from plmforge.mutate import scoring as sc
-from plmforge.mutate.lm import MaskedLM, MaskedLMEnsemble, load_scorer
+from plmforge.mutate.lm import MaskedLM, MaskedLMEnsemble, load_scorer, structure_field_of
 from plmforge.data.notation import (
     AMINO_ACIDS,
     Substitution,
@@ -57,8 +58,15 @@ class ScoreResult:
     written: list[Path] = field(default_factory=list)
 
 
-def read_sequence(sequence: str | None = None, fasta: str | Path | None = None) -> tuple[str, str]:
-    """(name, sequence) from a sequence string or a one-record FASTA file, upper-cased and checked."""
+def read_sequence(sequence: str | None = None, fasta: str | Path | None = None,
+                  structure: str | Path | None = None, chain: str | None = None) -> tuple[str, str]:
+    """(name, sequence) from a sequence string or a one-record FASTA file, upper-cased and checked; with
+    neither, the sequence of the structure file's chain."""
+    if sequence is None and fasta is None and structure is not None:
+        from plmforge.mutate.structure import read_chain
+
+        found = read_chain(structure, chain)
+        return f"{Path(structure).stem}_{found.name}", found.sequence
     if (sequence is None) == (fasta is None):
         raise ConfigError("give the wild type either as --sequence or as --fasta (one of them)")
     return one_sequence(sequence, fasta, "--sequence")
@@ -73,6 +81,19 @@ def _lm(model: str | Scorer, trust_remote_code: bool, precision: str | None, for
     return load_scorer(model, trust_remote_code, precision=precision, force_precision=force_precision)
 
 
+def _structure(model: str | Scorer, wt: str, structure: str | Path | None, chain: str | None,
+               structure_tokens: str | None) -> list[str] | None:
+    """The structure symbols the model reads at every wild-type residue (None: a sequence-only model), read
+    and checked before any weight is loaded (the model's family is known from its name)."""
+    from plmforge.mutate.structure import structure_symbols
+
+    if isinstance(model, (MaskedLM, MaskedLMEnsemble)):
+        field, name = model.structure_field, model.name
+    else:
+        field, name = structure_field_of(model), str(model)
+    return structure_symbols(field, wt, name, structure, chain, structure_tokens)
+
+
 def _bar(total: int, enabled: bool, desc: str) -> Any:
     if not enabled:
         return None
@@ -81,8 +102,9 @@ def _bar(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="site", dynamic_ncols=True)
 
 
-def _fingerprint(model_name: str, sequence: str, scoring: str, positions: list[int]) -> str:
-    text = json.dumps([model_name, sequence, scoring, positions])
+def _fingerprint(model_name: str, sequence: str, scoring: str, positions: list[int],
+                 structure: list[str] | None) -> str:
+    text = json.dumps([model_name, sequence, scoring, positions] + ([structure] if structure else []))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -90,13 +112,16 @@ def scan(model: str | Scorer, sequence: str | None = None, fasta: str | Path | N
          positions: str | None = None, scoring: str = "masked_marginal", out: str | Path | None = None,
          top: int = 20, max_tokens: int | None = None, overwrite: bool = False, resume: bool = False,
          progress: bool = True, trust_remote_code: bool = False, precision: str | None = None,
-         force_precision: bool = False) -> ScanResult:
-    """Score every single substitution at the chosen positions (default: all) of one protein."""
+         force_precision: bool = False, structure: str | Path | None = None, chain: str | None = None,
+         structure_tokens: str | None = None) -> ScanResult:
+    """Score every single substitution at the chosen positions (default: all) of one protein; a structure-
+    aware model (SaProt, ProSST) reads the structure (`structure` file and `chain`, or `structure_tokens`)."""
     if scoring not in sc.SCORINGS:
         raise ConfigError(f"--scoring {scoring!r}: choose from {', '.join(sc.SCORINGS)}")
     if top < 1:
         raise ConfigError("--top must be at least 1")
-    name, wt = read_sequence(sequence, fasta)
+    name, wt = read_sequence(sequence, fasta, structure, chain)
+    symbols = _structure(model, wt, structure, chain, structure_tokens)
     chosen = parse_positions(positions, len(wt))
     skipped = [p for p in chosen if wt[p - 1] not in AMINO_ACIDS]
     chosen = [p for p in chosen if wt[p - 1] in AMINO_ACIDS]
@@ -104,17 +129,17 @@ def scan(model: str | Scorer, sequence: str | None = None, fasta: str | Path | N
         raise DataError("no position to scan: every chosen position holds a letter other than the 20 amino acids")
     out_dir = Path(out).expanduser() if out is not None else None
     model_name = model.name if isinstance(model, (MaskedLM, MaskedLMEnsemble)) else str(model)
-    key = _fingerprint(model_name, wt, scoring, chosen)
+    key = _fingerprint(model_name, wt, scoring, chosen, symbols)
     done: dict[int, np.ndarray] = {}
     if out_dir is not None:  # the destination is checked before any compute
         if resume:
             done = _progress(out_dir, key)
         else:
-            owned.check_output_dir(out_dir, "mutate", overwrite=overwrite, inputs=[fasta],
+            owned.check_output_dir(out_dir, "mutate", overwrite=overwrite, inputs=[fasta, structure],
                                    how="pass --overwrite (or --resume to continue an interrupted scan)")
     lm = _lm(model, trust_remote_code, precision, force_precision)  # refusals (head, precision) before writing
     if out_dir is not None and not resume:
-        owned.replace_dir(out_dir, "mutate", inputs=[fasta])
+        owned.replace_dir(out_dir, "mutate", inputs=[fasta, structure])
     todo = [p for p in chosen if p not in done]
     per_site = 1 if scoring != "pll" else 19 * len(wt)
     bar = _bar(len(todo) * per_site + (len(wt) if scoring == "pll" and todo else 0), progress,
@@ -125,15 +150,17 @@ def scan(model: str | Scorer, sequence: str | None = None, fasta: str | Path | N
         part = todo[start:start + CHUNK]
         if scoring == "pll":
             if wt_pll is None:
-                wt_pll = sc.pseudo_log_likelihoods(lm, [wt], max_tokens=max_tokens, progress=bar)[0]
+                wt_pll = sc.pseudo_log_likelihoods(lm, [wt], max_tokens=max_tokens, progress=bar,
+                                                   structure=symbols)[0]
             variants = [(Substitution(p, wt[p - 1], a),) for p in part for a in AMINO_ACIDS if a != wt[p - 1]]
             mutants = [apply(v, wt) for v in variants]
-            values = sc.pseudo_log_likelihoods(lm, mutants, max_tokens=max_tokens, progress=bar) - wt_pll
+            values = sc.pseudo_log_likelihoods(lm, mutants, max_tokens=max_tokens, progress=bar,
+                                               structure=symbols) - wt_pll
             rows = np.zeros((len(part), 20))
             for v, value in zip(variants, values, strict=True):
                 rows[part.index(v[0].position), AMINO_ACIDS.index(v[0].mt)] = value
         else:
-            rows = sc.marginal_matrix(lm, wt, part, scoring, max_tokens=max_tokens, progress=bar)
+            rows = sc.marginal_matrix(lm, wt, part, scoring, max_tokens=max_tokens, progress=bar, structure=symbols)
         done.update({p: rows[k] for k, p in enumerate(part)})
         if out_dir is not None:
             _save_progress(out_dir, key, done)
@@ -150,7 +177,7 @@ def scan(model: str | Scorer, sequence: str | None = None, fasta: str | Path | N
                + (f"; {len(todo) / seconds:.1f} sites/s" if todo and seconds > 0 else ""))
     result = ScanResult(table, matrix, chosen, summary, out_dir, seconds)
     if out_dir is not None:
-        _write_scan(result, out_dir, wt, name, model_name, scoring, top, key, len(todo))
+        _write_scan(result, out_dir, wt, name, model_name, scoring, top, key, len(todo), symbols)
     return result
 
 
@@ -189,7 +216,7 @@ def _save_progress(out_dir: Path, key: str, done: dict[int, np.ndarray]) -> None
 
 
 def _write_scan(result: ScanResult, out_dir: Path, wt: str, name: str, model_name: str, scoring: str, top: int,
-                key: str, computed: int) -> None:
+                key: str, computed: int, structure: list[str] | None) -> None:
     from plmforge.mutate.plots import heatmap
 
     for file_name, frame in (("scan.csv", result.table), ("top.csv", result.table.head(top))):
@@ -199,6 +226,8 @@ def _write_scan(result: ScanResult, out_dir: Path, wt: str, name: str, model_nam
     blob = {"model": model_name, "scoring": scoring, "name": name, "sequence": wt, "positions": result.positions,
             "substitutions": len(result.table), "summary": result.summary, "seconds": round(result.seconds, 2),
             "sites_computed": computed, "key": key}
+    if structure is not None:  # what the structure-aware model read at each residue
+        blob["structure_tokens"] = "".join(structure) if all(len(t) == 1 for t in structure) else ",".join(structure)
     (out_dir / "scan.json").write_text(json.dumps(blob, indent=1))
     (out_dir / "scan_progress.npz").unlink(missing_ok=True)
 
@@ -221,12 +250,15 @@ def _variants_from(mutations: str | Path | list[str], wt: str) -> tuple[pd.DataF
 def score(model: str | Scorer, mutations: str | Path | list[str], sequence: str | None = None,
           fasta: str | Path | None = None, *, scoring: str = "masked_marginal", out: str | Path | None = None,
           overwrite: bool = False, resamples: int = 1000, max_tokens: int | None = None, progress: bool = True,
-          trust_remote_code: bool = False, precision: str | None = None, force_precision: bool = False) -> ScoreResult:
+          trust_remote_code: bool = False, precision: str | None = None, force_precision: bool = False,
+          structure: str | Path | None = None, chain: str | None = None,
+          structure_tokens: str | None = None) -> ScoreResult:
     """Score single and multiple substitutions of one wild type; with DMS_score given, ProteinGym's metrics
-    with bootstrap intervals and a scatter plot."""
+    with bootstrap intervals and a scatter plot. A structure-aware model reads the wild type's structure."""
     if scoring not in sc.SCORINGS:
         raise ConfigError(f"--scoring {scoring!r}: choose from {', '.join(sc.SCORINGS)}")
-    name, wt = read_sequence(sequence, fasta)
+    name, wt = read_sequence(sequence, fasta, structure, chain)
+    symbols = _structure(model, wt, structure, chain, structure_tokens)
     table, where = _variants_from(mutations, wt)
     if table.empty:
         raise DataError("no variants to score", file=where)
@@ -237,14 +269,14 @@ def score(model: str | Scorer, mutations: str | Path | list[str], sequence: str 
     target = Path(out).expanduser() if out is not None else None
     has_dms = "DMS_score" in table.columns and table["DMS_score"].notna().any()
     if target is not None:
-        sources = [fasta, where if where != "--mutations" else None]
+        sources = [fasta, structure, where if where != "--mutations" else None]
         owned.check_output_file(target, overwrite=overwrite, inputs=sources, flag="--out",
                                 companions=_companions(target) if has_dms else [])
     lm = _lm(model, trust_remote_code, precision, force_precision)
     n_sites = len({s.position for v in variants for s in v}) if scoring != "pll" else \
         sum(len(apply(v, wt)) for v in variants) + len(wt)
     bar = _bar(n_sites, progress, f"{scoring} {name}")
-    values = sc.score_variants(lm, wt, variants, scoring, max_tokens=max_tokens, progress=bar)
+    values = sc.score_variants(lm, wt, variants, scoring, max_tokens=max_tokens, progress=bar, structure=symbols)
     if bar is not None:
         bar.close()
     result_table = pd.DataFrame({"mutant": [variant_name(v) for v in variants], "score": values})

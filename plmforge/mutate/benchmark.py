@@ -7,6 +7,10 @@ with `DMS_id`, `DMS_filename`, `target_seq`; read from the directory or its pare
 reference, every `*.csv` is an assay named by its file, and its wild type is the first variant's
 `mutated_sequence` with the substitutions undone (and checked against every other row).
 
+SaProt models read each assay's structure from --structures DIR (ProteinGym's AlphaFold2 structures): the
+reference's `pdb_file`, placed at `pdb_range` of the wild type (3Di `#` outside it), or without a reference
+`<DMS_id>.pdb`/`.cif`.
+
 Output directory (made by plmforge; --resume keeps the assays already scored):
     scores/<DMS_id>.csv                mutant, score, DMS_score, DMS_score_bin per variant
     metrics_by_assay.csv               DMS_id, n_variants, spearman, auc, mcc, ndcg, top_recall
@@ -42,6 +46,8 @@ class Assay:
     path: Path
     wild_type: str
     selection: str | None = None  # ProteinGym's coarse_selection_type, when the reference gives it
+    pdb_file: str | None = None  # the reference's structure file name and the wild type's range it covers
+    pdb_range: str | None = None
 
 
 @dataclass
@@ -82,9 +88,9 @@ def _from_reference(ref: Path, folder: Path) -> list[Assay]:
         if not path.is_file():
             raise DataError(f"assay {row['DMS_id']}: its file {name} is not in {folder}", file=str(ref), row=int(i) + 2,
                             hint="download the assays next to the reference, or give --reference for this folder")
-        selection = row.get("coarse_selection_type")
+        selection, pdb, span = (row.get(k) for k in ("coarse_selection_type", "pdb_file", "pdb_range"))
         out.append(Assay(str(row["DMS_id"]), path, str(row["target_seq"]).strip().upper(),
-                         None if pd.isna(selection) else str(selection)))
+                         *(None if v is None or pd.isna(v) else str(v) for v in (selection, pdb, span))))
     return out
 
 
@@ -103,13 +109,17 @@ def _wild_type_of(path: Path) -> str:
 def benchmark(model: Any, proteingym: str | Path, out: str | Path, *, reference: str | Path | None = None,
               scoring: str = "masked_marginal", overwrite: bool = False, resume: bool = False,
               max_tokens: int | None = None, progress: bool = True, trust_remote_code: bool = False,
-              precision: str | None = None, force_precision: bool = False) -> BenchmarkResult:
-    """Score every assay with one model (loaded once) and write the per-assay and averaged metrics."""
+              precision: str | None = None, force_precision: bool = False,
+              structures: str | Path | None = None) -> BenchmarkResult:
+    """Score every assay with one model (loaded once) and write the per-assay and averaged metrics; a SaProt
+    model reads each assay's structure from `structures`."""
     from plmforge.mutate.api import _lm, _write_csv
 
     if scoring not in sc.SCORINGS:
         raise ConfigError(f"--scoring {scoring!r}: choose from {', '.join(sc.SCORINGS)}")
     assays = find_assays(proteingym, reference)
+    field = lm_field(model, trust_remote_code)
+    symbols = {a.dms_id: assay_symbols(a, field, structures) for a in assays}  # all read before any scoring
     out_dir = Path(out).expanduser()
     if not resume:
         owned.check_output_dir(out_dir, "mutate_benchmark", overwrite=overwrite, inputs=[proteingym, reference],
@@ -130,7 +140,7 @@ def benchmark(model: Any, proteingym: str | Path, out: str | Path, *, reference:
         if resume and target.is_file():
             table = pd.read_csv(target)
         else:
-            table = _score_assay(lm, assay, scoring, max_tokens)
+            table = _score_assay(lm, assay, scoring, max_tokens, symbols[assay.dms_id])
             _write_csv(table, target)
         rows.append(_assay_row(assay, table))
     by_assay = pd.DataFrame(rows)
@@ -141,12 +151,51 @@ def benchmark(model: Any, proteingym: str | Path, out: str | Path, *, reference:
     return BenchmarkResult(by_assay, summary, text, out_dir)
 
 
-def _score_assay(lm: Any, assay: Assay, scoring: str, max_tokens: int | None) -> pd.DataFrame:
+def lm_field(model: Any, trust_remote_code: bool) -> str | None:
+    from plmforge.mutate.lm import structure_field_of
+
+    return model.structure_field if hasattr(model, "structure_field") else structure_field_of(str(model),
+                                                                                              trust_remote_code)
+
+
+def assay_symbols(assay: Assay, field: str | None, structures: str | Path | None) -> list[str] | None:
+    """The structure symbols of an assay's wild type for a structure-aware model (None: sequence only)."""
+    from plmforge.mutate.structure import FOLDSEEK, foldseek_letters
+
+    if field is None:
+        if structures is not None:
+            raise ConfigError("--structures is for structure-aware (SaProt) models; this model reads sequences only")
+        return None
+    if field != FOLDSEEK:
+        raise ConfigError("ProSST reads structure tokens from its own quantizer, which plmforge does not run, so it "
+                          "cannot be benchmarked from structure files; score an assay with plmforge mutate score "
+                          "--structure-tokens")
+    if structures is None:
+        raise ConfigError("SaProt models read each assay's structure: give --structures, the folder of ProteinGym's "
+                          "AlphaFold2 structures")
+    root = Path(structures).expanduser()
+    names = [assay.pdb_file] if assay.pdb_file else [f"{assay.dms_id}{s}" for s in (".pdb", ".cif", ".mmcif")]
+    path = next((root / n for n in names if (root / n).is_file()), None)
+    if path is None:
+        raise DataError(f"assay {assay.dms_id}: no structure file {' or '.join(names)}", file=str(root),
+                        hint="give --structures the folder of ProteinGym's AlphaFold2 structures")
+    start, end = 1, len(assay.wild_type)
+    if assay.pdb_range:
+        parts = assay.pdb_range.split("-")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise DataError(f"assay {assay.dms_id}: pdb_range {assay.pdb_range!r} is not start-end", file=str(path))
+        start, end = int(parts[0]), int(parts[1])
+    letters = foldseek_letters(path, None, assay.wild_type[start - 1:end])  # (its chain checked against the range)
+    return ["#"] * (start - 1) + list(letters) + ["#"] * (len(assay.wild_type) - end)
+
+
+def _score_assay(lm: Any, assay: Assay, scoring: str, max_tokens: int | None,
+                 structure: list[str] | None) -> pd.DataFrame:
     frame = read_dms(assay.path)
     if "DMS_score" not in frame.columns:
         raise DataError("no DMS_score column: a benchmark needs measured scores", file=str(assay.path))
     variants = check_variants(frame, assay.wild_type, str(assay.path))
-    values = sc.score_variants(lm, assay.wild_type, variants, scoring, max_tokens=max_tokens)
+    values = sc.score_variants(lm, assay.wild_type, variants, scoring, max_tokens=max_tokens, structure=structure)
     table = pd.DataFrame({"mutant": frame["mutant"].astype(str), "score": values, "DMS_score": frame["DMS_score"]})
     if "DMS_score_bin" in frame.columns:
         table["DMS_score_bin"] = frame["DMS_score_bin"]

@@ -21,51 +21,116 @@ log = logging.getLogger("plmforge")
 
 
 @dataclass
+class Tokens:
+    """One (window of a) sequence as the model reads it."""
+
+    ids: np.ndarray  # token ids, special tokens included
+    where: np.ndarray  # the token index of each residue
+    extra: dict[str, np.ndarray]  # the model's further inputs, aligned with ids (ProSST's ss_input_ids)
+    candidates: np.ndarray  # (residues, 20): the vocabulary ids of the 20 amino acids at each residue
+    masks: np.ndarray  # (residues,): the id that masks each residue
+
+
+@dataclass
+class Site:
+    """One batch item: token ids (a site possibly masked) and the token positions to read, each with the ids
+    of its 20 amino-acid candidates."""
+
+    ids: np.ndarray
+    extra: dict[str, np.ndarray]
+    positions: np.ndarray  # token indices
+    candidates: np.ndarray  # (len(positions), 20)
+
+
+@dataclass
 class MaskedLM:
     name: str
     model: Any  # a transformers *ForMaskedLM
     tokenizer: Any
     family: Any
     max_residues: int
-    aa_ids: torch.Tensor  # (20,) vocabulary ids of AMINO_ACIDS, in that order
+    aa_ids: torch.Tensor  # (20,) vocabulary ids of AMINO_ACIDS, in that order (SaProt: with no structure, `A#`)
     mask_id: int
     pad_id: int
     device: torch.device
     autocast: torch.dtype | None = None  # bf16/fp16 forward passes (set only where the device runs them natively)
 
-    def encode(self, sequence: str) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids of a sequence with the family's special tokens, and the token index of each residue."""
-        enc = self.family.encode(self.tokenizer, {"sequence": [sequence]}, len(sequence))
+    @property
+    def structure_field(self) -> str | None:
+        """The structure column this model reads beside the residues (SaProt: foldseek_seq, ProSST:
+        prosst_tokens), None for a sequence-only model."""
+        fields = self.family.record_fields
+        return fields[0] if fields else None
+
+    def encode(self, sequence: str, structure: list[str] | None = None) -> Tokens:
+        """The model's tokens of a sequence (with its structure symbols, one per residue, for a structure-aware
+        model). SaProt's tokens pair a residue with its 3Di letter: a site is masked as `#` + its 3Di letter
+        (the structure kept, as SaProt scores) and its candidates are the 20 residues with that letter."""
+        fields = {"sequence": [sequence]}
+        if self.structure_field is not None:
+            if structure is None or len(structure) != len(sequence):
+                raise ConfigError(f"{self.name} reads a structure token at every residue: give the structure "
+                                  "(--structure FILE for SaProt's 3Di letters, --structure-tokens for ProSST's)")
+            joined = "".join(structure) if self.family.text_field else ",".join(structure)
+            fields[self.structure_field] = [joined]
+        enc = self.family.encode(self.tokenizer, fields, len(sequence))
         ids, special = enc.input_ids[0], enc.special[0]
         where = np.flatnonzero(~special)
         if len(where) != len(sequence):
             raise ConfigError(f"{self.name}: the tokenizer gave {len(where)} residue tokens for {len(sequence)} "
                               "residues; mutation scoring needs one token per residue")
-        return np.asarray(ids, dtype=np.int64), where
+        extra = {k: v[0] for k, v in enc.inputs.items() if k != "input_ids"}
+        if self.family.text_field:  # residue x structure-letter tokens
+            letters = [c.lower() for c in structure]  # type: ignore[union-attr]
+            candidates = np.array([self._ids([a + c for a in AMINO_ACIDS]) for c in letters], dtype=np.int64)
+            masks = np.array(self._ids(["#" + c for c in letters]), dtype=np.int64)
+        else:
+            candidates = np.broadcast_to(self.aa_ids.numpy(), (len(sequence), len(AMINO_ACIDS)))
+            masks = np.full(len(sequence), self.mask_id, dtype=np.int64)
+        return Tokens(np.asarray(ids, dtype=np.int64), where, extra, candidates, masks)
 
-    def site_log_probs(self, items: list[tuple[np.ndarray, np.ndarray]], max_tokens: int | None = None,
+    def _ids(self, tokens: list[str]) -> list[int]:
+        ids = self.tokenizer.convert_tokens_to_ids(tokens)
+        bad = [t for t, i in zip(tokens, ids, strict=True) if i is None or i == self.tokenizer.unk_token_id]
+        if bad:
+            raise ConfigError(f"{self.name}: the vocabulary has no token {bad[0]!r}")
+        return list(ids)
+
+    def site_log_probs(self, items: list[Site], max_tokens: int | None = None,
                        progress: Any = None) -> list[np.ndarray]:
-        """For each (token ids, token positions): the log-softmax over the whole vocabulary at those
-        positions, read at the 20 amino acids — an array (positions, 20). Items run in batches of at most
-        `max_tokens` padded tokens, similar lengths together."""
+        """For each item: the log-softmax over the whole vocabulary at its positions, read at each position's
+        20 candidates — an array (positions, 20). Items run in batches of at most `max_tokens` padded
+        tokens, similar lengths together."""
         out: list[np.ndarray | None] = [None] * len(items)
         budget = max_tokens or default_max_tokens(self.device)
-        for batch in _batches([len(ids) for ids, _ in items], budget):
-            width = max(len(items[i][0]) for i in batch)
-            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        pads = self.family.pad_values(self.tokenizer)
+        for batch in _batches([len(item.ids) for item in items], budget):
+            width = max(len(items[i].ids) for i in batch)
+            names = ["input_ids", *items[batch[0]].extra]
+            inputs = {k: torch.full((len(batch), width), self.pad_id if k == "input_ids" else pads.get(k, 0),
+                                    dtype=torch.long) for k in names}
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for row, i in enumerate(batch):
-                n = len(items[i][0])
-                ids[row, :n] = torch.from_numpy(items[i][0])
+                n = len(items[i].ids)
+                inputs["input_ids"][row, :n] = torch.from_numpy(items[i].ids)
+                for k, v in items[i].extra.items():
+                    inputs[k][row, :n] = torch.from_numpy(v)
                 mask[row, :n] = 1
             low = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else nullcontext()
             with torch.inference_mode(), low:
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-                lp = torch.log_softmax(logits.float(), dim=-1)[..., self.aa_ids.to(self.device)].cpu().numpy()
-            for row, i in enumerate(batch):
-                out[i] = lp[row, items[i][1]]
+                logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()},
+                                    attention_mask=mask.to(self.device)).logits
+                rows = np.concatenate([np.full(len(items[i].positions), row) for row, i in enumerate(batch)])
+                at = torch.from_numpy(np.concatenate([items[i].positions for i in batch])).to(self.device)
+                chosen = torch.from_numpy(np.concatenate([items[i].candidates for i in batch])).to(self.device)
+                lp = torch.log_softmax(logits[torch.from_numpy(rows).to(self.device), at].float(), dim=-1)
+                lp = lp.gather(1, chosen).cpu().numpy()  # (positions of the batch, 20)
+            start = 0
+            for i in batch:
+                out[i] = lp[start:start + len(items[i].positions)]
+                start += len(items[i].positions)
             if progress is not None:
-                progress.update(sum(len(items[i][1]) for i in batch))
+                progress.update(sum(len(items[i].positions) for i in batch))
         return out  # type: ignore[return-value]
 
 
@@ -108,8 +173,8 @@ def load_masked_lm(name: str, trust_remote_code: bool = False, device: str | Non
     tokenizer = load_tokenizer(resolved)
     unk = tokenizer.unk_token_id
     ids = []
-    for aa in AMINO_ACIDS:
-        tid = tokenizer.convert_tokens_to_ids(aa)
+    for aa in AMINO_ACIDS:  # (SaProt's tokens pair each residue with a structure letter: `A#` stands for A)
+        tid = tokenizer.convert_tokens_to_ids(aa + "#" if family.text_field else aa)
         if tid is None or tid == unk:
             raise ConfigError(f"{name}: the vocabulary has no token for the amino acid {aa!r}, so it cannot score "
                               "substitutions to it")
@@ -161,14 +226,28 @@ class MaskedLMEnsemble:
     def mask_id(self) -> int:
         return self.members[0].mask_id
 
-    def encode(self, sequence: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.members[0].encode(sequence)
+    @property
+    def structure_field(self) -> str | None:
+        return self.members[0].structure_field
 
-    def site_log_probs(self, items: list[tuple[np.ndarray, np.ndarray]], max_tokens: int | None = None,
+    def encode(self, sequence: str, structure: list[str] | None = None) -> Tokens:
+        return self.members[0].encode(sequence, structure)
+
+    def site_log_probs(self, items: list[Site], max_tokens: int | None = None,
                        progress: Any = None) -> list[np.ndarray]:
         share = _Share(progress, len(self.members)) if progress is not None else None
         parts = [m.site_log_probs(items, max_tokens, share) for m in self.members]
         return [np.mean([p[i] for p in parts], axis=0, dtype=np.float64) for i in range(len(items))]
+
+
+def structure_field_of(name: str, trust_remote_code: bool = False) -> str | None:
+    """The structure column the model `name` (or an ensemble's first member) reads beside the residues,
+    from its family alone (no weights read): foldseek_seq (SaProt), prosst_tokens (ProSST) or None."""
+    from plmforge.models.backbone import resolve_model
+
+    first = (list(ENSEMBLES.get(name, ())) or [n.strip() for n in name.split(",") if n.strip()] or [name])[0]
+    fields = resolve_model(ModelConfig(name=first, trust_remote_code=trust_remote_code)).family.record_fields
+    return fields[0] if fields else None
 
 
 def load_scorer(name: str, trust_remote_code: bool = False, device: str | None = None, precision: str | None = None,

@@ -311,6 +311,11 @@ def zero_shot_scores(config: RunConfig, splits: dict[str, Any]) -> dict[str, Any
     except ConfigError as exc:
         log.info("zero-shot baselines left out: %s", exc)
         return None
+    if lm.structure_field is not None:
+        log.info("zero-shot baselines left out: %s scores with a structure beside the sequence (%s); this baseline "
+                 "is built for sequence-only models (plmforge mutate score --structure scores such a model)",
+                 config.model.name, lm.structure_field)
+        return None
     out = {}
     for name, records in splits.items():
         variants = [tuple(Substitution(i + 1, w, m) for i, (w, m) in enumerate(zip(wild_type, seq, strict=True))

@@ -1,6 +1,6 @@
 """The Mutations tab: which substitutions a pretrained masked language model expects a protein to tolerate,
 without training. Paste a sequence, pick a model and a scoring, and get the heatmap, the ranked table and
-the CSV (plmforge.mutate.scan); upload a deep-mutational-scan file to get ProteinGym's metrics with their
+the CSV (plmforge.mutate.scan; a structure file gives SaProt models their 3Di letters); upload a deep-mutational-scan file to get ProteinGym's metrics with their
 intervals and a scatter plot (plmforge.mutate.score). Results are written under the UI's working directory."""
 
 from __future__ import annotations
@@ -57,7 +57,12 @@ def build(app: Any) -> Any:
                     "the model prefers the mutant to the wild type. No training is needed.")
         with gr.Row():
             with gr.Column(scale=3):
-                sequence = gr.Textbox(label="Wild-type sequence (plain or FASTA)", lines=4, elem_id="mut_sequence")
+                sequence = gr.Textbox(label="Wild-type sequence (plain or FASTA; may be left empty when a "
+                                            "structure is given)", lines=4, elem_id="mut_sequence")
+                with gr.Row():
+                    structure = gr.File(label="Structure (optional; PDB or mmCIF, for SaProt models)",
+                                        file_types=[".pdb", ".cif", ".ent", ".mmcif"], elem_id="mut_structure")
+                    chain = gr.Textbox(label="Chain (when the file has several)", max_lines=1, elem_id="mut_chain")
                 positions = gr.Textbox(label="Positions to scan (optional, 1-based, e.g. 26-38,55; empty = all)",
                                        elem_id="mut_positions")
             with gr.Column(scale=2):
@@ -87,29 +92,42 @@ def build(app: Any) -> Any:
         dms_download = gr.DownloadButton("Download the variant scores (CSV)", visible=False,
                                          elem_id="mut_dms_download")
 
-    def do_scan(text: str, pos: str, name: str, how: str, rows: float, progress=gr.Progress(track_tqdm=True)):
-        return scan_outputs(app, text, pos, name, how, int(rows))
+    def do_scan(text: str, pdb: str | None, ch: str, pos: str, name: str, how: str, rows: float,
+                progress=gr.Progress(track_tqdm=True)):
+        return scan_outputs(app, text, pos, name, how, int(rows), pdb, ch)
 
-    def do_dms(text: str, uploaded: str | None, name: str, how: str, progress=gr.Progress(track_tqdm=True)):
-        return dms_outputs(app, text, uploaded, name, how)
+    def do_dms(text: str, pdb: str | None, ch: str, uploaded: str | None, name: str, how: str,
+               progress=gr.Progress(track_tqdm=True)):
+        return dms_outputs(app, text, uploaded, name, how, pdb, ch)
 
-    scan_button.click(do_scan, [sequence, positions, model, scoring, top], [msg, heatmap, ranked, download])
-    dms_button.click(do_dms, [sequence, dms_file, model, scoring], [dms_msg, dms_metrics, scatter, dms_download])
+    scan_button.click(do_scan, [sequence, structure, chain, positions, model, scoring, top],
+                      [msg, heatmap, ranked, download])
+    dms_button.click(do_dms, [sequence, structure, chain, dms_file, model, scoring],
+                     [dms_msg, dms_metrics, scatter, dms_download])
     return tab
 
 
-def scan_outputs(app: Any, text: str, positions: str, name: str, scoring: str, rows: int) -> list[Any]:
+def wild_type(text: str | None, structure: str | None, chain: str | None) -> dict[str, Any]:
+    """The wild type and structure arguments of plmforge.mutate.scan/score from the page: the pasted sequence
+    (none when only a structure is given: its chain's sequence is the wild type) and the structure file."""
+    pasted = "".join((text or "").split())
+    return {"sequence": read_pasted(text) if pasted or not structure else None, "structure": structure or None,
+            "chain": (chain or "").strip() or None}
+
+
+def scan_outputs(app: Any, text: str, positions: str, name: str, scoring: str, rows: int,
+                 structure: str | None = None, chain: str | None = None) -> list[Any]:
     """A scan's message, heatmap, ranked table and CSV download (or the error, with the old results hidden)."""
     import gradio as gr
 
     from plmforge.mutate import scan
 
     try:
-        wt = read_pasted(text)
+        given = wild_type(text, structure, chain)
         lm = app.masked_lm((name or "").strip())
         out = fresh(app.work_dir / "mutations", "scan")
-        result = scan(lm, wt, positions=(positions or "").strip() or None, scoring=scoring, out=out, top=rows,
-                      progress=True)
+        result = scan(lm, positions=(positions or "").strip() or None, scoring=scoring, out=out, top=rows,
+                      progress=True, **given)
     except Exception as exc:  # noqa: BLE001
         return [error_box(exc), gr.update(visible=False, value=None), None, gr.update(visible=False, value=None)]
     shown = result.table.head(rows)[["rank", "mutant", "position", "wt", "mt", "score"]]
@@ -117,7 +135,8 @@ def scan_outputs(app: Any, text: str, positions: str, name: str, scoring: str, r
             shown.round({"score": 4}), gr.DownloadButton(value=str(out / "scan.csv"), visible=True)]
 
 
-def dms_outputs(app: Any, text: str, uploaded: str | None, name: str, scoring: str) -> list[Any]:
+def dms_outputs(app: Any, text: str, uploaded: str | None, name: str, scoring: str, structure: str | None = None,
+                chain: str | None = None) -> list[Any]:
     """A DMS file's message, metrics table, scatter plot and scores download (or the error)."""
     import gradio as gr
 
@@ -125,13 +144,13 @@ def dms_outputs(app: Any, text: str, uploaded: str | None, name: str, scoring: s
 
     hidden = gr.update(visible=False, value=None)
     try:
-        wt = read_pasted(text)
+        given = wild_type(text, structure, chain)
         if not uploaded:
             raise ConfigError("upload a DMS file first")
         lm = app.masked_lm((name or "").strip())
         out = fresh(app.work_dir / "mutations", "dms_scores", ".csv")
         out.parent.mkdir(parents=True, exist_ok=True)
-        result = score(lm, uploaded, wt, scoring=scoring, out=out, progress=True)
+        result = score(lm, uploaded, scoring=scoring, out=out, progress=True, **given)
     except Exception as exc:  # noqa: BLE001
         return [error_box(exc), hidden, hidden, hidden]
     if result.report is None:
