@@ -9,6 +9,7 @@ from pathlib import Path
 
 from plmforge.cli_mutate import mutate_parsers
 from plmforge.cli_research import research_parsers
+from plmforge.cli_tools import VersionAction, add_examples, tools_parsers
 from plmforge.errors import ConfigError, PlmforgeError
 
 # CLI flags that are shorthands for config keys (everything else: section.key=value)
@@ -174,6 +175,7 @@ def _structure_parser(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plmforge", description="Fine-tune protein language models.")
     parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     p = sub.add_parser("evaluate", help="evaluate a trained run on a labelled dataset")
@@ -251,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--max-concurrent-runs", type=int, metavar="N", help="runs training at once; the others wait in "
                     "a queue (default: 1 per GPU, 1 on a CPU)")
     ui.set_defaults(func=_ui)
+    tools_parsers(sub)
+    add_examples(parser)
     return parser
 
 

@@ -41,16 +41,16 @@ class DataConfig:
     """Where the data is and how to read its labels."""
 
     dataset: str | None = None  # catalogue name, local dir/file, or HuggingFace hub id
-    train: str | None = None
-    validation: str | None = None
-    test: str | None = None
+    train: str | None = None  # an explicit training file (with validation/test: the splits as given)
+    validation: str | None = None  # None: carved from the training data (validation_fraction)
+    test: str | None = None  # None: carved from the training data (test_fraction)
     sequence_column: str | None = None  # None: the column of protein sequences, found in the training file
     label_column: str | None = None  # None: the label column and its problem type, found in the training file
-    id_column: str | None = None
+    id_column: str | None = None  # None: an id column found in the file, else row numbers
     problem_type: str | None = None  # filled from the catalogue, else required
-    num_labels: int | None = None
+    num_labels: int | None = None  # None: counted from the training labels
     label_normalisation: str | None = None  # regression: default 'standard'
-    validation_fraction: float = 0.1
+    validation_fraction: float = 0.1  # with no validation file: this fraction of the training data validates
     test_fraction: float = 0.1  # with no test split: this fraction of the training data is held out as test (0 = none)
     max_samples: int | None = None  # per split, for quick experiments
     # low-N: a random subset (seeded by training.seed) of this many training samples; a validation split carved
@@ -65,7 +65,7 @@ class DataConfig:
     # A42G:K50R) and the wild type (the sequence or a FASTA file); each row's sequence is the wild type with its
     # substitutions, whose wild-type letters are checked
     mutant_column: str | None = None
-    wild_type: str | None = None
+    wild_type: str | None = None  # with mutant_column: the wild-type sequence or a FASTA file holding it
     # 'disk': splits read in chunks into files on disk, read back row by row (memory does not grow with the residues);
     # 'auto': on disk when the local split files reach 64 MB
     storage: str = "auto"
@@ -116,7 +116,7 @@ class ModelConfig:
 
     name: str = "antiberty"  # zoo name, HuggingFace id or local directory
     max_length: int | None = None  # residues; None = the model's limit
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # allow models whose code lives in their own repository (ProSST)
     # recompute activations in the backward pass instead of keeping them; None = the memory plan decides (training
     # the backbone: on, for every k-th layer, when the largest batch's activations would not fit the activation
     # budget even in micro-batches; a frozen backbone: off)
@@ -171,7 +171,7 @@ class HeadConfig:
     """The prediction head on top of the backbone."""
 
     pooling: str | None = None  # None = the problem type's default (mean, or the per-residue head)
-    dropout: float = 0.1
+    dropout: float = 0.1  # dropout before each layer of the head's MLP
     hidden_size: int | None = None  # None = backbone hidden size
     CHOICES: ClassVar[dict[str, Any]] = {"pooling": HEADS}
 
@@ -188,8 +188,8 @@ class BatchingConfig:
     """Fixed batch size, or a token budget with length-bucketed batches."""
 
     mode: str = "size"
-    batch_size: int = 16
-    max_tokens: int = 10_000
+    batch_size: int = 16  # sequences per training batch (batching.mode=size)
+    max_tokens: int = 10_000  # padded tokens per training batch (batching.mode=tokens)
     eval_batch_size: int | None = None  # None = 2 x batch_size
     # a training batch above this many padded tokens runs as length-sorted micro-batches within one optimizer
     # step (gradients accumulated, each part's loss weighted by its share: the step's loss is the batch's);
@@ -214,27 +214,27 @@ class BatchingConfig:
 class TrainingConfig:
     """Optimisation, early stopping, metrics and reporting."""
 
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.0
-    epochs: int = 10
+    learning_rate: float = 5e-4  # peak learning rate of AdamW
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    epochs: int = 10  # passes over the training data (fewer with early stopping)
     patience: int | None = 5  # None = no early stopping
     monitor: str | None = None  # metric name or 'loss'; None = the problem type's default
     direction: str | None = None  # 'max' or 'min'; None = the metric's own direction
     metrics: tuple[str, ...] | None = None  # None = the problem type's defaults
     scheduler: str = "linear"
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0
+    warmup_steps: int = 0  # optimizer steps of linear warm-up from 0 (or warmup_ratio of all steps)
+    warmup_ratio: float = 0.0  # warm-up as a fraction of all optimizer steps
     step_size_epochs: int = 1  # 'step' scheduler: decay every N epochs
-    step_gamma: float = 0.5
-    gradient_accumulation_steps: int = 1
+    step_gamma: float = 0.5  # scheduler=step: the factor applied every step_size_epochs
+    gradient_accumulation_steps: int = 1  # batches summed into one optimizer step
     max_grad_norm: float | None = 1.0  # None = no clipping
-    num_workers: int = 0
-    seed: int = 42
+    num_workers: int = 0  # DataLoader worker processes (0: in the training process)
+    seed: int = 42  # seeds splits, head initialisation, shuffling and dropout
     mixed_precision: str = "no"
     force_precision: bool = False  # keep bf16 where the device only emulates it (many times slower; refused otherwise)
-    logging_steps: int = 10
+    logging_steps: int = 10  # optimizer steps between two lines of metrics_steps.jsonl
     report_to: tuple[str, ...] = ()
-    wandb_project: str = "plmforge"
+    wandb_project: str = "plmforge"  # the W&B project of report_to=[wandb]
     wandb_mode: str = "offline"
     class_weights: str | None = None  # 'balanced', or one number per class: "1,4.5"
     focal_gamma: float | None = None  # focal loss (1 - p_t)^gamma; None = the plain loss
@@ -298,10 +298,10 @@ class TrainingConfig:
 class OutputConfig:
     """Where the run directory goes and what is written to it."""
 
-    dir: str = "runs/run"
-    overwrite: bool = False
-    save_predictions: bool = True
-    plots: bool = True
+    dir: str = "runs/run"  # the run directory
+    overwrite: bool = False  # replace a run directory that plmforge made (never one it did not)
+    save_predictions: bool = True  # write test_predictions.csv
+    plots: bool = True  # draw the plots in plots/
     baselines: bool = True  # majority and composition (and one-hot / window) models on the same splits
     bootstrap: int = 1000  # resamples for the 95% intervals of test metrics; 0 = none
 

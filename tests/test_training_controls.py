@@ -169,11 +169,12 @@ def test_models_and_data_commands(capsys):
     assert "OK: every row is valid" in capsys.readouterr().out
 
 
-def test_readme_zoo_table_is_generated_from_the_registry():
+def test_docs_zoo_table_is_generated_from_the_registry():
     from plmforge.models.zoo import zoo_markdown
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert zoo_markdown() in readme, "README zoo table is stale: regenerate it with plmforge.models.zoo.zoo_markdown()"
+    page = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "models.md").read_text()
+    assert zoo_markdown() in page, ("docs/reference/models.md's zoo table is stale: regenerate it with "
+                                    "plmforge.models.zoo.zoo_markdown()")
 
 
 def test_two_process_data_parallel_run_with_torchrun(tmp_path, tiny_models, amp_small):
