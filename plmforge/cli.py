@@ -589,6 +589,11 @@ def _cache_clear(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from plmforge.logs import setup_console
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["doctor"], ["--version"]):  # without the full parser, which imports torch: these must
+        from plmforge.cli_tools import light_main  # work where torch does not load
+
+        return light_main(argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # section.key=value overrides may come after options too (argparse stops collecting them at a flag)

@@ -52,6 +52,17 @@ def add_examples(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) ->
             add_examples(child, (*path, name))
 
 
+def light_main(argv: list[str]) -> int:
+    """`plmforge doctor` and `plmforge --version` on a parser of their own: they must run where torch (which
+    the full parser's choices import) does not load."""
+    parser = argparse.ArgumentParser(prog="plmforge")
+    parser.add_argument("--version", action=VersionAction)
+    tools_parsers(parser.add_subparsers(dest="command", required=True))
+    add_examples(parser)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from plmforge.doctor import core_works, diagnose, render
 

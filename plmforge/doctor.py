@@ -59,15 +59,22 @@ def torch_checks() -> list[Check]:
     except ImportError:
         return [Check("system", "torch", FAIL, "not installed", "pip install torch==2.13.0 (a CPU build; for a GPU "
                       "see pytorch.org for the build of your CUDA version)")]
+    except Exception as exc:  # noqa: BLE001  (e.g. a CUDA build whose libraries do not load)
+        return [Check("system", "torch", FAIL, f"installed but does not load: {exc}", "reinstall the build that "
+                      "matches this machine: pip install --force-reinstall torch==2.13.0 (CPU) or pytorch.org's "
+                      "command for your CUDA version")]
     build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only build"
     rows = [Check("system", "torch", OK, f"{torch.__version__} ({build})")]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             major, minor = torch.cuda.get_device_capability(i)
-            free, total = torch.cuda.mem_get_info(i)
+            try:
+                free, total = torch.cuda.mem_get_info(i)
+                memory = f"{free / 2**30:.1f} of {total / 2**30:.1f} GB free"
+            except RuntimeError as exc:  # a GPU busy in exclusive mode, or in an error state
+                memory = f"memory not readable ({exc})"
             rows.append(Check("device", f"cuda:{i}", OK, f"{torch.cuda.get_device_name(i)}, capability {major}.{minor}, "
-                              f"{free / 2**30:.1f} of {total / 2**30:.1f} GB free, bf16 "
-                              f"{'native' if major >= 8 else 'not native (use fp16 or fp32)'}"))
+                              f"{memory}, bf16 {'native' if major >= 8 else 'not native (use fp16 or fp32)'}"))
     elif torch.version.cuda:
         rows.append(Check("device", "cuda", WARN, "a CUDA build, but no GPU is visible", "check nvidia-smi and the "
                           "driver; CUDA_VISIBLE_DEVICES may hide the GPUs"))
@@ -137,7 +144,11 @@ def _memory_gb() -> tuple[float | None, float | None]:
 
 def package_checks() -> list[Check]:
     """plmforge's own requirements (pyproject's dependencies), each installed at a version it accepts."""
-    from packaging.requirements import Requirement
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:
+        return [Check("packages", "packaging", WARN, "not installed: the required packages' versions are not "
+                      "checked", "pip install packaging")]
 
     try:
         requirements = [Requirement(r) for r in md.requires("plmforge") or []]
@@ -235,10 +246,21 @@ def store_checks() -> list[Check]:
 def diagnose(work_dir: Path | None = None, *, reach: Callable[[], str | None] | None = None, offline: bool = False,
              find_module: Callable[[str], object] = importlib.util.find_spec,
              which: Callable[[str], str | None] = shutil.which) -> list[Check]:
-    """Every check, core first, grouped by area."""
-    rows = python_checks() + torch_checks() + memory_checks(work_dir or Path.cwd()) + package_checks()
-    rows += offline_model_checks() + optional_checks(find_module, which) + hub_checks(reach, offline)
-    rows += store_checks()
+    """Every check, core first, grouped by area. A check that fails to run is itself reported (as FAIL
+    for the core, WARN otherwise), never a crash of the report."""
+    checks: list[tuple[str, bool, Callable[[], list[Check]]]] = [
+        ("python", True, python_checks), ("torch", True, torch_checks),
+        ("memory and disk", False, lambda: memory_checks(work_dir or Path.cwd())),
+        ("packages", True, package_checks), ("offline model", True, offline_model_checks),
+        ("optional parts", False, lambda: optional_checks(find_module, which)),
+        ("hub", False, lambda: hub_checks(reach, offline)), ("embedding store", False, store_checks)]
+    rows = []
+    for name, core, check in checks:
+        try:
+            rows += check()
+        except Exception as exc:  # noqa: BLE001
+            rows.append(Check("doctor", name, FAIL if core else WARN, f"the check failed: {type(exc).__name__}: "
+                              f"{exc}", "fix what the message names, then run plmforge doctor again"))
     order = list(dict.fromkeys(r.area for r in rows))
     return sorted(rows, key=lambda r: order.index(r.area))  # (stable: each area's rows keep their order)
 

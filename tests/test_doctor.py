@@ -99,3 +99,33 @@ def test_doctor_command_on_this_machine(capsys):
         assert area in out
     assert "not checked (--offline)" in out and "the core works" in out
     assert out.count("system:") == 1  # every area once
+
+
+def test_doctor_and_version_run_where_torch_does_not_load():
+    """With torch unimportable the full parser cannot be built (its choices import torch); doctor and
+    --version still run: doctor names torch as the missing core part, with its fix, and exits 1."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from plmforge.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    run = subprocess.run([sys.executable, "-c", code, "doctor", "--offline"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "torch" in run.stdout and "not installed" in run.stdout and "pip install torch==2.13.0" in run.stdout
+    assert "the core does NOT work here" in run.stdout
+    version = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, timeout=300)
+    assert version.returncode == 0 and version.stdout.startswith("plmforge "), version.stdout + version.stderr
+
+
+def test_a_check_that_crashes_is_reported_not_raised(tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("no such thing")
+
+    monkeypatch.setattr(doctor, "store_checks", broken)
+    monkeypatch.setattr(doctor, "package_checks", broken)
+    rows = doctor.diagnose(tmp_path, offline=True)
+    by_name = {r.name: r for r in rows}
+    assert by_name["embedding store"].status == doctor.WARN and "no such thing" in by_name["embedding store"].detail
+    assert by_name["packages"].status == doctor.FAIL and not doctor.core_works(rows)

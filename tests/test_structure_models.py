@@ -240,15 +240,18 @@ def saprot_mlm_dir(saprot_dir, tmp_path_factory) -> Path:
 
 
 def _saprot_by_hand(model, tokenizer, seq: str, letters: str, site: int, masked: bool) -> np.ndarray:
-    """log p over the 20 residues with the site's 3Di letter, from the model's own LM head; the site (0-based)
-    written as `#` + its 3Di letter when masked."""
+    """log p of each of the 20 residues at the site (0-based), its probability summed over its tokens with every
+    structure letter (SaProt's scoring), from the model's own LM head; the site written as `#` + its 3Di
+    letter when masked."""
     tokens = [a + b.lower() for a, b in zip(seq, letters, strict=True)]
     if masked:
         tokens[site] = "#" + letters[site].lower()
     ids = torch.tensor([tokenizer.convert_tokens_to_ids(["<cls>", *tokens, "<eos>"])])
     with torch.no_grad():
         lp = torch.log_softmax(model(input_ids=ids).logits[0, site + 1], dim=-1)
-    return lp[tokenizer.convert_tokens_to_ids([a + letters[site].lower() for a in "ACDEFGHIKLMNPQRSTVWY"])].numpy()
+    probs = lp.exp()
+    return np.log([float(sum(probs[tokenizer.convert_tokens_to_ids(a + c)] for c in THREE_DI.lower() + "#"))
+                   for a in "ACDEFGHIKLMNPQRSTVWY"])
 
 
 @pytest.mark.shared_data
@@ -326,6 +329,17 @@ def test_structure_for_mutation_scoring_is_refused_when_it_does_not_fit(saprot_m
         scan(str(tiny_models["esm"]), "MEVKLT", structure=pdb, progress=False)
     with pytest.raises(ConfigError, match="LM head weights are missing"):  # the encoder alone has no head
         load_masked_lm(str(saprot_dir))
+    # a long structure string given inline is read as the tokens (not tried as a file name)
+    from types import SimpleNamespace
+
+    from plmforge.mutate.structure import numbering_note, structure_symbols
+
+    assert structure_symbols("foldseek_seq", "A" * 300, "m", tokens="d" * 300) == ["d"] * 300
+    assert structure_symbols("prosst_tokens", "A" * 300, "m", tokens=",".join(["7"] * 300)) == ["7"] * 300
+    # a structure whose numbering has gaps, or starts elsewhere than 1, is said to be renumbered
+    assert numbering_note(SimpleNamespace(name="A", numbers=[1, 2, 3])) is None
+    note = numbering_note(SimpleNamespace(name="A", numbers=[5, 6, 9, 10]))
+    assert "numbered 5-10" in note and "1 gap" in note and "4 observed residues" in note
 
 
 def test_prosst_scores_a_masked_site_with_its_structure_tokens_kept(prosst_dir, tmp_path):
@@ -359,6 +373,8 @@ def test_prosst_scores_a_masked_site_with_its_structure_tokens_kept(prosst_dir, 
         scan(lm, wt, progress=False)
     with pytest.raises(DataError, match="'x7' \\(token 2\\) is not a whole number"):
         scan(lm, wt, structure_tokens="3 x7 9", progress=False)
+    with pytest.raises(ConfigError, match="out of the model's vocabulary .*ss_input_ids"):
+        scan(lm, wt, structure_tokens=",".join(["5000"] * len(wt)), positions="2", progress=False)
 
 
 @pytest.mark.shared_data
@@ -388,10 +404,12 @@ def test_mutations_tab_reads_a_structure_file_for_saprot(saprot_mlm_dir, tmp_pat
 
 
 @pytest.mark.shared_data
-def test_saprot_benchmark_reads_each_assays_structure_at_its_range(saprot_mlm_dir, tmp_path):
-    """Two assays of ProteinGym's layout: one whose structure covers the whole wild type, one whose wild type
-    has two residues more than its structure (pdb_range 3-72: 3Di '#' there). Per-assay scores equal
-    mutate score's with those 3Di strings; a SaProt benchmark without structures is refused first."""
+def test_saprot_benchmark_scores_each_variant_in_its_structure_chunk(saprot_mlm_dir, tmp_path):
+    """ProteinGym's layout: an assay whose structure covers the whole wild type, one whose wild type has two
+    residues more than its structure (pdb_range 3-72), and one split into two structure files (pdb_file and
+    pdb_range joined by |). As ProteinGym scores SaProt, each variant is scored with the sequence and 3Di
+    letters of the chunk holding it: equal to mutate score on that chunk with shifted positions. A SaProt
+    benchmark without structures, and a variant spanning two chunks, are refused."""
     import shutil
 
     from plmforge.mutate import score
@@ -406,21 +424,36 @@ def test_saprot_benchmark_reads_each_assays_structure_at_its_range(saprot_mlm_di
     folder.mkdir()
     structures.mkdir()
     shutil.copy(pdb, structures / "P1.pdb")
-    rng = np.random.default_rng(0)
+    shutil.copy(pdb, structures / "P2.pdb")
+    n = len(chain)
+    assays = {"ONE": (chain, "P1.pdb", f"1-{n}", (1, 5, 30, n), 0),
+              "TWO": ("MK" + chain, "P1.pdb", f"3-{n + 2}", (3, 7, 32, n + 2), 2),
+              "THREE": (chain + chain, "P1.pdb|P2.pdb", f"1-{n}|{n + 1}-{2 * n}", (1, 30, n + 1, n + 30), None)}
     rows = []
-    for dms_id, wt, span in (("ONE", chain, "1-70"), ("TWO", "MK" + chain, "3-72")):
-        muts = [f"{wt[p - 1]}{p}{a}" for p in (1, 5, 30, len(wt)) for a in "AGLW" if a != wt[p - 1]]
-        pd.DataFrame({"mutant": muts, "DMS_score": rng.normal(size=len(muts))}).to_csv(folder / f"{dms_id}.csv",
-                                                                                     index=False)
-        rows.append({"DMS_id": dms_id, "DMS_filename": f"{dms_id}.csv", "target_seq": wt, "pdb_file": "P1.pdb",
+    for dms_id, (wt, files, span, positions, _) in assays.items():
+        muts = [f"{wt[p - 1]}{p}{a}" for p in positions for a in "AGLW" if a != wt[p - 1]]
+        pd.DataFrame({"mutant": muts, "DMS_score": np.arange(len(muts), dtype=float)}).to_csv(
+            folder / f"{dms_id}.csv", index=False)
+        rows.append({"DMS_id": dms_id, "DMS_filename": f"{dms_id}.csv", "target_seq": wt, "pdb_file": files,
                      "pdb_range": span})
     pd.DataFrame(rows).to_csv(folder / "DMS_substitutions.csv", index=False)
     with pytest.raises(ConfigError, match="give --structures"):
         benchmark(str(saprot_mlm_dir), folder, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()  # refused before anything was written
     result = benchmark(str(saprot_mlm_dir), folder, tmp_path / "out", structures=structures, progress=False)
-    for dms_id, wt, tokens in (("ONE", chain, letters), ("TWO", "MK" + chain, "##" + letters)):
+    assert list(result.by_assay["DMS_id"]) == ["ONE", "TWO", "THREE"]
+    for dms_id in assays:
         got = pd.read_csv(tmp_path / "out" / "scores" / f"{dms_id}.csv")
-        direct = score(str(saprot_mlm_dir), folder / f"{dms_id}.csv", wt, structure_tokens=tokens, progress=False)
+        shift = {"ONE": 0, "TWO": 2}.get(dms_id)
+        expected = []
+        for mutant in got["mutant"]:
+            p = int(mutant[1:-1])
+            offset = shift if shift is not None else (0 if p <= n else n)
+            expected.append(f"{mutant[0]}{p - offset}{mutant[-1]}")
+        direct = score(str(saprot_mlm_dir), expected, chain, structure_tokens=letters, progress=False)
         np.testing.assert_allclose(got["score"], direct.table["score"], rtol=1e-5, atol=1e-6)
-    assert list(result.by_assay["DMS_id"]) == ["ONE", "TWO"]
+    # a double mutant with one site in each structure file cannot be scored as ProteinGym scores it
+    pd.DataFrame({"mutant": [f"{chain[0]}1A:{chain[0]}{n + 1}G"], "DMS_score": [0.0]}).to_csv(folder / "THREE.csv",
+                                                                                            index=False)
+    with pytest.raises(DataError, match="spans two structure files"):
+        benchmark(str(saprot_mlm_dir), folder, tmp_path / "out2", structures=structures, progress=False)

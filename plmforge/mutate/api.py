@@ -63,9 +63,12 @@ def read_sequence(sequence: str | None = None, fasta: str | Path | None = None,
     """(name, sequence) from a sequence string or a one-record FASTA file, upper-cased and checked; with
     neither, the sequence of the structure file's chain."""
     if sequence is None and fasta is None and structure is not None:
-        from plmforge.mutate.structure import read_chain
+        from plmforge.mutate.structure import numbering_note, read_chain
 
         found = read_chain(structure, chain)
+        note = numbering_note(found)
+        if note:
+            log.warning("%s: the wild type is the structure's chain; %s", structure, note)
         return f"{Path(structure).stem}_{found.name}", found.sequence
     if (sequence is None) == (fasta is None):
         raise ConfigError("give the wild type either as --sequence or as --fasta (one of them)")
@@ -82,7 +85,7 @@ def _lm(model: str | Scorer, trust_remote_code: bool, precision: str | None, for
 
 
 def _structure(model: str | Scorer, wt: str, structure: str | Path | None, chain: str | None,
-               structure_tokens: str | None) -> list[str] | None:
+               structure_tokens: str | None, trust_remote_code: bool = False) -> list[str] | None:
     """The structure symbols the model reads at every wild-type residue (None: a sequence-only model), read
     and checked before any weight is loaded (the model's family is known from its name)."""
     from plmforge.mutate.structure import structure_symbols
@@ -90,7 +93,7 @@ def _structure(model: str | Scorer, wt: str, structure: str | Path | None, chain
     if isinstance(model, (MaskedLM, MaskedLMEnsemble)):
         field, name = model.structure_field, model.name
     else:
-        field, name = structure_field_of(model), str(model)
+        field, name = structure_field_of(model, trust_remote_code), str(model)
     return structure_symbols(field, wt, name, structure, chain, structure_tokens)
 
 
@@ -104,7 +107,9 @@ def _bar(total: int, enabled: bool, desc: str) -> Any:
 
 def _fingerprint(model_name: str, sequence: str, scoring: str, positions: list[int],
                  structure: list[str] | None) -> str:
-    text = json.dumps([model_name, sequence, scoring, positions] + ([structure] if structure else []))
+    # (3Di letters in either case are one structure)
+    text = json.dumps([model_name, sequence, scoring, positions] + ([[t.upper() for t in structure]] if structure
+                                                                     else []))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -121,7 +126,7 @@ def scan(model: str | Scorer, sequence: str | None = None, fasta: str | Path | N
     if top < 1:
         raise ConfigError("--top must be at least 1")
     name, wt = read_sequence(sequence, fasta, structure, chain)
-    symbols = _structure(model, wt, structure, chain, structure_tokens)
+    symbols = _structure(model, wt, structure, chain, structure_tokens, trust_remote_code)
     chosen = parse_positions(positions, len(wt))
     skipped = [p for p in chosen if wt[p - 1] not in AMINO_ACIDS]
     chosen = [p for p in chosen if wt[p - 1] in AMINO_ACIDS]
@@ -202,8 +207,8 @@ def _progress(out_dir: Path, key: str) -> dict[int, np.ndarray]:
                           "--resume")
     with np.load(f) as data:
         if str(data["key"]) != key:
-            raise RunDirError(f"{out_dir} holds an interrupted scan of another model, sequence, scoring or positions; "
-                              "resume with the same arguments, or start a new scan elsewhere")
+            raise RunDirError(f"{out_dir} holds an interrupted scan of another model, sequence, structure, scoring or "
+                              "positions; resume with the same arguments, or start a new scan elsewhere")
         return {int(p): row for p, row in zip(data["positions"], data["rows"], strict=True)}
 
 
@@ -258,7 +263,7 @@ def score(model: str | Scorer, mutations: str | Path | list[str], sequence: str 
     if scoring not in sc.SCORINGS:
         raise ConfigError(f"--scoring {scoring!r}: choose from {', '.join(sc.SCORINGS)}")
     name, wt = read_sequence(sequence, fasta, structure, chain)
-    symbols = _structure(model, wt, structure, chain, structure_tokens)
+    symbols = _structure(model, wt, structure, chain, structure_tokens, trust_remote_code)
     table, where = _variants_from(mutations, wt)
     if table.empty:
         raise DataError("no variants to score", file=where)

@@ -8,8 +8,9 @@ reference, every `*.csv` is an assay named by its file, and its wild type is the
 `mutated_sequence` with the substitutions undone (and checked against every other row).
 
 SaProt models read each assay's structure from --structures DIR (ProteinGym's AlphaFold2 structures): the
-reference's `pdb_file`, placed at `pdb_range` of the wild type (3Di `#` outside it), or without a reference
-`<DMS_id>.pdb`/`.cif`.
+reference's `pdb_file` covering `pdb_range` of the wild type (several files joined by `|` for long proteins),
+or without a reference `<DMS_id>.pdb`/`.cif`. As ProteinGym scores SaProt, each variant is scored with the
+sequence and 3Di letters of the structure chunk holding its first substitution.
 
 Output directory (made by plmforge; --resume keeps the assays already scored):
     scores/<DMS_id>.csv                mutant, score, DMS_score, DMS_score_bin per variant
@@ -158,8 +159,14 @@ def lm_field(model: Any, trust_remote_code: bool) -> str | None:
                                                                                               trust_remote_code)
 
 
-def assay_symbols(assay: Assay, field: str | None, structures: str | Path | None) -> list[str] | None:
-    """The structure symbols of an assay's wild type for a structure-aware model (None: sequence only)."""
+Chunk = tuple[int, int, list[str]]  # 1-based first and last residue of the wild type a structure covers, its 3Di
+
+
+def assay_symbols(assay: Assay, field: str | None, structures: str | Path | None) -> list[Chunk] | None:
+    """The structure an assay's variants are scored with, for a structure-aware model (None: sequence only):
+    one chunk per structure file. ProteinGym splits a long protein's structure into several files (pdb_file
+    and pdb_range joined by `|`, e.g. BRCA2_HUMAN); each chunk's variants are scored with that chunk's
+    sequence and 3Di letters alone, as ProteinGym's SaProt scoring does."""
     from plmforge.mutate.structure import FOLDSEEK, foldseek_letters
 
     if field is None:
@@ -174,32 +181,71 @@ def assay_symbols(assay: Assay, field: str | None, structures: str | Path | None
         raise ConfigError("SaProt models read each assay's structure: give --structures, the folder of ProteinGym's "
                           "AlphaFold2 structures")
     root = Path(structures).expanduser()
-    names = [assay.pdb_file] if assay.pdb_file else [f"{assay.dms_id}{s}" for s in (".pdb", ".cif", ".mmcif")]
-    path = next((root / n for n in names if (root / n).is_file()), None)
-    if path is None:
-        raise DataError(f"assay {assay.dms_id}: no structure file {' or '.join(names)}", file=str(root),
-                        hint="give --structures the folder of ProteinGym's AlphaFold2 structures")
-    start, end = 1, len(assay.wild_type)
-    if assay.pdb_range:
-        parts = assay.pdb_range.split("-")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise DataError(f"assay {assay.dms_id}: pdb_range {assay.pdb_range!r} is not start-end", file=str(path))
+    files = assay.pdb_file.split("|") if assay.pdb_file else [None]
+    spans = assay.pdb_range.split("|") if assay.pdb_range else [f"1-{len(assay.wild_type)}"]
+    if len(files) != len(spans):
+        raise DataError(f"assay {assay.dms_id}: {len(files)} structure files but {len(spans)} pdb_range parts",
+                        file=str(root), hint="pdb_file and pdb_range list one range per file, joined by |")
+    chunks = []
+    for name, span in zip(files, spans, strict=True):
+        names = [name] if name else [f"{assay.dms_id}{s}" for s in (".pdb", ".cif", ".mmcif")]
+        path = next((root / n for n in names if (root / n).is_file()), None)
+        if path is None:
+            raise DataError(f"assay {assay.dms_id}: no structure file {' or '.join(names)}", file=str(root),
+                            hint="give --structures the folder of ProteinGym's AlphaFold2 structures")
+        parts = span.strip().split("-")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not \
+                1 <= int(parts[0]) <= int(parts[1]) <= len(assay.wild_type):
+            raise DataError(f"assay {assay.dms_id}: pdb_range {span!r} is not start-end within the wild type's "
+                            f"{len(assay.wild_type)} residues", file=str(path))
         start, end = int(parts[0]), int(parts[1])
-    letters = foldseek_letters(path, None, assay.wild_type[start - 1:end])  # (its chain checked against the range)
-    return ["#"] * (start - 1) + list(letters) + ["#"] * (len(assay.wild_type) - end)
+        letters = foldseek_letters(path, None, assay.wild_type[start - 1:end])  # (its chain checked against it)
+        chunks.append((start, end, list(letters)))
+    return chunks
 
 
 def _score_assay(lm: Any, assay: Assay, scoring: str, max_tokens: int | None,
-                 structure: list[str] | None) -> pd.DataFrame:
+                 chunks: list[Chunk] | None) -> pd.DataFrame:
     frame = read_dms(assay.path)
     if "DMS_score" not in frame.columns:
         raise DataError("no DMS_score column: a benchmark needs measured scores", file=str(assay.path))
     variants = check_variants(frame, assay.wild_type, str(assay.path))
-    values = sc.score_variants(lm, assay.wild_type, variants, scoring, max_tokens=max_tokens, structure=structure)
+    if chunks is None:
+        values = sc.score_variants(lm, assay.wild_type, variants, scoring, max_tokens=max_tokens)
+    else:
+        values = _score_chunks(lm, assay, variants, chunks, scoring, max_tokens)
     table = pd.DataFrame({"mutant": frame["mutant"].astype(str), "score": values, "DMS_score": frame["DMS_score"]})
     if "DMS_score_bin" in frame.columns:
         table["DMS_score_bin"] = frame["DMS_score_bin"]
     return table
+
+
+def _score_chunks(lm: Any, assay: Assay, variants: list, chunks: list[Chunk], scoring: str,
+                  max_tokens: int | None) -> Any:
+    """Each variant scored within the structure chunk that holds its first substitution, with positions
+    counted from the chunk's start."""
+    import numpy as np
+
+    from plmforge.data.notation import Substitution, variant_name
+
+    values = np.empty(len(variants))
+    taken = np.zeros(len(variants), dtype=bool)
+    for start, end, letters in chunks:
+        rows = [i for i, v in enumerate(variants) if not taken[i] and start <= v[0].position <= end]
+        outside = next((variants[i] for i in rows if any(not start <= s.position <= end for s in variants[i])), None)
+        if outside is not None:
+            raise DataError(f"assay {assay.dms_id}: variant {variant_name(outside)} spans two structure files "
+                            f"(pdb_range {start}-{end} holds only its first substitution)", file=str(assay.path))
+        shifted = [tuple(Substitution(s.position - start + 1, s.wt, s.mt) for s in variants[i]) for i in rows]
+        if rows:
+            values[rows] = sc.score_variants(lm, assay.wild_type[start - 1:end], shifted, scoring,
+                                             max_tokens=max_tokens, structure=letters)
+            taken[rows] = True
+    if not taken.all():
+        missing = variants[int(np.flatnonzero(~taken)[0])]
+        raise DataError(f"assay {assay.dms_id}: variant {variant_name(missing)} lies outside every pdb_range",
+                        file=str(assay.path), hint="the structure files must cover the mutated positions")
+    return values
 
 
 def _assay_row(assay: Assay, table: pd.DataFrame) -> dict[str, Any]:

@@ -16,6 +16,9 @@ import torch
 from plmforge.config import ModelConfig
 from plmforge.errors import ConfigError
 from plmforge.data.notation import AMINO_ACIDS
+from plmforge.inputs import THREE_DI
+
+STRUCTURE_LETTERS = THREE_DI.lower() + "#"  # SaProt's structure letters (# = unknown)
 
 log = logging.getLogger("plmforge")
 
@@ -27,7 +30,9 @@ class Tokens:
     ids: np.ndarray  # token ids, special tokens included
     where: np.ndarray  # the token index of each residue
     extra: dict[str, np.ndarray]  # the model's further inputs, aligned with ids (ProSST's ss_input_ids)
-    candidates: np.ndarray  # (residues, 20): the vocabulary ids of the 20 amino acids at each residue
+    # (residues, 20) vocabulary ids of the 20 amino acids at each residue, or (residues, 20, k): k tokens each
+    # (SaProt: an amino acid with every structure letter), whose probabilities add up
+    candidates: np.ndarray
     masks: np.ndarray  # (residues,): the id that masks each residue
 
 
@@ -39,7 +44,7 @@ class Site:
     ids: np.ndarray
     extra: dict[str, np.ndarray]
     positions: np.ndarray  # token indices
-    candidates: np.ndarray  # (len(positions), 20)
+    candidates: np.ndarray  # (len(positions), 20) or (len(positions), 20, k), as Tokens.candidates
 
 
 @dataclass
@@ -65,7 +70,8 @@ class MaskedLM:
     def encode(self, sequence: str, structure: list[str] | None = None) -> Tokens:
         """The model's tokens of a sequence (with its structure symbols, one per residue, for a structure-aware
         model). SaProt's tokens pair a residue with its 3Di letter: a site is masked as `#` + its 3Di letter
-        (the structure kept, as SaProt scores) and its candidates are the 20 residues with that letter."""
+        (the structure kept) and an amino acid's probability there is the sum over its tokens with every
+        structure letter, as SaProt's own mutation scoring (and ProteinGym's) computes it."""
         fields = {"sequence": [sequence]}
         if self.structure_field is not None:
             if structure is None or len(structure) != len(sequence):
@@ -82,7 +88,11 @@ class MaskedLM:
         extra = {k: v[0] for k, v in enc.inputs.items() if k != "input_ids"}
         if self.family.text_field:  # residue x structure-letter tokens
             letters = [c.lower() for c in structure]  # type: ignore[union-attr]
-            candidates = np.array([self._ids([a + c for a in AMINO_ACIDS]) for c in letters], dtype=np.int64)
+            # an amino acid's probability is its tokens' summed over every structure letter (SaProt's and
+            # ProteinGym's scoring): the same (20, letters) ids at every residue
+            every = np.array(self._ids([a + c for a in AMINO_ACIDS for c in STRUCTURE_LETTERS]), dtype=np.int64)
+            candidates = np.broadcast_to(every.reshape(len(AMINO_ACIDS), -1),
+                                         (len(sequence), len(AMINO_ACIDS), len(STRUCTURE_LETTERS)))
             masks = np.array(self._ids(["#" + c for c in letters]), dtype=np.int64)
         else:
             candidates = np.broadcast_to(self.aa_ids.numpy(), (len(sequence), len(AMINO_ACIDS)))
@@ -118,13 +128,23 @@ class MaskedLM:
                 mask[row, :n] = 1
             low = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else nullcontext()
             with torch.inference_mode(), low:
-                logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()},
-                                    attention_mask=mask.to(self.device)).logits
+                try:
+                    logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()},
+                                        attention_mask=mask.to(self.device)).logits
+                except IndexError as exc:  # an id beyond an embedding table: structure tokens of another model
+                    extra = f" (its inputs: {', '.join(names[1:])})" if len(names) > 1 else ""
+                    raise ConfigError(f"{self.name}: a token is out of the model's vocabulary{extra}: structure "
+                                      "tokens made for another model (e.g. ProSST-2048's tokens given to "
+                                      f"ProSST-20) do not fit it: {exc}") from None
                 rows = np.concatenate([np.full(len(items[i].positions), row) for row, i in enumerate(batch)])
                 at = torch.from_numpy(np.concatenate([items[i].positions for i in batch])).to(self.device)
                 chosen = torch.from_numpy(np.concatenate([items[i].candidates for i in batch])).to(self.device)
                 lp = torch.log_softmax(logits[torch.from_numpy(rows).to(self.device), at].float(), dim=-1)
-                lp = lp.gather(1, chosen).cpu().numpy()  # (positions of the batch, 20)
+                if chosen.dim() == 3:  # (positions, 20, tokens of one amino acid): their probabilities summed
+                    lp = torch.logsumexp(lp[torch.arange(len(lp), device=lp.device)[:, None, None], chosen], -1)
+                else:
+                    lp = lp.gather(1, chosen)
+                lp = lp.cpu().numpy()  # (positions of the batch, 20)
             start = 0
             for i in batch:
                 out[i] = lp[start:start + len(items[i].positions)]

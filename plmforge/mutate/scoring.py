@@ -13,7 +13,8 @@ length, each site read in the one where it lies most central.
 
 Structure-aware models read a structure token at every residue beside it (`structure`: one symbol per residue,
 windowed with the sequence): SaProt's tokens pair a residue with its Foldseek 3Di letter, and a masked site keeps
-its letter (`#d`: residue unknown, structure known), its candidates being the 20 residues with that letter;
+its letter (`#d`: residue unknown, structure known); an amino acid's probability there is the sum over its tokens
+with every structure letter (SaProt's own scoring);
 ProSST takes its structure tokens as a second input, left whole when a residue is masked.
 """
 

@@ -90,10 +90,27 @@ def read_chain(path: str | Path, chain: str | None):  # type: ignore[no-untyped-
     return chains[0]
 
 
+def numbering_note(chain) -> str | None:  # type: ignore[no-untyped-def]
+    """What a user should know when a chain's residues become a wild type numbered from 1: gaps in the
+    structure's own numbering, or a first residue other than 1 (mutant positions count the chain's observed
+    residues, not the file's numbers)."""
+    numbers = list(chain.numbers)
+    gaps = sum(1 for a, b in zip(numbers, numbers[1:]) if b - a > 1)
+    if not gaps and numbers[:1] == [1]:
+        return None
+    return (f"chain {chain.name}: residues numbered {numbers[0]}-{numbers[-1]} in the file"
+            + (f" with {gaps} gap{'s' if gaps != 1 else ''} (unresolved residues)" if gaps else "")
+            + f"; positions here count its {len(numbers)} observed residues from 1")
+
+
 def _text(tokens: str) -> str:
     """The tokens themselves, or the content of a file holding them."""
     p = Path(str(tokens)).expanduser()
-    return p.read_text() if len(str(tokens)) < 4096 and p.is_file() else str(tokens)
+    try:
+        is_file = p.is_file()
+    except OSError:  # (too long for a file name: the tokens themselves)
+        is_file = False
+    return p.read_text() if is_file else str(tokens)
 
 
 def _aligned(symbols: list[str], wild_type: str, what: str) -> list[str]:
