@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
+
+import pytest
 
 from conftest import REPO
 
@@ -72,3 +75,37 @@ def test_tutorial_notebooks_run_from_start_to_end(tmp_path):
         text = "".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
         if path.name == "python-api.ipynb":
             assert "mcc" in text and "magainin-2" in text and "composition" in text
+
+
+def test_the_extending_guide_example_method_registers_and_trains(tiny_models, tmp_path):
+    """The BitFit method of docs/how-to/extending.md, run as written: registered, its option checked, and a
+    training run with it trains the backbone's biases (and only those) with the head."""
+    import re
+
+    from plmforge.config import load_config
+    from plmforge.errors import ConfigError
+    from plmforge.methods import METHODS
+    from plmforge.train.run import train
+
+    text = (DOCS / "how-to" / "extending.md").read_text()
+    code = re.search(r"## A fine-tuning method.*?```python\n(.*?)```", text, re.S).group(1)
+    assert "bitfit" not in METHODS
+    exec(compile(code, "extending.md", "exec"), {})
+    try:
+        assert "bitfit" in METHODS
+        base = [f"model.name={tiny_models['esm']}", "data.dataset=amp", "data.max_samples=48", "training.epochs=1",
+                f"output.dir={tmp_path / 'run'}", "method.name=bitfit"]
+        with pytest.raises(ConfigError, match="rank"):
+            load_config(None, base + ["method.rank=4"])
+        result = train(load_config(None, base + ["method.train_layer_norms=true"]))
+        assert result.test_metrics is not None
+        stats = json.loads((result.run_dir / "model_stats.json").read_text())
+        assert 0 < stats["trainable"] - stats["head_total"] < stats["backbone_total"] / 2
+        from plmforge.config import ModelConfig
+        from plmforge.models.backbone import load_backbone
+
+        encoder = load_backbone(ModelConfig(name=str(tiny_models["esm"]))).model
+        biases = sum(p.numel() for n, p in encoder.named_parameters() if n.endswith("bias") or "LayerNorm" in n)
+        assert stats["trainable"] - stats["head_total"] == biases  # the biases and LayerNorm weights, no more
+    finally:
+        METHODS.pop("bitfit", None)  # (the registry is process-wide: later tests see the built-in methods)
