@@ -88,25 +88,15 @@ def torch_checks() -> list[Check]:
 def cpu_check() -> Check:
     import torch
 
-    from plmforge.precision import native_low_precision
+    from plmforge.precision import cpu_name, native_low_precision
 
     capability = torch.backends.cpu.get_cpu_capability()
     verdict = native_low_precision(torch.bfloat16, "cpu")
-    where = f"{cpu_model()}, {os.cpu_count()} cores, torch capability {capability}"
+    where = f"{cpu_name()}, {os.cpu_count()} cores, torch capability {capability}"
     if verdict.native:
         return Check("device", "cpu", OK, f"{where}; bfloat16 native ({verdict.reason})")
     return Check("device", "cpu", INFO, f"{where}; bfloat16 emulated ({verdict.reason})",
                  "train and predict in fp32 on this CPU (bf16 is refused here unless forced)")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def memory_checks(work_dir: Path) -> list[Check]:

@@ -174,7 +174,7 @@ def _cpu_description(dtype: torch.dtype) -> str:
     """Model name, torch's capability, the CPU flags that name the dtype, and any env var capping the kernels."""
     short = _SHORT[dtype]
     flags = _cpu_flags(short)
-    parts = [_cpu_name(), f"torch capability {torch.backends.cpu.get_cpu_capability()}",
+    parts = [cpu_name(), f"torch capability {torch.backends.cpu.get_cpu_capability()}",
              f"flags {', '.join(flags)}" if flags else f"no {short} CPU flag"]
     caps = [f"{name}={os.environ[name]}" for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
             if os.environ.get(name)]
@@ -188,7 +188,8 @@ def _cpuinfo() -> str:
         return ""
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo, else torch's or the platform's report)."""
     for line in _cpuinfo().splitlines():
         if line.lower().startswith("model name") and ":" in line:
             return line.split(":", 1)[1].strip()
