@@ -1,8 +1,7 @@
 """Structured progress of a training run: one JSON object per line in `<run>/events.jsonl`.
 
-The training process appends events (every event flushed at once, except `step` events, flushed at most every
-half second so that thousands of small steps do not each pay for a write; a reader leaves a last line still
-being written for its next read, and skips a line cut short by a crash); the web UI, the runs list and the CLI's progress bar
+The training process appends events (each line written whole and flushed, so a reader never sees half an
+event, and a line cut short by a crash is skipped); the web UI, the runs list and the CLI's progress bar
 all read them, never the log text. `RunProgress` folds a run's events into what a progress view shows.
 
 Events (`event` field; every one also has `time`, seconds since the epoch):
@@ -31,7 +30,6 @@ from typing import Any
 EVENTS_FILE = "events.jsonl"
 PHASES = ("setup", "embedding", "training", "validation", "testing", "baselines", "finished", "failed", "aborted")
 
-STEP_FLUSH_S = 0.5  # step events reach the file at least this often
 Listener = Callable[[dict[str, Any]], None]
 
 
@@ -42,7 +40,6 @@ class EventLog:
         self.path = path
         self.listeners = list(listeners or [])
         self._fh = None
-        self._flushed = 0.0  # when the file was last flushed
         if path is not None:
             needs_newline = False
             if path.is_file() and path.stat().st_size > 0:
@@ -59,9 +56,7 @@ class EventLog:
             raise ValueError(f"unknown phase {fields.get('phase')!r}")
         if self._fh is not None:
             self._fh.write(json.dumps(row, default=_plain) + "\n")
-            if event != "step" or row["time"] - self._flushed >= STEP_FLUSH_S:
-                self._fh.flush()
-                self._flushed = row["time"]
+            self._fh.flush()
         for listener in self.listeners:
             listener(row)
         return row
