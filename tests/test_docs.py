@@ -109,3 +109,38 @@ def test_the_extending_guide_example_method_registers_and_trains(tiny_models, tm
         assert stats["trainable"] - stats["head_total"] == biases  # the biases and LayerNorm weights, no more
     finally:
         METHODS.pop("bitfit", None)  # (the registry is process-wide: later tests see the built-in methods)
+
+
+def _documented_commands():
+    """Every `plmforge ...` command in the bash blocks of the docs and the README (continued lines joined;
+    lines with placeholders such as [--flag] or ... left out)."""
+    import re
+    import shlex
+
+    for page in [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+            text = re.sub(r"\\\n\s*", " ", block)
+            for line in text.splitlines():
+                words = shlex.split(line, comments=True)
+                if words and words[0] in (".venv/bin/plmforge", "plmforge") and "[" not in line and "..." not in line:
+                    yield page.relative_to(REPO), words[1:]
+
+
+def test_every_documented_command_parses():
+    """The commands the pages show use flags and choices that exist (argparse exits on an unknown one); what
+    is left over is section.key=value overrides only."""
+    from plmforge.cli import build_parser
+
+    parser = build_parser()
+    seen = 0
+    for page, words in _documented_commands():
+        if words[:1] in (["doctor"], ["--version"]) or words == ["ui"]:
+            seen += 1
+            continue
+        try:
+            args, extra = parser.parse_known_args(words)
+        except SystemExit:
+            raise AssertionError(f"{page}: plmforge {' '.join(words)} does not parse") from None
+        assert all("=" in e and not e.startswith("-") for e in extra), (page, words, extra)
+        seen += 1
+    assert seen > 30
