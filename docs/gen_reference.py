@@ -24,6 +24,7 @@ COLUMNS = "100"  # argparse wraps help to the terminal width: fixed, so the page
 def cli_page() -> str:
     os.environ["COLUMNS"] = COLUMNS
     from plmforge.cli import build_parser
+    from plmforge.cli_tools import commands
 
     parser = build_parser()
     parser.prog = "plmforge"
@@ -31,7 +32,7 @@ def cli_page() -> str:
            "Generated from plmforge's own argument parser (`docs/gen_reference.py`); every command ends with an "
            "example. `plmforge COMMAND --help` prints the same text.", "",
            "```text", _help(parser), "```", ""]
-    for path, sub in _leaves(parser):
+    for path, sub in commands(parser):
         out += [f"## plmforge {' '.join(path)}", "", "```text", _help(sub), "```", ""]
     return "\n".join(out)
 
@@ -39,15 +40,6 @@ def cli_page() -> str:
 def _help(parser: argparse.ArgumentParser) -> str:
     text = parser.format_help().rstrip()
     return re.sub(r"[ \t]+\n", "\n", text)
-
-
-def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs and path:
-        yield path, parser
-    for action in subs:
-        for name, child in action.choices.items():
-            yield from _leaves(child, (*path, name))
 
 
 def config_page() -> str:

@@ -4,6 +4,7 @@ example line every command's --help ends with (EXAMPLES, by command path; tests 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 
 EXAMPLES = {
     "train": "plmforge train -c examples/quickstart.yaml training.epochs=3 --output runs/amp",
@@ -40,16 +41,23 @@ def tools_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_doctor)
 
 
-def add_examples(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> None:
-    """Every command's --help ends with its example line (a command's own epilog is kept)."""
+def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...],
+                                                                                          argparse.ArgumentParser]]:
+    """Every command of the tree (a parser without subcommands) with its path, e.g. (("mutate", "scan"), p)."""
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs and path:
-        example = EXAMPLES.get(" ".join(path))
-        if parser.epilog is None and example is not None:
-            parser.epilog = f"example: {example}"
+        yield path, parser
     for action in subs:
         for name, child in action.choices.items():
-            add_examples(child, (*path, name))
+            yield from commands(child, (*path, name))
+
+
+def add_examples(parser: argparse.ArgumentParser) -> None:
+    """Every command's --help ends with its example line (a command's own epilog is kept)."""
+    for path, command in commands(parser):
+        example = EXAMPLES.get(" ".join(path))
+        if command.epilog is None and example is not None:
+            command.epilog = f"example: {example}"
 
 
 def light_main(argv: list[str]) -> int:

@@ -21,6 +21,11 @@ SS3 = "HEL"  # helix, strand, coil (the 3-state fallback)
 STRUCTURE_ALPHABETS = {"foldseek_seq": THREE_DI, "ss8_seq": SS8, "ss3_seq": SS3}
 
 
+def first_non_3di(text: str) -> int | None:
+    """The index of the first symbol that is neither a 3Di letter (either case) nor `#` (unknown), or None."""
+    return next((k for k, c in enumerate(text) if c.upper() not in THREE_DI + "#"), None)
+
+
 @dataclass(frozen=True)
 class ModelInput:
     """One named per-residue input (a keyword argument of the backbone's or an adapter's forward).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata as md
 import shlex
 
@@ -10,20 +9,12 @@ import pytest
 
 from plmforge import doctor
 from plmforge.cli import build_parser, main
-
-
-def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs:
-        yield path, parser
-    for action in subs:
-        for name, child in action.choices.items():
-            yield from _leaves(child, (*path, name))
+from plmforge.cli_tools import commands
 
 
 def test_every_command_help_ends_with_an_example_that_parses():
     parser = build_parser()
-    leaves = list(_leaves(parser))
+    leaves = list(commands(parser))
     assert len(leaves) > 20 and ("doctor",) in [p for p, _ in leaves]
     for path, sub in leaves:
         epilog = sub.epilog or ""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from plmforge.errors import ConfigError, DataError
-from plmforge.inputs import SEQUENCE, THREE_DI, ModelInput, encode_symbols
+from plmforge.inputs import SEQUENCE, THREE_DI, ModelInput, encode_symbols, first_non_3di
 from plmforge.models import residue_tokens
 from plmforge.registry import Registry
 
@@ -245,9 +245,8 @@ class SaProtFamily(Family):
 
     def encode(self, tokenizer: Any, fields: dict[str, list[str]], limit: int, rows: list[str] | None = None,
                progress: Any = None, inputs: tuple[ModelInput, ...] | None = None) -> Encoded:
-        allowed = set(THREE_DI + "#")
         for i, text in enumerate(fields[self.text_field or ""]):
-            bad = next((k for k, c in enumerate(text) if c.upper() not in allowed), None)
+            bad = first_non_3di(text)
             if bad is not None:
                 raise DataError(f"unknown 3Di symbol {text[bad]!r} at position {bad + 1}",
                                 file=rows[i] if rows else f"record {i + 1}", column=self.text_field,

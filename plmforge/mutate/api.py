@@ -90,11 +90,9 @@ def _structure(model: str | Scorer, wt: str, structure: str | Path | None, chain
     and checked before any weight is loaded (the model's family is known from its name)."""
     from plmforge.mutate.structure import structure_symbols
 
-    if isinstance(model, (MaskedLM, MaskedLMEnsemble)):
-        field, name = model.structure_field, model.name
-    else:
-        field, name = structure_field_of(model, trust_remote_code), str(model)
-    return structure_symbols(field, wt, name, structure, chain, structure_tokens)
+    name = model.name if isinstance(model, (MaskedLM, MaskedLMEnsemble)) else str(model)
+    return structure_symbols(structure_field_of(model, trust_remote_code), wt, name, structure, chain,
+                             structure_tokens)
 
 
 def _bar(total: int, enabled: bool, desc: str) -> Any:

@@ -115,11 +115,12 @@ def benchmark(model: Any, proteingym: str | Path, out: str | Path, *, reference:
     """Score every assay with one model (loaded once) and write the per-assay and averaged metrics; a SaProt
     model reads each assay's structure from `structures`."""
     from plmforge.mutate.api import _lm, _write_csv
+    from plmforge.mutate.lm import structure_field_of
 
     if scoring not in sc.SCORINGS:
         raise ConfigError(f"--scoring {scoring!r}: choose from {', '.join(sc.SCORINGS)}")
     assays = find_assays(proteingym, reference)
-    field = lm_field(model, trust_remote_code)
+    field = structure_field_of(model, trust_remote_code)
     symbols = {a.dms_id: assay_symbols(a, field, structures) for a in assays}  # all read before any scoring
     out_dir = Path(out).expanduser()
     if not resume:
@@ -150,13 +151,6 @@ def benchmark(model: Any, proteingym: str | Path, out: str | Path, *, reference:
     averages = ", ".join(f"{k} {v:.3f}" for k, v in summary["average"].items() if v is not None)
     text = f"{lm.name} ({scoring}) on {len(assays)} assays: average {averages}; written to {out_dir}"
     return BenchmarkResult(by_assay, summary, text, out_dir)
-
-
-def lm_field(model: Any, trust_remote_code: bool) -> str | None:
-    from plmforge.mutate.lm import structure_field_of
-
-    return model.structure_field if hasattr(model, "structure_field") else structure_field_of(str(model),
-                                                                                              trust_remote_code)
 
 
 Chunk = tuple[int, int, list[str]]  # 1-based first and last residue of the wild type a structure covers, its 3Di

@@ -64,8 +64,7 @@ class MaskedLM:
     def structure_field(self) -> str | None:
         """The structure column this model reads beside the residues (SaProt: foldseek_seq, ProSST:
         prosst_tokens), None for a sequence-only model."""
-        fields = self.family.record_fields
-        return fields[0] if fields else None
+        return _structure_field(self.family)
 
     def encode(self, sequence: str, structure: list[str] | None = None) -> Tokens:
         """The model's tokens of a sequence (with its structure symbols, one per residue, for a structure-aware
@@ -243,10 +242,6 @@ class MaskedLMEnsemble:
         return min(m.max_residues for m in self.members)
 
     @property
-    def mask_id(self) -> int:
-        return self.members[0].mask_id
-
-    @property
     def structure_field(self) -> str | None:
         return self.members[0].structure_field
 
@@ -260,21 +255,33 @@ class MaskedLMEnsemble:
         return [np.mean([p[i] for p in parts], axis=0, dtype=np.float64) for i in range(len(items))]
 
 
-def structure_field_of(name: str, trust_remote_code: bool = False) -> str | None:
-    """The structure column the model `name` (or an ensemble's first member) reads beside the residues,
-    from its family alone (no weights read): foldseek_seq (SaProt), prosst_tokens (ProSST) or None."""
+def _structure_field(family: Any) -> str | None:
+    fields = family.record_fields
+    return fields[0] if fields else None
+
+
+def member_names(name: str) -> list[str]:
+    """The models a --model value names: an ensemble's members (`esm1v`), the names joined by commas, or itself."""
+    return list(ENSEMBLES.get(name, ())) or [n.strip() for n in name.split(",") if n.strip()]
+
+
+def structure_field_of(model: str | MaskedLM | MaskedLMEnsemble, trust_remote_code: bool = False) -> str | None:
+    """The structure column a model (loaded, or named: then from its family alone, no weights read; an
+    ensemble by its first member) reads beside the residues: foldseek_seq (SaProt), prosst_tokens (ProSST) or
+    None."""
+    if isinstance(model, (MaskedLM, MaskedLMEnsemble)):
+        return model.structure_field
     from plmforge.models.backbone import resolve_model
 
-    first = (list(ENSEMBLES.get(name, ())) or [n.strip() for n in name.split(",") if n.strip()] or [name])[0]
-    fields = resolve_model(ModelConfig(name=first, trust_remote_code=trust_remote_code)).family.record_fields
-    return fields[0] if fields else None
+    first = (member_names(model) or [model])[0]
+    return _structure_field(resolve_model(ModelConfig(name=first, trust_remote_code=trust_remote_code)).family)
 
 
 def load_scorer(name: str, trust_remote_code: bool = False, device: str | None = None, precision: str | None = None,
                 force_precision: bool = False) -> MaskedLM | MaskedLMEnsemble:
     """One masked LM (load_masked_lm), or an ensemble: `esm1v` (ESM-1v's five models) or several models
     joined by commas (zoo names, hub ids or local directories sharing one vocabulary)."""
-    names = list(ENSEMBLES.get(name, ())) or [n.strip() for n in name.split(",") if n.strip()]
+    names = member_names(name)
     if len(names) == 1:
         return load_masked_lm(names[0], trust_remote_code, device, precision, force_precision)
     if not names:

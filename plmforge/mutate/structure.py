@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from plmforge.errors import ConfigError, DataError
-from plmforge.inputs import THREE_DI
+from plmforge.inputs import THREE_DI, first_non_3di
 
 FOLDSEEK = "foldseek_seq"  # SaProt's structure field
 
@@ -31,7 +31,7 @@ def structure_symbols(field: str | None, wild_type: str, model_name: str, struct
             letters = list(foldseek_letters(structure, chain, wild_type))
         elif tokens is not None:
             letters = list(_text(tokens).replace(" ", "").replace("\n", ""))
-            bad = next((k for k, c in enumerate(letters) if c.upper() not in THREE_DI + "#"), None)
+            bad = first_non_3di("".join(letters))
             if bad is not None:
                 raise DataError(f"{letters[bad]!r} at position {bad + 1} is not a 3Di letter", file="--structure-tokens",
                                 hint=f"3Di letters are {THREE_DI} (either case), # where the structure is unknown")

@@ -117,15 +117,19 @@ class StackedAdamW:
         from torch.optim.adamw import adamw
 
         kernel = getattr(torch, "_fused_adamw_", None) if self.fused else None
+
+        def fused(args: tuple[Any, ...], lr: float) -> None:  # what torch.optim.AdamW(fused=True).step runs
+            kernel(*args, lr=lr, beta1=self.b1, beta2=self.b2, weight_decay=self.wd, eps=self.eps, amsgrad=False,
+                   maximize=False, grad_scale=None, found_inf=None)
+
         if kernel is not None and all(active) and len(set(lrs)) == 1 and len(set(self.steps)) == 1:
             # every fold at the same step and rate: one kernel call over the stacked tensors does each fold's
             # elementwise update exactly as its own call would (one step count, read from fold 0's counters)
             for k in range(self.k):
                 torch._foreach_add_(self.state_steps[k], 1)
                 self.steps[k] += 1
-            kernel([p.data for p in self.leaves], [p.grad for p in self.leaves], self.m, self.v, [],
-                   self.state_steps[0], lr=lrs[0], beta1=self.b1, beta2=self.b2, weight_decay=self.wd, eps=self.eps,
-                   amsgrad=False, maximize=False, grad_scale=None, found_inf=None)
+            fused(([p.data for p in self.leaves], [p.grad for p in self.leaves], self.m, self.v, [],
+                   self.state_steps[0]), lrs[0])
             return
         for k in range(self.k):
             if not active[k]:
@@ -133,10 +137,9 @@ class StackedAdamW:
             self.steps[k] += 1
             args = ([p.data[k] for p in self.leaves], [p.grad[k] for p in self.leaves], [m[k] for m in self.m],
                     [v[k] for v in self.v], [], self.state_steps[k])
-            if kernel is not None:  # what torch.optim.AdamW(fused=True).step runs, without its per-call grouping
+            if kernel is not None:  # (per fold, without torch.optim's per-call grouping)
                 torch._foreach_add_(self.state_steps[k], 1)
-                kernel(*args, lr=lrs[k], beta1=self.b1, beta2=self.b2, weight_decay=self.wd, eps=self.eps,
-                       amsgrad=False, maximize=False, grad_scale=None, found_inf=None)
+                fused(args, lrs[k])
             else:  # torch's single-tensor AdamW
                 adamw(*args, foreach=False, amsgrad=False, beta1=self.b1, beta2=self.b2, lr=lrs[k],
                       weight_decay=self.wd, eps=self.eps, maximize=False)
