@@ -59,12 +59,13 @@ def build(app: Any) -> Any:
             with gr.Column(scale=3):
                 sequence = gr.Textbox(label="Wild-type sequence (plain or FASTA; may be left empty when a "
                                             "structure is given)", lines=4, elem_id="mut_sequence")
-                with gr.Row():
-                    structure = gr.File(label="Structure (optional; PDB or mmCIF, for SaProt models)",
-                                        file_types=[".pdb", ".cif", ".ent", ".mmcif"], elem_id="mut_structure")
-                    chain = gr.Textbox(label="Chain (when the file has several)", max_lines=1, elem_id="mut_chain")
                 positions = gr.Textbox(label="Positions to scan (optional, 1-based, e.g. 26-38,55; empty = all)",
                                        elem_id="mut_positions")
+                with gr.Row():
+                    structure = gr.File(label="Structure (optional; PDB or mmCIF, for SaProt models)",
+                                        file_types=[".pdb", ".cif", ".ent", ".mmcif"], elem_id="mut_structure",
+                                        height=150)
+                    chain = gr.Textbox(label="Chain (when the file has several)", max_lines=1, elem_id="mut_chain")
             with gr.Column(scale=2):
                 model = gr.Dropdown(masked_lm_choices(), value="antiberty", allow_custom_value=True,
                                     label="Model (a masked LM; or type a local directory)", elem_id="mut_model",
