@@ -93,6 +93,49 @@ def test_padding_never_reaches_real_positions_and_reversal_swaps_directions():
                                atol=1e-5, rtol=1e-5)
 
 
+def test_a_new_model_starts_near_a_uniform_guess_and_loading_replaces_its_init():
+    """The reference Mamba LM's initialisation (embeddings N(0, 0.02^2), tied to the LM head): a freshly built
+    model's first masked-LM loss is close to ln(vocab size), a uniform guess. With nn.Embedding's default
+    N(0, 1) it was several times that (13 to 62 on this batch, against ln 70 = 4.25)."""
+    import math
+
+    from plmforge.ptm.mamba import MambaBlock
+
+    tok = PtmTokenizer()
+    uniform = math.log(len(tok))
+    aa = [tok.index[a] for a in "ACDEFGHIKLMNPQRSTVWY"]
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.tensor(aa)[torch.randint(0, 20, (16, 40), generator=gen)]
+    ids[:, 20] = tok.index["<Phosphoserine>"]
+    mask = torch.ones_like(ids)
+    inputs, labels = mask_tokens(ids, mask, tok, 0.15, 0.5, gen)
+    for seed, (d_model, layers, d_state) in enumerate([(16, 2, 4), (32, 2, 4), (64, 4, 8)]):
+        torch.manual_seed(seed)
+        model = PtmMamba(len(tok), d_model, layers, d_state)
+        with torch.no_grad():
+            logits = model(inputs, mask)
+        loss = float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100))
+        assert abs(loss - uniform) < 0.25, (d_model, loss, uniform)  # measured within 0.1 of it
+        assert model.head.weight is model.embed.weight and 0.015 < float(model.embed.weight.std()) < 0.025
+        for block in model.modules():
+            if isinstance(block, MambaBlock):  # dt_proj's bias keeps the dt initialisation, in [0.001, 0.1]
+                dt = torch.nn.functional.softplus(block.dt_proj.bias)
+                assert 0.0009 < float(dt.min()) and float(dt.max()) < 0.11
+    # a loaded state dict replaces every initialised parameter: two models built from different seeds agree
+    torch.manual_seed(1)
+    trained = PtmMamba(len(tok), 16, 2, 4)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p))
+    torch.manual_seed(2)
+    loaded = PtmMamba(len(tok), 16, 2, 4)
+    loaded.load_state_dict(trained.state_dict())
+    for (name, a), b in zip(trained.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert loaded.head.weight is loaded.embed.weight
+    torch.testing.assert_close(loaded.eval()(ids, mask), trained.eval()(ids, mask))
+
+
 def test_ptm_aware_masking_chooses_ptm_tokens_more_often():
     tok = PtmTokenizer()
     seq = tok.encode("AK<Phosphoserine>" * 400)

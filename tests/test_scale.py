@@ -153,3 +153,33 @@ def test_sharded_fsdp2_model_loads_and_gathers_checkpoints(tmp_path, tiny_models
     a, b = load_file(str(tmp_path / "best" / "model.safetensors")), load_file(
         str(tmp_path / "gathered" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("path", sorted((RECIPES.parent / "ptm").glob("*.yaml")), ids=lambda p: p.name)
+def test_ptm_recipes_load_state_their_size_and_their_commands_parse(path):
+    """A PTM-Mamba recipe is a valid config, the parameter count its header states is the model it builds
+    (ESM-2 650M's 1,280-wide states fused), and the commands in its header parse."""
+    import re
+    import shlex
+
+    from plmforge.cli import build_parser
+    from plmforge.ptm.mamba import PtmMamba
+    from plmforge.ptm.tokens import PtmTokenizer
+    from plmforge.ptm.train import load_ptm_config
+
+    cfg = load_ptm_config(path)
+    assert cfg.training.use_esm and cfg.training.esm_model == "esm2_t33_650M_UR50D"
+    header = "\n".join(line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#"))
+    tok = PtmTokenizer.with_extra(cfg.model.extra_ptms())
+    with torch.device("meta"):
+        model = PtmMamba(len(tok), cfg.model.d_model, cfg.model.n_layers, cfg.model.d_state, 1280)
+    stated = int(re.search(r"(\d+)M parameters", header)[1])
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6) == stated
+    commands = [c for c in re.sub(r"\\\n\s*", " ", header).splitlines() if "ptm " in c and "plmforge" in c]
+    assert len(commands) >= 3
+    parser = build_parser()
+    for line in commands:
+        words = shlex.split(line.split(":", 1)[-1] if line.startswith("One GPU") else line)
+        words = words[words.index("plmforge.cli") + 1:] if "plmforge.cli" in words else \
+            words[words.index("plmforge") + 1:]
+        parser.parse_known_args(words)

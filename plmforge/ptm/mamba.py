@@ -3,7 +3,9 @@ kernels used for the selective scan when they are installed and the tensors are 
 
 Each layer runs one Mamba block over the sequence and one over the sequence reversed within its own
 length (padding stays at the end in both directions, so it never reaches a real position), and fuses
-the two. Parameter names follow the reference Mamba block, so weights move between the two scans."""
+the two. Parameter names follow the reference Mamba block, so weights move between the two scans. A new
+model starts from the reference language model's initialisation (`init_like_reference`); loading a
+checkpoint replaces all of it."""
 
 from __future__ import annotations
 
@@ -113,6 +115,29 @@ class BiMambaLayer(nn.Module):
         return (x + self.fuse(torch.cat([ahead, back], dim=-1))) * mask.unsqueeze(-1)
 
 
+def init_like_reference(model: nn.Module, n_layers: int, embedding_std: float = 0.02) -> None:
+    """Re-initialise a freshly built model as the reference Mamba language model does: the `_init_weights`
+    that mamba_ssm's MixerModel and MambaLMHeadModel (mamba_ssm/models/mixer_seq_simple.py) apply after
+    building their modules. There, token embeddings are drawn from N(0, initializer_range^2) with
+    initializer_range = 0.02, every linear bias is set to zero except dt_proj's (flagged `_no_reinit`: it
+    carries the dt initialisation), and each block's out_proj weight keeps PyTorch's default initialisation
+    divided by sqrt(n_layers) (the GPT-2 scaling of residual branches by depth, one residual branch a layer).
+
+    The embedding scale matters most here: the LM head is tied to the embedding, so with nn.Embedding's
+    default N(0, 1) the first logits have a standard deviation of about sqrt(d_model), the first
+    predictions are confidently wrong, and the first masked-LM loss is several times ln(vocab size)
+    (19.0 against ln 71 = 4.3 at d_model 32); at 0.02 it starts near ln(vocab size), a uniform guess."""
+    keep = {id(m.dt_proj.bias) for m in model.modules() if isinstance(m, MambaBlock)}
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=embedding_std)
+            elif isinstance(module, nn.Linear) and module.bias is not None and id(module.bias) not in keep:
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, MambaBlock):  # out_proj was just built with the default init: scale it once
+                module.out_proj.weight.div_(math.sqrt(n_layers))
+
+
 class PtmMamba(nn.Module):
     """Token embeddings (+ gated PLM residue embeddings) -> bidirectional Mamba layers -> norm -> LM head."""
 
@@ -125,6 +150,7 @@ class PtmMamba(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab, bias=False)
         self.head.weight = self.embed.weight  # tied
+        init_like_reference(self, layers)  # a loaded state dict overwrites every parameter this sets
 
     def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor, plm: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embed(ids)
