@@ -184,8 +184,8 @@ def test_options_are_checked(tmp_path, tiny_models, ss_data):
 @pytest.mark.e2e
 @pytest.mark.pretrained
 def test_3di_tokens_help_antiberty_predict_secondary_structure(tmp_path, structures):
-    """Per-residue 3-state secondary structure (from DSSP) of the real chains (up to 510 residues; 68 chains
-    of 34 files to train, 6 files to validate, 8 to test), predicted from sequence with a frozen AntiBERTy:
+    """Per-residue 3-state secondary structure (from DSSP) of the real chains (up to 510 residues; 66 chains
+    of 33 files to train, 6 files to validate, 8 to test), predicted from sequence with a frozen AntiBERTy:
     the residue head alone (freeze) vs the SES-Adapter fed the chains' 3Di tokens."""
     data = structure_dataset(structures, tmp_path / "data", 510, 8, 6)
     common = [f"data.dataset={data}", "model.name=antiberty", "data.problem_type=residue_single_label_classification",
