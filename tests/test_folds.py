@@ -100,3 +100,37 @@ def test_stacked_adamw_steps_each_fold_as_torch_adamw_and_leaves_a_sitting_out_f
             assert float(mine[i]["step"]) == float(theirs[i]["step"])
             torch.testing.assert_close(mine[i]["exp_avg"], theirs[i]["exp_avg"], rtol=1e-4, atol=1e-7)
             torch.testing.assert_close(mine[i]["exp_avg_sq"], theirs[i]["exp_avg_sq"], rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("targets_shape", [(), (3,)], ids=["class-labels", "multi-label"])
+def test_an_epoch_gathered_up_front_gives_each_step_the_rows_the_step_would_gather(targets_shape):
+    """_EpochRows: for the leading steps where every running fold has a full batch, the step's rows and targets
+    equal what gathering idx gives (a stopped fold: zero rows, no targets); later steps gather as before."""
+    from plmforge.train.folds import _EpochRows, _stack
+
+    g = torch.Generator().manual_seed(0)
+    held = [torch.randn(n, 6, generator=g) for n in (23, 21, 22)]
+    targets = [torch.randint(0, 2, (len(h), *targets_shape), generator=g) for h in held]
+
+    def batches_of(n: int) -> list[list[int]]:
+        order = torch.randperm(n, generator=g).tolist()
+        return [order[i:i + 4] for i in range(0, n, 4)]
+
+    for running in ([True, True, True], [True, False, True]):
+        batches = [batches_of(len(h)) if on else [] for h, on in zip(held, running, strict=True)]
+        rows = _EpochRows(held, targets, batches, torch.device("cpu"))
+        assert rows.steps == 5  # 21 rows: five full batches of 4, then one of 1
+        for j in range(max(len(b) for b in batches)):
+            idx = [torch.as_tensor(b[j]) if j < len(b) else None for b in batches]
+            got = rows.step(j)
+            if j >= rows.steps:
+                assert got is None
+                continue
+            x, ys = got
+            assert torch.equal(x, _stack([None if i is None else held[k][i] for k, i in enumerate(idx)],
+                                         torch.device("cpu")))
+            for k, i in enumerate(idx):
+                assert (ys[k] is None) == (i is None)
+                if i is not None:
+                    assert torch.equal(ys[k], targets[k][i])
+    assert _EpochRows(held, targets, [[], [], []], torch.device("cpu")).step(0) is None

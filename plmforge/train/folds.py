@@ -259,10 +259,11 @@ def fit_together(trainers: list[Trainer], progress: bool = False) -> list[FitRes
                 s.set_epoch(epoch)
             batches = [list(s) if running[k] else [] for k, s in enumerate(samplers)]
             losses: list[list[float]] = [[] for _ in trainers]
+            epoch_rows = _EpochRows(held, targets, batches, stacked.leaves[0].device)
             for j in range(max(len(b) for b in batches)):
                 idx = [torch.as_tensor(b[j]) if j < len(b) else None for b in batches]
                 step_losses = _stacked_step(trainers, stacked, adam, schedulers, held, targets, idx,
-                                            tcfg.max_grad_norm)
+                                            tcfg.max_grad_norm, epoch_rows.step(j))
                 bar.update(1)
                 for k, loss in enumerate(step_losses):
                     if loss is None:
@@ -365,6 +366,35 @@ class _Frozen:
         return self.state
 
 
+class _EpochRows:
+    """One epoch's batches gathered up front: for the leading steps at which every running fold has a full
+    batch (all but each fold's last, usually), the folds' rows as one (steps, K, B, H) tensor and each fold's
+    targets as (steps, B, ...), so that a step reads views instead of gathering K batches and stacking them.
+    A fold that stopped has zero rows, as _stack gives it; the steps after these take the gathering path."""
+
+    def __init__(self, held: list[torch.Tensor], targets: list[torch.Tensor], batches: list[list[list[int]]],
+                 device: torch.device) -> None:
+        on = [k for k, b in enumerate(batches) if b]
+        size = len(batches[on[0]][0]) if on else 0
+        self.steps = min((next((j for j, i in enumerate(batches[k]) if len(i) != size), len(batches[k]))
+                          for k in on), default=0)
+        self.x: torch.Tensor | None = None
+        self.y: list[torch.Tensor | None] = [None] * len(batches)
+        if self.steps == 0:
+            return
+        n, width = self.steps, held[on[0]].shape[1]
+        self.x = torch.zeros((n, len(batches), size, width), dtype=held[on[0]].dtype, device=device)
+        for k in on:
+            rows = torch.as_tensor([r for i in batches[k][:n] for r in i])
+            self.x[:, k] = held[k][rows].view(n, size, width).to(device)
+            self.y[k] = targets[k][rows].view(n, size, *targets[k].shape[1:]).to(device)
+
+    def step(self, j: int) -> tuple[torch.Tensor, list[torch.Tensor | None]] | None:
+        if j >= self.steps:
+            return None
+        return self.x[j], [None if y is None else y[j] for y in self.y]  # type: ignore[index]
+
+
 def _stack(parts: list[torch.Tensor | None], device: torch.device) -> torch.Tensor:
     """Each fold's rows (n_k, H) as one (K, max n_k, H) tensor on `device`: a fold's rows beyond its own (and a
     fold without rows, None) are zeros, which no loss or metric reads."""
@@ -402,10 +432,16 @@ def _validate(trainers: list[Trainer], stacked: StackedMLP, held: list[torch.Ten
 
 def _stacked_step(trainers: list[Trainer], stacked: StackedMLP, adam: StackedAdamW, schedulers: list[Any],
                   held: list[torch.Tensor], targets: list[torch.Tensor], idx: list[torch.Tensor | None],
-                  max_grad_norm: float | None) -> list[float | None]:
-    """One optimizer step of every fold that has a batch (idx[k] None: fold k has none); their losses."""
+                  max_grad_norm: float | None,
+                  gathered: tuple[torch.Tensor, list[torch.Tensor | None]] | None = None) -> list[float | None]:
+    """One optimizer step of every fold that has a batch (idx[k] None: fold k has none); their losses.
+    `gathered`: the step's rows and targets already gathered (_EpochRows), the same values idx selects."""
     device = stacked.leaves[0].device
-    x = _stack([None if i is None else held[k][i] for k, i in enumerate(idx)], device)
+    if gathered is None:
+        x = _stack([None if i is None else held[k][i] for k, i in enumerate(idx)], device)
+        ys = [None if i is None else targets[k][i].to(device) for k, i in enumerate(idx)]
+    else:
+        x, ys = gathered
     active = [i is not None for i in idx]
     logits = stacked.forward(x, True, active)  # (K, B, C)
     total, out = None, []
@@ -413,7 +449,7 @@ def _stacked_step(trainers: list[Trainer], stacked: StackedMLP, adam: StackedAda
         if i is None:
             out.append(None)
             continue
-        loss = trainers[k].asm.model._loss(logits[k, :len(i)], targets[k][i].to(device))
+        loss = trainers[k].asm.model._loss(logits[k, :len(i)], ys[k])
         total = loss if total is None else total + loss
         out.append(loss)
     for p in stacked.leaves:
