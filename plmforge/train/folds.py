@@ -368,9 +368,10 @@ class _Frozen:
 
 class _EpochRows:
     """One epoch's batches gathered up front: for the leading steps at which every running fold has a full
-    batch (all but each fold's last, usually), the folds' rows as one (steps, K, B, H) tensor and each fold's
-    targets as (steps, B, ...), so that a step reads views instead of gathering K batches and stacking them.
-    A fold that stopped has zero rows, as _stack gives it; the steps after these take the gathering path."""
+    batch (all but each fold's last, usually), the folds' rows as one (K, steps, B, H) tensor (one index
+    per fold per epoch) and each fold's targets as (steps, B, ...), so that a step reads views instead of
+    gathering K batches and stacking them. A fold that stopped has zero rows, as _stack gives it; the steps
+    after these take the gathering path."""
 
     def __init__(self, held: list[torch.Tensor], targets: list[torch.Tensor], batches: list[list[list[int]]],
                  device: torch.device) -> None:
@@ -383,16 +384,22 @@ class _EpochRows:
         if self.steps == 0:
             return
         n, width = self.steps, held[on[0]].shape[1]
-        self.x = torch.zeros((n, len(batches), size, width), dtype=held[on[0]].dtype, device=device)
-        for k in on:
-            rows = torch.as_tensor([r for i in batches[k][:n] for r in i])
-            self.x[:, k] = held[k][rows].view(n, size, width).to(device)
+        self.x = torch.empty((len(batches), n, size, width), dtype=held[on[0]].dtype, device=device)
+        for k in range(len(batches)):
+            if k not in on:
+                self.x[k].zero_()
+                continue
+            rows = torch.from_numpy(np.asarray(batches[k][:n], dtype=np.int64).reshape(-1))
+            if held[k].device == device:
+                torch.index_select(held[k], 0, rows, out=self.x[k].view(n * size, width))
+            else:
+                self.x[k] = held[k][rows].view(n, size, width).to(device)
             self.y[k] = targets[k][rows].view(n, size, *targets[k].shape[1:]).to(device)
 
     def step(self, j: int) -> tuple[torch.Tensor, list[torch.Tensor | None]] | None:
         if j >= self.steps:
             return None
-        return self.x[j], [None if y is None else y[j] for y in self.y]  # type: ignore[index]
+        return self.x[:, j], [None if y is None else y[j] for y in self.y]  # type: ignore[index]
 
 
 def _stack(parts: list[torch.Tensor | None], device: torch.device) -> torch.Tensor:
