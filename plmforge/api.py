@@ -204,8 +204,8 @@ class EvaluationResult:
         if plots and self.task is not None:
             preds = self.prediction.predictions
             (out / "plots").mkdir(exist_ok=True)
-            written += [out / "plots" / name for name in self.task.problem.plots(preds.labels, preds.scores,
-                                                                                    out / "plots")]
+            written += [out / "plots" / name for name in self.task.problem.plots(
+                preds.labels, preds.scores, out / "plots", self.prediction.classes)]
         return written
 
 
@@ -387,7 +387,8 @@ def evaluate(run: str | Path | LoadedRun, data: str | Path, *, batch_size: int |
                "the labels do not vary enough")
         log.warning("%s: %s cannot be computed (shown as n/a); evaluate on a file with more than one class",
                     why, ", ".join(undefined))
-    blob = metrics_blob(metrics, loaded.task, "eval", len(records), preds.labels, preds.scores, {"data": str(path)})
+    blob = metrics_blob(metrics, loaded.task, "eval", len(records), preds.labels, preds.scores, {"data": str(path)},
+                        loaded.config.data.residue_classes)
     blob.update(compare(loaded.task, None, preds.labels, preds.scores, loaded.config.output.bootstrap,
                         loaded.config.training.seed, baselines=False))  # intervals (baselines need the run's splits)
     tuned = threshold.read(loaded.run_dir)

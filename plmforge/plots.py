@@ -130,7 +130,19 @@ def cv_curves(run_dirs: list[Path], monitor: str, out: Path) -> None:
     plt.close(fig)
 
 
-def confusion(cm: np.ndarray, out: Path, title: str = "Test confusion matrix") -> None:
+def confusion(cm: np.ndarray, out: Path, title: str = "Test confusion matrix",
+              classes: list[str] | tuple[str, ...] | None = None) -> None:
+    """The confusion matrix (rows: true class, columns: predicted class); `classes`: the classes' names
+    (data.residue_classes' symbols) in class order for the ticks, else their numbers."""
+    plt = _plt()
+    fig = confusion_figure(cm, title, classes)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def confusion_figure(cm: np.ndarray, title: str = "Test confusion matrix",
+                     classes: list[str] | tuple[str, ...] | None = None):
+    """The figure `confusion` saves (a matplotlib Figure, its matrix in `fig.axes[0]`)."""
     plt = _plt()
     k = cm.shape[0]
     fig, ax = plt.subplots(figsize=(1.2 + 0.6 * k, 1.0 + 0.6 * k) if k > 4 else (4.5, 4))
@@ -144,11 +156,14 @@ def confusion(cm: np.ndarray, out: Path, title: str = "Test confusion matrix") -
     ax.set_ylabel("true class")
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
+    if classes is not None:
+        names = [str(c) for c in classes][:k] + [str(j) for j in range(len(classes), k)]
+        ax.set_xticklabels(names)
+        ax.set_yticklabels(names)
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def _curve(x: np.ndarray, y: np.ndarray, label: str, labels: tuple[str, str, str], chance: tuple, out: Path,
@@ -167,25 +182,32 @@ def _curve(x: np.ndarray, y: np.ndarray, label: str, labels: tuple[str, str, str
     plt.close(fig)
 
 
-def roc(y_true: np.ndarray, probs: np.ndarray, out: Path) -> None:
-    """ROC curve of class 1 (binary tasks)."""
+def _of(title: str, positive: str | None) -> str:
+    """A binary curve's title naming its positive class (class 1) when it has a name."""
+    return f"{title} (class {positive})" if positive is not None else title
+
+
+def roc(y_true: np.ndarray, probs: np.ndarray, out: Path, positive: str | None = None) -> None:
+    """ROC curve of class 1 (binary tasks); `positive`: its name (e.g. its residue_classes symbol)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     if len(np.unique(y_true)) < 2:
         return
     fpr, tpr, _ = roc_curve(y_true, probs[:, 1])
     _curve(fpr, tpr, f"AUROC {roc_auc_score(y_true, probs[:, 1]):.3f}",
-           ("false positive rate", "true positive rate", "Test ROC curve"), ([0, 1], [0, 1]), out, "lower right")
+           ("false positive rate", "true positive rate", _of("Test ROC curve", positive)), ([0, 1], [0, 1]), out,
+           "lower right")
 
 
-def precision_recall(y_true: np.ndarray, probs: np.ndarray, out: Path) -> None:
-    """Precision-recall curve of class 1 (binary tasks); chance is the positive rate."""
+def precision_recall(y_true: np.ndarray, probs: np.ndarray, out: Path, positive: str | None = None) -> None:
+    """Precision-recall curve of class 1 (binary tasks); chance is the positive rate; `positive` as for `roc`."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     precision, recall, _ = precision_recall_curve(y_true, probs[:, 1])
     rate = float(np.mean(y_true == 1))
     _curve(recall, precision, f"AUPRC {average_precision_score(y_true, probs[:, 1]):.3f}",
-           ("recall", "precision", "Test precision-recall curve"), ([0, 1], [rate, rate]), out, "upper right")
+           ("recall", "precision", _of("Test precision-recall curve", positive)), ([0, 1], [rate, rate]), out,
+           "upper right")
 
 
 def scatter(y_true: np.ndarray, y_pred: np.ndarray, out: Path) -> None:

@@ -88,6 +88,8 @@ def apply_to_frames(frames: dict[str, pd.DataFrame], threshold: float | None, pr
         return frames
     out = dict(frames)
     out[""] = apply_to_frame(frames[""], threshold)
+    if "predicted_class" in out[""].columns:  # the symbols follow the decided classes
+        out[""]["predicted_class"] = problem.kind.symbol_column(out[""]["prediction"], classes)
     if "_sequences" in frames and len(out[""]):
         decided = out[""].groupby("id", sort=False)["prediction"].apply(list)
         seqs = frames["_sequences"].copy()

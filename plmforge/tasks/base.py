@@ -213,14 +213,20 @@ class ProblemType:
         y, p = self.flat(labels, scores)
         return compute_metrics(names, y, p)
 
-    def metric_extras(self, labels: Any, scores: Any) -> dict[str, Any]:
-        return self.kind.metric_extras(*self.flat(labels, scores))
+    def named(self, classes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """The symbols that name this problem's classes in its outputs (plots, metric files, prediction
+        tables): data.residue_classes for residue tasks, whose labels are written with them; None here."""
+        return None
+
+    def metric_extras(self, labels: Any, scores: Any, classes: tuple[str, ...] | None = None) -> dict[str, Any]:
+        return self.kind.metric_extras(*self.flat(labels, scores), self.named(classes))
 
     def averaging(self, num_labels: int) -> str:
         return self.kind.averaging(num_labels)
 
-    def plots(self, labels: Any, scores: Any, plot_dir: Path) -> list[str]:
-        return self.kind.plots(*self.flat(labels, scores), plot_dir)
+    def plots(self, labels: Any, scores: Any, plot_dir: Path, classes: tuple[str, ...] | None = None) -> list[str]:
+        """The problem's plots in `plot_dir` (their file names); `classes`: data.residue_classes."""
+        return self.kind.plots(*self.flat(labels, scores), plot_dir, self.named(classes))
 
     def frames(self, ids: list[str], sequences: list[str], scores: Any, labels: Any = None,
                classes: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:

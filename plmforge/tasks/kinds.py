@@ -23,6 +23,13 @@ IGNORE = -100  # target of a class-index position that does not count (special t
 MISSING = {"", "nan", "none", "null", "na", "n/a"}
 
 
+def class_symbol(index: Any, classes: tuple[str, ...] | None) -> str:
+    """A class as the user named it: its symbol in data.residue_classes (H for 0 with H,E,L), else its
+    number (also for an index beyond the symbols given)."""
+    c = int(index)
+    return classes[c] if classes and 0 <= c < len(classes) else str(c)
+
+
 def is_missing(value: object) -> bool:
     if value is None:
         return True
@@ -98,6 +105,11 @@ class LabelKind:
     def compact(self, predictions: list, classes: tuple[str, ...] | None) -> str:
         return ";".join(map(str, predictions))
 
+    def symbol_column(self, values: Any, classes: tuple[str, ...] | None) -> list | None:
+        """Class indices (None where nothing counts) as the classes' symbols, or None when the kind has
+        no named classes (no symbols given, or labels that are not one class each)."""
+        return None
+
     def summary(self, targets: np.ndarray, num_labels: int, masked: int = 0) -> LabelSummary:
         raise NotImplementedError
 
@@ -116,10 +128,13 @@ class LabelKind:
                 counts[c] += n
         return self.from_counts(counts, sum(p.units for p in parts), masked)
 
-    def metric_extras(self, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    def metric_extras(self, labels: np.ndarray, scores: np.ndarray,
+                      classes: tuple[str, ...] | None = None) -> dict[str, Any]:
         return {}
 
-    def plots(self, labels: np.ndarray, scores: np.ndarray, plot_dir: Path) -> list[str]:
+    def plots(self, labels: np.ndarray, scores: np.ndarray, plot_dir: Path,
+              classes: tuple[str, ...] | None = None) -> list[str]:
+        """`classes`: the symbols that name the classes on the plots (numbers without them)."""
         return []
 
     def averaging(self, num_labels: int) -> str:
@@ -177,7 +192,12 @@ class Classes(LabelKind):
         return list(scores.argmax(axis=1))
 
     def compact(self, predictions: list, classes: tuple[str, ...] | None) -> str:
-        return "".join(classes[c] if classes else str(c) for c in predictions)
+        return "".join(class_symbol(c, classes) for c in predictions)
+
+    def symbol_column(self, values: Any, classes: tuple[str, ...] | None) -> list | None:
+        if not classes:
+            return None
+        return [None if is_missing(v) or int(v) == IGNORE else class_symbol(v, classes) for v in values]
 
     def summary(self, targets: np.ndarray, num_labels: int, masked: int = 0) -> LabelSummary:
         return self.from_counts(np.bincount(targets, minlength=num_labels), len(targets), masked)
@@ -186,17 +206,24 @@ class Classes(LabelKind):
         text = ", ".join(f"{c}: {n}" for c, n in enumerate(counts))
         return LabelSummary(text, units, masked, counts={c: int(n) for c, n in enumerate(counts)})
 
-    def metric_extras(self, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-        return {"confusion_matrix": confusion_matrix(labels, scores).tolist()}
+    def metric_extras(self, labels: np.ndarray, scores: np.ndarray,
+                      classes: tuple[str, ...] | None = None) -> dict[str, Any]:
+        extras: dict[str, Any] = {"confusion_matrix": confusion_matrix(labels, scores).tolist()}
+        if classes:  # the matrix's rows (true) and columns (predicted) in class order, by symbol
+            extras["confusion_matrix_classes"] = [class_symbol(c, classes) for c in range(scores.shape[1])]
+        return extras
 
-    def plots(self, labels: np.ndarray, scores: np.ndarray, plot_dir: Path) -> list[str]:
+    def plots(self, labels: np.ndarray, scores: np.ndarray, plot_dir: Path,
+              classes: tuple[str, ...] | None = None) -> list[str]:
         from plmforge import plots
 
-        plots.confusion(confusion_matrix(labels, scores), plot_dir / "confusion_matrix.png")
+        names = [class_symbol(c, classes) for c in range(scores.shape[1])] if classes else None
+        plots.confusion(confusion_matrix(labels, scores), plot_dir / "confusion_matrix.png", classes=names)
         made = ["confusion_matrix.png"]
         if scores.shape[1] == 2 and len(np.unique(labels)) == 2:
-            plots.roc(labels, scores, plot_dir / "roc.png")
-            plots.precision_recall(labels, scores, plot_dir / "precision_recall.png")
+            positive = names[1] if names else None
+            plots.roc(labels, scores, plot_dir / "roc.png", positive=positive)
+            plots.precision_recall(labels, scores, plot_dir / "precision_recall.png", positive=positive)
             made += ["roc.png", "precision_recall.png"]
         return made
 
@@ -315,7 +342,8 @@ class Values(LabelKind):
         text = f"mean {arr.mean():.4g}, sd {arr.std():.4g}, range [{arr.min():.4g}, {arr.max():.4g}]"
         return LabelSummary(text, len(arr), masked, values=arr)
 
-    def plots(self, labels: np.ndarray, scores: np.ndarray, plot_dir: Path) -> list[str]:
+    def plots(self, labels: np.ndarray, scores: np.ndarray, plot_dir: Path,
+              classes: tuple[str, ...] | None = None) -> list[str]:
         from plmforge import plots
 
         plots.scatter(labels, scores, plot_dir / "test_scatter.png")

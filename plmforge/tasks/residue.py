@@ -251,6 +251,9 @@ class ResidueProblem(ProblemType):
             out["accuracy_per_sequence"] = float(np.mean(per_seq)) if per_seq else float("nan")
         return out
 
+    def named(self, classes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return classes
+
     def averaging(self, num_labels: int) -> str:
         return ("per residue, over all unmasked residues of the split (accuracy on 3/8-state secondary structure "
                 "is Q3/Q8); accuracy_per_sequence averages each sequence's accuracy; "
@@ -259,7 +262,10 @@ class ResidueProblem(ProblemType):
     def frames(self, ids: list[str], sequences: list[str], scores: Any, labels: Any = None,
                classes: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
         """A long table (id, position, residue, [label], prediction, probabilities) and, as
-        `_sequences`, one row per sequence with the predictions as a compact string."""
+        `_sequences`, one row per sequence with the predictions as a compact string. With `classes`
+        (data.residue_classes) and one class per residue, `label_class` and `predicted_class` name the
+        label and the prediction by their symbols, next to their numbers (the prob_<j> columns keep
+        the class numbers: j is the class of symbol classes[j])."""
         rows, compact = [], []
         for k, (ident, seq, sc) in enumerate(zip(ids, sequences, scores, strict=True)):
             n = len(sc)
@@ -271,7 +277,13 @@ class ResidueProblem(ProblemType):
                 # (a float column would print 1 as 1.0 wherever some protein has a masked residue)
                 frame["label"] = pd.Series([v if c else None for v, c in zip(shown, self.kind.counted(lab),
                                                                             strict=True)], dtype=object)
+                named = self.kind.symbol_column(frame["label"], classes)
+                if named is not None:
+                    frame["label_class"] = pd.Series(named, dtype=object)
             frame["prediction"] = self.kind.prediction_column(sc)
+            named = self.kind.symbol_column(frame["prediction"], classes)
+            if named is not None:
+                frame["predicted_class"] = named
             frame.update(self.kind.probability_columns(sc))
             rows.append(pd.DataFrame(frame))
             compact.append({"id": ident, "sequence": seq, "predicted": self.kind.compact(frame["prediction"], classes),
