@@ -40,7 +40,8 @@ from plmforge.errors import ConfigError, RunDirError
 from plmforge.events import RunProgress
 from plmforge.inference import Predictions, split_metrics
 from plmforge.logs import file_logging
-from plmforge.outputs import metrics_blob, prediction_frames, summary_table, with_interval, write_frames, write_metrics
+from plmforge.outputs import (metrics_blob, prediction_frames, shown_path, summary_table, with_interval, write_frames,
+                               write_metrics)
 from plmforge.train.run import CONFIG_FILE, preview_command, run_inputs, train
 from plmforge.train.folds import train_together
 from plmforge.train.setup import prepare_folds
@@ -204,7 +205,7 @@ def _ensemble(config: RunConfig, fold_dirs: list[Path], test: Any, rd: Path,
     preds = Predictions(scores, labels, None)
     metrics = split_metrics(task, preds)
     blob = metrics_blob(metrics, task, "test", len(test), labels, scores,
-                        {"ensemble_of": [str(fd) for fd in fold_dirs]})
+                        {"ensemble_of": [str(fd) for fd in fold_dirs]}, config.data.residue_classes)
     if config.output.bootstrap:
         blob.update(compare(task, None, labels, scores, config.output.bootstrap, config.training.seed,
                             baselines=False))
@@ -243,7 +244,7 @@ def _summary(rd: Path, config: RunConfig, folds: list, mean: dict, sd: dict, ens
         m, s = mean[part].get(k), sd[part].get(k)
         return "n/a" if m is None else f"{m:.4f} +- {s:.4f}" if s is not None else f"{m:.4f}"
 
-    rows = [("run directory", str(rd)), ("cross-validation", f"{config.cv.folds} folds"
+    rows = [("run directory", shown_path(rd)), ("cross-validation", f"{config.cv.folds} folds"
                                          + (f", groups of {config.data.group_column} kept apart"
                                             if config.data.group_column else ""))]
     rows += [(f"validation {k}", mean_sd("validation", k) + "  (mean +- sd over folds)") for k in mean["validation"]]

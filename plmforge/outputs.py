@@ -15,6 +15,16 @@ from plmforge import threshold
 from plmforge.tasks import TaskSpec
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as a person reads it: relative to the working directory when it lies inside it (the
+    `runs/amp` a user typed, or sees under the folder they started the web UI in), else absolute."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except (ValueError, OSError):
+        return str(path)
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -22,13 +32,15 @@ def _clean(value: Any) -> Any:
 
 
 def metrics_blob(metrics: dict[str, float], task: TaskSpec, split: str, n: int, labels: Any = None,
-                 scores: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Metrics with the averaging used and the problem type's extras (e.g. the confusion matrix)."""
+                 scores: Any = None, extra: dict[str, Any] | None = None,
+                 classes: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Metrics with the averaging used and the problem type's extras (e.g. the confusion matrix, and with
+    `classes` = data.residue_classes the symbols of its rows and columns)."""
     blob: dict[str, Any] = {"split": split, "n_samples": n, "problem_type": task.problem_type,
                             "averaging": task.problem.averaging(task.num_labels),
                             "metrics": {k: _clean(v) for k, v in metrics.items()}}
     if labels is not None and scores is not None:
-        blob.update(task.problem.metric_extras(labels, scores))
+        blob.update(task.problem.metric_extras(labels, scores, classes))
     blob.update(extra or {})
     return blob
 

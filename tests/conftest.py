@@ -47,7 +47,8 @@ RESIDUES = "LAGVESIKRDTPNQFYMHCWXUBZO"
 # start are short ones and both workers end at about the same time. Measured with one torch thread per
 # worker, longest first; the other files keep their order after these.
 LONGEST_FIRST = ("tests/test_ptm.py", "tests/test_crash.py", "tests/test_ui_browser.py", "tests/test_ondisk.py",
-                 "tests/test_instruct.py", "tests/test_ses_adapter.py", "tests/e2e/test_lora_antiberty.py",
+                 "tests/test_instruct.py", "tests/test_ses_adapter.py", "tests/test_ui_tutorial.py",
+                 "tests/e2e/test_lora_antiberty.py",
                  "tests/e2e/test_quickstart.py", "tests/e2e/test_secondary_structure.py", "tests/test_peft.py",
                  "tests/test_structure.py", "tests/e2e/test_paratope_antiberty.py", "tests/test_training.py",
                  "tests/test_embed.py", "tests/test_stream.py")

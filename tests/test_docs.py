@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 
@@ -124,7 +125,7 @@ def _documented_commands():
             text = re.sub(r"\\\n\s*", " ", block)
             for line in text.splitlines():
                 words = shlex.split(line, comments=True)
-                if words and words[0] in (".venv/bin/plmforge", "plmforge") and "[" not in line and "..." not in line:
+                if words and (words[0] == "plmforge" or words[0].endswith(".venv/bin/plmforge")) and "[" not in line and "..." not in line:
                     yield page.relative_to(REPO), words[1:]
 
 
@@ -146,3 +147,26 @@ def test_every_documented_command_parses():
         assert all("=" in e and not e.startswith("-") for e in extra), (page, words, extra)
         seen += 1
     assert seen > 30
+
+
+def test_the_web_ui_tutorial_quotes_the_run_its_screenshots_show():
+    """docs/tutorials/web-ui.md states the numbers recorded with its screenshots (tests/test_ui_tutorial.py
+    writes docs/screenshots/tutorial_run.json when run with PLMFORGE_SCREENSHOTS=docs): screenshots made
+    again without the page brought up to date fail here."""
+    run = json.loads((DOCS / "screenshots" / "tutorial_run.json").read_text())
+    page = (DOCS / "tutorials" / "web-ui.md").read_text()
+    test, interval, kept = run["test"], run["test_intervals"]["mcc"], run["kept_aside_eval"]
+    quoted = [f"{run['labelled']:,} labelled", f"{run['kept_aside']} to", f"train {run['splits']['train']:,}",
+              f"validation {run['splits']['validation']:,}", f"test {run['splits']['test']:,}",
+              f"on the {run['splits']['test']} test peptides the accuracy is\n{test['accuracy']:.3f}",
+              f"MCC (a balanced score from -1 to 1, 0 for guessing) is {test['mcc']:.3f} "
+              f"[{interval['low']:.3f}, {interval['high']:.3f}]",
+              f"composition baseline reaches {run['composition']['mcc']:.3f}",
+              f"took {run['start_to_finished_s']} s", f"Here {run['predicted_positive']} of the {run['fasta']}",
+              f"the MCC is {kept['mcc']:.3f}\n[{kept['mcc_low']:.3f}, {kept['mcc_high']:.3f}]"]
+    verdict = re.search(r"interval ([\d.]+) to ([\d.]+)\)\..*the model is (.*?) it: the difference in \w+ lies between "
+                        r"(\S+) and (\S+) ", run["verdict"])
+    assert verdict, run["verdict"]
+    quoted += [f"from {verdict[1]} to {verdict[2]}", f"**{verdict[3]}**", f"between {verdict[4]} and {verdict[5]}"]
+    missing = [q for q in quoted if q not in page]
+    assert not missing, f"docs/tutorials/web-ui.md does not state {missing}: update it from tutorial_run.json"

@@ -3,8 +3,7 @@ port, as a biologist uses it: one CSV whose columns are not the defaults (peptid
 example, renamed), columns picked for them, a preview, Start with the pretrained AntiBERTy, progress in the
 embedding phase, test metrics with intervals and baselines on the page; a FASTA predicted with its own ids;
 a file with other columns evaluated; bad data refused at Start; two runs queued on one server; abort and
-resume; the command shown equals the run. Screenshots of each stage go to tests/artifacts/ui/ (and, with
-PLMFORGE_SCREENSHOTS=docs, to docs/screenshots/).
+resume; the command shown equals the run. Screenshots of each stage go to tests/artifacts/ui/.
 
 Run alone: .venv/bin/python -m pytest tests/test_ui_browser.py  (needs `bash scripts/system.sh` once)."""
 
@@ -15,7 +14,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, shared
+from browser_steps import free_port, pick, screenshot, set_text, status_text, upload, value_of, wait_status
+from conftest import shared
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "ui"
-DOCS_SHOTS = REPO / "docs" / "screenshots"
 pytestmark = [pytest.mark.browser, pytest.mark.shared_data, pytest.mark.pretrained]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _lab_files(root: Path, amp_dir: Path) -> dict[str, Path]:
@@ -77,7 +69,7 @@ def ui(tmp_path_factory, tiny_models, amp_dir):
     files = _lab_files(root, amp_dir)
     store = os.environ.get("PLMFORGE_CACHE_DIR")
     os.environ["PLMFORGE_CACHE_DIR"] = str(root / "store")  # a fresh store: the first run embeds everything
-    port = _free_port()
+    port = free_port()
     demo = launch(port=port, runs_dir=runs, work_dir=work, block=False, max_concurrent_runs=1)
     from playwright.sync_api import sync_playwright
 
@@ -104,64 +96,9 @@ def ui(tmp_path_factory, tiny_models, amp_dir):
             os.environ["PLMFORGE_CACHE_DIR"] = store
 
 
-def shot(page, name: str, docs: str | None = None, region: tuple[str, str] | None = None) -> None:
-    """The whole page to tests/artifacts/ui; for the docs, the part from element region[0] to region[1]."""
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    if docs and os.environ.get("PLMFORGE_SCREENSHOTS") == "docs":
-        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-        clip = None
-        if region:
-            page.evaluate("window.scrollTo(0, 0)")
-            top, bottom = (page.locator(sel).bounding_box() for sel in region)
-            clip = {"x": 0, "y": top["y"] - 10, "width": page.viewport_size["width"],
-                    "height": bottom["y"] + bottom["height"] - top["y"] + 20}
-        page.screenshot(path=str(DOCS_SHOTS / f"{docs}.png"), full_page=True, clip=clip)
-
-
-def pick(page, elem_id: str, option: str, name: str | None = None) -> None:
-    box = page.locator(f"#{elem_id}").get_by_role("combobox", name=name)
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
-
-
-def set_text(page, key: str, value: str) -> None:
-    """A generated form field by its config key, e.g. training.epochs (HTML id f_training_epochs)."""
-    field = page.locator(f"#f_{key.replace('.', '_')}").locator("input, textarea").first
-    field.fill(value)
-    field.press("Tab")
-
-
-def value_of(page, key: str) -> str:
-    return page.locator(f"#f_{key.replace('.', '_')}").locator("input, textarea").first.input_value()
-
-
-def status_text(page) -> str:
-    return page.locator("#status").inner_text()
-
-
-def wait_status(page, words: tuple[str, ...], timeout: float = 300.0, seen: list | None = None) -> str:
-    end = time.time() + timeout
-    while time.time() < end:
-        text = status_text(page)
-        if seen is not None:
-            seen.append(text)
-        if any(f"Status: {w}" in text for w in words):
-            return text
-        time.sleep(0.2)
-    console = page.locator("#console textarea").first
-    log = console.input_value() if console.count() else ""
-    raise AssertionError(f"status never became {words}: {status_text(page)}\noptions: "
-                         f"{page.locator('#options_msg').inner_text()}\nconsole:\n{log}")
-
-
-def upload(page, paths: list[Path]) -> None:
-    page.get_by_role("radio", name="upload").check()
-    clear = page.locator("#upload").get_by_role("button", name="Clear")
-    if clear.count():
-        clear.click()
-    page.locator("#upload input[type=file]").set_input_files([str(p) for p in paths])
-    for p in paths:
-        page.locator("#upload").get_by_role("row", name=re.compile(re.escape(p.name))).wait_for()
+def shot(page, name: str) -> None:
+    """The whole page to tests/artifacts/ui (the docs' screenshots come from tests/test_ui_tutorial.py)."""
+    screenshot(page, ARTIFACTS / f"{name}.png")
 
 
 def test_one_file_from_upload_to_test_metrics_on_the_page(ui, tmp_path):
@@ -190,7 +127,7 @@ def test_one_file_from_upload_to_test_metrics_on_the_page(ui, tmp_path):
     summary = page.locator("#data_summary").inner_text()
     assert "train" in summary and "validation" in summary and "test" in summary  # one file, three splits
     expect(page.locator("#data_rows")).to_contain_text("pep0000")
-    shot(page, "02_columns_and_preview", docs="ui_1_data", region=("#step_data", "#preview_panel"))
+    shot(page, "02_columns_and_preview")
 
     set_text(page, "training.epochs", "3")
     page.get_by_label("run name", exact=False).first.fill("peptides")
@@ -210,7 +147,7 @@ def test_one_file_from_upload_to_test_metrics_on_the_page(ui, tmp_path):
         text = status_text(page)
         seen.append(text)
         if "Embedding:" in text and not embedding_shot:
-            shot(page, "03_embedding_phase", docs="ui_2_progress", region=("#step_train", "#progress_bar"))
+            shot(page, "03_embedding_phase")
             embedding_shot = True
         if "Status: finished" in text or "Status: failed" in text:
             break
@@ -232,7 +169,7 @@ def test_one_file_from_upload_to_test_metrics_on_the_page(ui, tmp_path):
     page.locator("#run_plots").scroll_into_view_if_needed()  # the plots load when in view
     page.wait_for_function("() => { const im = [...document.querySelectorAll('#run_plots img')];"
                            " return im.length >= 5 && im.every(i => i.complete && i.naturalWidth > 0); }")
-    shot(page, "04_finished_with_test_metrics", docs="ui_3_results", region=("#status", "#run_view"))
+    shot(page, "04_finished_with_test_metrics")
     run_dir = ui["runs"] / "peptides"
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     embeds = [e for e in events if e["event"] == "embed"]
@@ -285,7 +222,7 @@ def test_fasta_prediction_keeps_its_ids_and_a_failure_clears_the_download(ui, tm
     whole = ui["files"]["fasta"].read_text().splitlines()[1]  # a row clicked shows its sequence whole
     page.locator("#pred_table").get_by_text("query_00", exact=True).filter(visible=True).first.click()
     expect(page.locator("#pred_whole textarea")).to_have_value(re.compile("query_00.*" + whole + "$"))
-    shot(page, "05_predict_fasta", docs="ui_4_predict")
+    shot(page, "05_predict_fasta")
     bad = tmp_path / "broken.csv"
     bad.write_text("protein\nMKTAYIAKQR\nMKT1ZZQ\n")
     page.locator("#pred_file").get_by_role("button", name="Clear").click()
@@ -341,7 +278,7 @@ def test_evaluate_a_file_whose_columns_differ(ui):
     assert got["mcc"] == pytest.approx(expected["mcc"]) and got["auroc"] == pytest.approx(expected["auroc"])
     assert "95% CI low" in page.locator("#eval_metrics").inner_text()
     expect(page.locator("#eval_gallery")).to_contain_text("confusion matrix")
-    shot(page, "08_evaluate", docs="ui_5_evaluate")
+    shot(page, "08_evaluate")
 
 
 def test_bad_data_is_refused_at_start_and_nothing_is_launched(ui, tmp_path):
@@ -388,7 +325,7 @@ def test_two_runs_share_one_slot_through_the_queue(ui, tiny_models, amp_dir):
     queue = page.locator("#queue_table")
     expect(queue).to_contain_text("second-of-two")
     expect(queue).to_contain_text("queued")
-    shot(page, "10_queue", docs="ui_6_queue")
+    shot(page, "10_queue")
     page.get_by_role("tab", name="Train").click()
     wait_status(page, ("finished",), timeout=400)  # the second run, once the first left the slot
     from plmforge.events import RunProgress
@@ -481,7 +418,7 @@ def test_mutations_tab_scans_a_sequence_and_scores_a_dms_file(ui, tmp_path):
     assert list(table["mutant"]) == list(expected["mutant"])
     np.testing.assert_allclose(table["score"], expected["score"], rtol=1e-5)  # (the CSV keeps 6 digits)
     expect(page.locator("#mut_table")).to_contain_text(str(expected["mutant"].iloc[0]))
-    shot(page, "13_mutations_scan", docs="ui_6_mutations")
+    shot(page, "13_mutations_scan")
 
     rng = np.random.default_rng(0)
     muts = [f"{heavy[p - 1]}{p}{a}" for p in range(26, 34) for a in "ADGKLSTY" if a != heavy[p - 1]]

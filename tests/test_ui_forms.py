@@ -128,11 +128,36 @@ def test_dataset_picker(tmp_path, amp_small):
     assert forms.catalogue_choices()[0][1] == "amp"  # bundled examples first
 
 
+def test_paths_are_named_as_the_user_knows_them(tmp_path, amp_small, monkeypatch):
+    """Inside the folder the UI (or a command) was started in, paths are shown relative to it; an uploaded
+    dataset by its files' own names; anything else as it is."""
+    from plmforge.outputs import shown_path
+    from plmforge.ui.app import App
+
+    project = tmp_path / "my-project"
+    (project / "runs" / "amp-first").mkdir(parents=True)
+    monkeypatch.chdir(project)
+    assert shown_path(project / "runs" / "amp-first") == "runs/amp-first"
+    assert shown_path(project) == "."
+    assert shown_path(amp_small) == str(amp_small)  # outside: absolute
+    app = App(project / "runs", project / ".plmforge-ui")
+    files = [str(amp_small / n) for n in ("train.csv", "validation.csv", "test.csv")]
+    one = forms.dataset_override("upload", None, files[:1], None, None, app.upload_dir)
+    assert app.shown_dataset(one) == "train.csv (uploaded)"
+    split_dir = forms.dataset_override("upload", None, files, None, None, app.upload_dir)
+    assert app.shown_dataset(split_dir) == "test.csv, train.csv, validation.csv (uploaded)"
+    assert app.shown_dataset("amp") == "amp" and app.shown_dataset(str(amp_small)) == str(amp_small)
+    (project / "data.csv").write_text("aa_seq,label\nMKT,1\n")
+    assert app.shown_dataset(str(project / "data.csv")) == "data.csv"
+
+
 def test_dataset_views(amp_small):
     from plmforge.data.inspect import check_dataset
 
     summary = check_dataset([f"data.dataset={amp_small}", "data.problem_type=single_label_classification"])
     text = views.dataset_markdown(summary)
+    assert f"**Dataset** `{summary.source}`" in text
+    assert "**Dataset** `my.csv (uploaded)`" in views.dataset_markdown(summary, "my.csv (uploaded)")
     assert "**train** 96" in text and "**validation** 32" in text and "**test** 32" in text
     rows = views.dataset_rows(summary)
     assert list(rows["split"].unique()) == ["train", "validation", "test"] and len(rows) == 15

@@ -28,7 +28,8 @@ from plmforge.logs import buffered, file_logging
 from plmforge.methods import METHODS
 from plmforge.models.backbone import enable_checkpointing
 from plmforge.models.task_model import count_parameters
-from plmforge.outputs import metrics_blob, prediction_frames, summary_table, with_interval, write_frames, write_metrics
+from plmforge.outputs import (metrics_blob, prediction_frames, shown_path, summary_table, with_interval, write_frames,
+                              write_metrics)
 from plmforge.precision import check_precision, default_device
 from plmforge.train.loop import FitResult, Trainer
 from plmforge.train.memory import estimate as estimate_memory
@@ -266,8 +267,9 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult, report: 
         tuned = _tune_threshold(task, asm.config.training.tune_threshold, val, preds)
     if not main:
         return None, None
+    classes = asm.config.data.residue_classes
     blob = metrics_blob(metrics, task, "test", len(preds), preds.labels, preds.scores,
-                        {"best_epoch": fit.best_epoch + 1, "monitor": task.monitor})
+                        {"best_epoch": fit.best_epoch + 1, "monitor": task.monitor}, classes)
     out = asm.config.output
     if report and (out.bootstrap or out.baselines):
         trainer.events.emit("phase", phase="baselines")
@@ -284,10 +286,10 @@ def _finish(asm: Assembled, trainer: Trainer, rd: Path, fit: FitResult, report: 
     if asm.config.output.save_predictions:
         recs = asm.data.splits["test"]
         write_frames(rd / "test_predictions.csv", prediction_frames(
-            task.problem, recs.ids, recs.sequences, preds.scores, preds.labels, asm.config.data.residue_classes,
+            task.problem, recs.ids, recs.sequences, preds.scores, preds.labels, classes,
             tuned["threshold"] if tuned else None))
     if draw:
-        task.problem.plots(preds.labels, preds.scores, plot_dir)
+        task.problem.plots(preds.labels, preds.scores, plot_dir, classes)
         if blob.get("baselines"):
             plots.baselines(blob, judged_metric(task), plot_dir / "baselines.png")
     return blob, preds
@@ -348,7 +350,7 @@ def complete_test_report(rd: Path, preds: Predictions) -> dict[str, Any]:
     write_metrics(blob, rd, "test")
     if out.plots:
         training_plots(rd)
-        data.task.problem.plots(preds.labels, preds.scores, rd / "plots")
+        data.task.problem.plots(preds.labels, preds.scores, rd / "plots", config.data.residue_classes)
         if blob.get("baselines"):
             plots.baselines(blob, judged_metric(data.task), rd / "plots" / "baselines.png")
     return blob
@@ -364,7 +366,7 @@ def _tune_threshold(task: Any, metric: str, val: Any, test: Any) -> dict[str, An
 
 def _summary(asm: Assembled, rd: Path, fit: FitResult, test: dict[str, Any] | None, seconds: float) -> str:
     task = asm.data.task
-    rows = [("run directory", str(rd)), ("model / method", f"{asm.config.model.name} / {asm.config.method.name}"),
+    rows = [("run directory", shown_path(rd)), ("model / method", f"{asm.config.model.name} / {asm.config.method.name}"),
             ("epochs run", f"{fit.epochs_run}{f' ({fit.stop_reason})' if fit.stop_reason else ' (early stop)' if fit.stopped_early else ''}"),
             ("best epoch", f"{fit.best_epoch + 1} ({task.monitor} {fit.best_value:.4f})" if fit.best_value is not None
              else "n/a"),

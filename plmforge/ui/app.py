@@ -17,6 +17,7 @@ from typing import Any
 
 from plmforge.config import config_to_override_text
 from plmforge.errors import ConfigError, DataError
+from plmforge.outputs import shown_path
 from plmforge.ui import forms, step_data, step_model, step_train, tab_evaluate, tab_mutate, tab_predict, tab_runs
 from plmforge.ui.jobs import Jobs, is_run_dir, list_runs
 from plmforge.ui.queue import RunQueue
@@ -47,6 +48,17 @@ class App:
         self._mlm: tuple[str, Any] | None = None  # the Mutations tab's model, kept while it is the one picked
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.upload_dir.mkdir(parents=True, exist_ok=True)
+
+    def shown_dataset(self, source: Any) -> str:
+        """A dataset as the page names it: uploaded files by their own names, anything else by its path
+        (relative to the folder the UI was started in when it lies inside it) or catalogue / hub name."""
+        path = Path(str(source))
+        try:
+            path.resolve().relative_to(self.upload_dir)
+        except (ValueError, OSError):
+            return shown_path(path) if path.exists() else str(source)
+        names = sorted(p.name for p in path.iterdir()) if path.is_dir() else [path.name]
+        return f"{', '.join(names)} (uploaded)"
 
     # ---- form -> config ---------------------------------------------------------------------------
     def _values(self, data: dict[Any, Any]) -> dict[str, Any]:

@@ -201,7 +201,7 @@ def wire(app: Any, step: DataStep, form: set[Any], demo: Any) -> None:
             return [error_box(exc), "", pd.DataFrame(columns=views.ROW_COLUMNS), None, None,
                     *[gr.skip()] * len(task_outputs), gr.Accordion(visible=False)]
         task = summary.task
-        return [ok_box("dataset OK: every row is valid"), views.dataset_markdown(summary),
+        return [ok_box("dataset OK: every row is valid"), views.dataset_markdown(summary, app.shown_dataset(summary.source)),
                 views.dataset_rows(summary), views.label_figure(summary), views.length_figure(summary),
                 *task_values(task.problem_type, task.num_labels, task.metrics, task.monitor),
                 gr.Accordion(visible=True)]

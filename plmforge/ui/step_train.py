@@ -8,6 +8,7 @@ from typing import Any
 
 from plmforge.errors import ConfigError
 from plmforge.events import EVENTS_FILE, RunProgress, read_events
+from plmforge.outputs import shown_path
 from plmforge.ui import forms, views, widgets
 from plmforge.ui.jobs import run_status
 from plmforge.ui.views import error_box, ok_box
@@ -51,7 +52,7 @@ def build(app: Any, default_run_name: Any) -> TrainStep:
                 widgets.grid(fields_, lambda f: f.key, inputs)
     with gr.Row():
         inputs["run_name"] = gr.Textbox(value=default_run_name, label="Run name", elem_id="run_name", scale=3,
-                                        info=f"the run directory under {app.runs_dir}")
+                                        info=f"the run directory under {shown_path(app.runs_dir)}")
         inputs["overwrite"] = gr.Checkbox(False, label="Replace an existing run of this name", scale=2)
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="start")

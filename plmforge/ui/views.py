@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from plmforge.data.inspect import DatasetSummary
 from plmforge.errors import PlmforgeError
 from plmforge.events import RunProgress
+from plmforge.outputs import shown_path
 
 ROW_COLUMNS = ["split", "id", "label", "length", "sequence"]  # the dataset preview's first rows (sequence last)
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -43,13 +44,14 @@ def ok_box(text: str) -> str:
 
 
 # ---- dataset preview ----------------------------------------------------------------------------------
-def dataset_markdown(summary: DatasetSummary) -> str:
+def dataset_markdown(summary: DatasetSummary, shown: str | None = None) -> str:
+    """The preview's summary; `shown`: how to name the dataset (its source otherwise)."""
     task = summary.task
     sizes = ", ".join(f"**{name}** {s.size:,}" for name, s in summary.splits.items())
     carved = [f"{name} {fraction:.0%}" for name, fraction, done in (
         ("test", getattr(summary, "test_fraction", 0.0), getattr(summary, "test_carved", False)),
         ("validation", summary.validation_fraction, summary.validation_carved)) if done]
-    lines = [f"**Dataset** `{summary.source}`", "",
+    lines = [f"**Dataset** `{shown or summary.source}`", "",
              f"Splits: {sizes}" + (f" (carved from the training file: {', '.join(carved)} of its rows, seed "
                                     f"{summary.seed}" + ("; train still counts them" if summary.streamed else "") + ")"
                                     if carved else ""),
@@ -148,12 +150,12 @@ def progress_markdown(p: RunProgress, status: str, run_dir: Path | None, now: fl
     runs from there, also while the model loads); `queued`: the run waits for a free slot."""
     now = now or time.time()
     if queued:
-        return f"**Status:** queued - {queued}\n\nRun directory: `{run_dir}`"
+        return f"**Status:** queued - {queued}\n\nRun directory: `{shown_path(run_dir)}`"
     elapsed = (now if status in ("running", "starting") else (p.last_time or now)) - clock_from \
         if clock_from else p.elapsed(now)
     if status == "starting":
         return (f"**Status:** starting - {PHASE_WORDS['setup']}  \n**Elapsed:** {_duration(elapsed)}  \n"
-                f"**Run directory:** `{run_dir}`")
+                f"**Run directory:** `{shown_path(run_dir)}`")
     pct = 100 * p.fraction
     phase = PHASE_WORDS.get(p.phase or "", p.phase or "")
     lines = [f"**Status:** {status}" + (f" - {phase}" if phase and p.phase != status else "")]
@@ -178,7 +180,7 @@ def progress_markdown(p: RunProgress, status: str, run_dir: Path | None, now: fl
     if p.error:
         lines.append(f"**Why it stopped:** {plain_error(p.error)}")
     if run_dir is not None:
-        lines.append(f"**Run directory:** `{run_dir}`")
+        lines.append(f"**Run directory:** `{shown_path(run_dir)}`")
     return "  \n".join(lines)
 
 
@@ -412,10 +414,11 @@ def short_sequence(seq: str, keep: int = 24) -> str:
 
 
 def prediction_view(frame: pd.DataFrame, rows: int = 200) -> pd.DataFrame:
-    """A prediction table as people read it: id and prediction first, then scores, the sequence last and
-    shortened (the CSV keeps it whole)."""
+    """A prediction table as people read it: id and prediction (and its class symbol) first, then scores,
+    the sequence last and shortened (the CSV keeps it whole)."""
     frame = frame.head(rows).copy()
-    first = [c for c in ("id", "position", "residue_index", "residue", "prediction") if c in frame.columns]
+    first = [c for c in ("id", "position", "residue_index", "residue", "prediction", "predicted_class")
+             if c in frame.columns]
     last = [c for c in ("sequence", "predicted_labels") if c in frame.columns]
     middle = [c for c in frame.columns if c not in first and c not in last]
     frame = frame[first + middle + last]
