@@ -84,12 +84,8 @@ def largest_batch(lengths: list[int], batching: Any) -> tuple[int, int]:
 def estimate(model: torch.nn.Module, backbone_config: Any, lengths: list[int], cfg: Any,
              frozen_backbone: bool, device: torch.device) -> MemoryEstimate:
     """`lengths`: the training sequences' token counts (special tokens included); `cfg`: the RunConfig."""
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    params += sum(b.numel() * b.element_size() for b in model.buffers())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    grads, adam = trainable * 4, trainable * 8  # fp32 gradients; AdamW's two moments
-    activations, batch = activation_bytes(backbone_config, lengths, cfg, frozen_backbone, device)
-    overhead = (300 if device.type == "cuda" else CPU_OVERHEAD_MB) * MB
+    params, grads, adam, activations, overhead, batch = parts(model, backbone_config, lengths, cfg, frozen_backbone,
+                                                              device)
     total = params + grads + adam + activations + overhead
     # exact values (a small model's parts are far below 0.1 MB); the report and the file round them
     est = MemoryEstimate(device.type, params / MB, grads / MB, adam / MB, activations / MB, overhead / MB, total / MB,
@@ -97,6 +93,19 @@ def estimate(model: torch.nn.Module, backbone_config: Any, lengths: list[int], c
     if not est.fits:
         est.suggestions = _suggest(cfg, est, frozen_backbone, batch["attention_materialised"], batch["padded_length"])
     return est
+
+
+def parts(model: torch.nn.Module, backbone_config: Any, lengths: list[int], cfg: Any, frozen_backbone: bool,
+          device: torch.device) -> tuple[float, float, float, float, float, dict[str, Any]]:
+    """Bytes of the parameters (and buffers), gradients, AdamW state, activations and runtime overhead, and
+    the largest batch's shape; `model` may live on the meta device (nothing is read from its tensors)."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    params += sum(b.numel() * b.element_size() for b in model.buffers())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    grads, adam = trainable * 4, trainable * 8  # fp32 gradients; AdamW's two moments
+    activations, batch = activation_bytes(backbone_config, lengths, cfg, frozen_backbone, device)
+    overhead = (300 if device.type == "cuda" else CPU_OVERHEAD_MB) * MB
+    return params, grads, adam, activations, overhead, batch
 
 
 def activation_bytes(backbone_config: Any, lengths: list[int], cfg: Any, frozen_backbone: bool,
