@@ -1,5 +1,6 @@
-"""Command line of the machine check and the help texts: `plmforge doctor`, `plmforge --version`, and the
-example line every command's --help ends with (EXAMPLES, by command path; tests check that none is missing)."""
+"""Command line of the machine check and the help texts: `plmforge doctor`, `plmforge --version`, the
+example line every command's --help ends with (EXAMPLES, by command path; tests check that none is missing),
+and the --precision options the inference commands share."""
 
 from __future__ import annotations
 
@@ -29,6 +30,23 @@ EXAMPLES = {
     "ui": "plmforge ui --runs-dir runs",
     "doctor": "plmforge doctor",
 }
+
+
+def precision_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: bfloat16 autocast (checked against fp32), faster where the device runs bfloat16 "
+                        "natively (GPUs from compute capability 8.0, CPUs with AVX512-BF16 or AMX); refused "
+                        "where it is emulated")
+    p.add_argument("--force-precision", action="store_true",
+                   help="keep --precision bf16 on a device that only emulates bfloat16 (many times slower)")
+
+
+def check_precision_args(args: argparse.Namespace) -> None:
+    """Refuse --precision bf16 where the device only emulates it, before any model is loaded."""
+    from plmforge.precision import check_precision, default_device
+
+    check_precision(args.precision, default_device(), args.force_precision, f"--precision {args.precision}",
+                    fix="--precision fp32", keep="add --force-precision")
 
 
 def tools_parsers(sub: argparse._SubParsersAction) -> None:
