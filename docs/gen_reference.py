@@ -198,8 +198,9 @@ def memory_page() -> str:
         "- *full* adds 12 bytes per parameter (fp32 gradients and AdamW's two moments) to the 4 of the weights; "
         f"sharded over {SHARDS} GPUs those 16 bytes are divided by {SHARDS}, the activations of each GPU's "
         "own batch are not.",
-        "- Loading the weights in bf16 (`model.dtype=bfloat16`) halves the weights column for freeze and "
-        "LoRA; QLoRA (`method.name=qlora`) stores them in 4 bits (a quarter of the bf16 size).",
+        "- The frozen weights of freeze and LoRA stay in fp32 (autocast computes in bf16); QLoRA "
+        "(`method.name=qlora`, on a CUDA GPU with bitsandbytes) stores the linear layers' weights in 4 bits, "
+        "about an eighth of their fp32 size.",
         "- Activations grow with sequences x tokens of a batch (and attention weights, when they are "
         "materialised, with the square of the length): halve the batch or set `batching.max_tokens` to fit.", "",
         "The activation constants were fitted to measured peaks of AntiBERTy runs on a CPU "

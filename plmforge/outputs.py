@@ -17,12 +17,21 @@ from plmforge.tasks import TaskSpec
 
 def shown_path(path: str | Path) -> str:
     """A path as a person reads it: relative to the working directory when it lies inside it (the
-    `runs/amp` a user typed, or sees under the folder they started the web UI in), else absolute."""
+    `runs/amp` a user typed, or sees under the folder they started the web UI in), else absolute. Compared
+    as written first, then with links resolved; a working directory that is the file system's root (a
+    service's) shows paths absolute."""
+    import os
+
     path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
-    except (ValueError, OSError):
+    here = Path(os.path.abspath(os.getcwd()))
+    if here == Path(here.anchor):
         return str(path)
+    for mine, base in ((Path(os.path.abspath(path)), here), (path.resolve(), here.resolve())):
+        try:
+            return str(mine.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def _clean(value: Any) -> Any:

@@ -156,7 +156,8 @@ def test_the_web_ui_tutorial_quotes_the_run_its_screenshots_show():
     run = json.loads((DOCS / "screenshots" / "tutorial_run.json").read_text())
     page = (DOCS / "tutorials" / "web-ui.md").read_text()
     test, interval, kept = run["test"], run["test_intervals"]["mcc"], run["kept_aside_eval"]
-    quoted = [f"{run['labelled']:,} labelled", f"{run['kept_aside']} to", f"train {run['splits']['train']:,}",
+    quoted = [f"{run['labelled']:,} labelled", f"{run['fasta']} to\nscreen", f"On these {run['kept_aside']} peptides",
+              f"train {run['splits']['train']:,}",
               f"validation {run['splits']['validation']:,}", f"test {run['splits']['test']:,}",
               f"on the {run['splits']['test']} test peptides the accuracy is\n{test['accuracy']:.3f}",
               f"MCC (a balanced score from -1 to 1, 0 for guessing) is {test['mcc']:.3f} "

@@ -102,10 +102,12 @@ def test_stacked_adamw_steps_each_fold_as_torch_adamw_and_leaves_a_sitting_out_f
             torch.testing.assert_close(mine[i]["exp_avg_sq"], theirs[i]["exp_avg_sq"], rtol=1e-4, atol=1e-9)
 
 
+@pytest.mark.parametrize("budget", [None, 2 * 3 * 4 * 6 * 4], ids=["one-window", "windows-of-two-steps"])
 @pytest.mark.parametrize("targets_shape", [(), (3,)], ids=["class-labels", "multi-label"])
-def test_an_epoch_gathered_up_front_gives_each_step_the_rows_the_step_would_gather(targets_shape):
+def test_an_epoch_gathered_up_front_gives_each_step_the_rows_the_step_would_gather(targets_shape, budget):
     """_EpochRows: for the leading steps where every running fold has a full batch, the step's rows and targets
-    equal what gathering idx gives (a stopped fold: zero rows, no targets); later steps gather as before."""
+    equal what gathering idx gives (a stopped fold: zero rows, no targets), also when a byte budget splits the
+    epoch into windows gathered as the steps reach them; later steps gather as before."""
     from plmforge.train.folds import _EpochRows, _stack
 
     g = torch.Generator().manual_seed(0)
@@ -118,8 +120,10 @@ def test_an_epoch_gathered_up_front_gives_each_step_the_rows_the_step_would_gath
 
     for running in ([True, True, True], [True, False, True]):
         batches = [batches_of(len(h)) if on else [] for h, on in zip(held, running, strict=True)]
-        rows = _EpochRows(held, targets, batches, torch.device("cpu"))
+        rows = _EpochRows(held, targets, batches, torch.device("cpu"), **({"budget": budget} if budget else {}))
         assert rows.steps == 5  # 21 rows: five full batches of 4, then one of 1
+        assert (rows.window == 2) if budget else (rows.window >= 5)  # 2 steps of 3 folds x 4 rows x 6 floats
+        starts = []
         for j in range(max(len(b) for b in batches)):
             idx = [torch.as_tensor(b[j]) if j < len(b) else None for b in batches]
             got = rows.step(j)
@@ -127,10 +131,12 @@ def test_an_epoch_gathered_up_front_gives_each_step_the_rows_the_step_would_gath
                 assert got is None
                 continue
             x, ys = got
+            starts.append(rows.start)
             assert torch.equal(x, _stack([None if i is None else held[k][i] for k, i in enumerate(idx)],
                                          torch.device("cpu")))
             for k, i in enumerate(idx):
                 assert (ys[k] is None) == (i is None)
                 if i is not None:
                     assert torch.equal(ys[k], targets[k][i])
+        assert starts == ([0, 0, 2, 2, 4] if budget else [0] * 5)  # the windows gathered as the steps reach them
     assert _EpochRows(held, targets, [[], [], []], torch.device("cpu")).step(0) is None

@@ -48,6 +48,20 @@ def test_symbol_strings_lists_and_positions(tmp_path):
     assert (0, 1, 0, 0, 1, 0, 0, 0) in got and (0, 0, 0, 0, 0, 0, 0, 1) in got
 
 
+def test_class_symbols_and_a_different_class_count_are_refused(tmp_path):
+    """One symbol per class: a num_labels that does not match data.residue_classes is an error naming both
+    (outputs would otherwise mix symbols with numbers)."""
+    from plmforge.errors import ConfigError
+
+    f = _csv(tmp_path, "aa_seq,label\nMKTAY,HHEEL\nGLFDI,LLEEH\nAAAAA,HHHHH\nMKTAY,EEEEL\n")
+    with pytest.raises(ConfigError, match=r"data.num_labels is 12 but data.residue_classes names 3 classes \(H,E,L\)"):
+        _load(f"data.train={f}", RES, "data.residue_classes=H,E,L", "data.num_labels=12",
+              "data.validation_fraction=0.25")
+    data = _load(f"data.train={f}", RES, "data.residue_classes=H,E,L", "data.num_labels=3",
+                 "data.validation_fraction=0.25")
+    assert data.task.num_labels == 3
+
+
 @pytest.mark.parametrize("label, pattern", [
     ("NNP", r"3 residue labels for a sequence of 5 residues"),
     ("NNXPN", r"unknown residue label 'X' at position 3 \(data.residue_classes is N,P\)"),

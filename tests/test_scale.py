@@ -182,4 +182,5 @@ def test_ptm_recipes_load_state_their_size_and_their_commands_parse(path):
         words = shlex.split(line.split(":", 1)[-1] if line.startswith("One GPU") else line)
         words = words[words.index("plmforge.cli") + 1:] if "plmforge.cli" in words else \
             words[words.index("plmforge") + 1:]
-        parser.parse_known_args(words)
+        _, extra = parser.parse_known_args(words)
+        assert all("=" in e and not e.startswith("-") for e in extra), (line, extra)  # overrides only

@@ -149,6 +149,11 @@ def test_paths_are_named_as_the_user_knows_them(tmp_path, amp_small, monkeypatch
     assert app.shown_dataset("amp") == "amp" and app.shown_dataset(str(amp_small)) == str(amp_small)
     (project / "data.csv").write_text("aa_seq,label\nMKT,1\n")
     assert app.shown_dataset(str(project / "data.csv")) == "data.csv"
+    (project / "linked").symlink_to(project / "runs")  # as written first: a link inside the folder stays relative
+    assert shown_path(project / "linked" / "amp-first") == "linked/amp-first"
+    monkeypatch.chdir("/")  # a service's working directory: nothing is shown relative to the root
+    assert shown_path(project / "runs") == str(project / "runs")
+    assert views.progress_markdown(RunProgress(), "queued", None, queued="position 1").endswith("(not created yet)`")
 
 
 def test_dataset_views(amp_small):

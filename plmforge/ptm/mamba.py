@@ -126,7 +126,7 @@ def init_like_reference(model: nn.Module, n_layers: int, embedding_std: float = 
     The embedding scale matters most here: the LM head is tied to the embedding, so with nn.Embedding's
     default N(0, 1) the first logits have a standard deviation of about sqrt(d_model), the first
     predictions are confidently wrong, and the first masked-LM loss is several times ln(vocab size)
-    (19.0 against ln 71 = 4.3 at d_model 32); at 0.02 it starts near ln(vocab size), a uniform guess."""
+    (19.0 against ln 71 = 4.3 at d_model 32, with the 70 default tokens and one extra PTM); at 0.02 it starts near ln(vocab size), a uniform guess."""
     keep = {id(m.dt_proj.bias) for m in model.modules() if isinstance(m, MambaBlock)}
     with torch.no_grad():
         for module in model.modules():

@@ -83,6 +83,9 @@ class ProblemType:
         in chunks)."""
         if self.kind.num_outputs(2) == 1:
             return 1  # one value per item
+        if configured and classes and configured != len(classes):
+            raise ConfigError(f"data.num_labels is {configured} but data.residue_classes names {len(classes)} classes "
+                              f"({','.join(classes)}): give one symbol per class, or leave data.num_labels unset")
         n = configured or (len(classes) if classes else None) or catalogue or \
             (self._inferred(train_labels) if train_classes is None else self.infer_num_labels(train_classes))
         if n < self.kind.min_labels:

@@ -367,39 +367,54 @@ class _Frozen:
 
 
 class _EpochRows:
-    """One epoch's batches gathered up front: for the leading steps at which every running fold has a full
-    batch (all but each fold's last, usually), the folds' rows as one (K, steps, B, H) tensor (one index
-    per fold per epoch) and each fold's targets as (steps, B, ...), so that a step reads views instead of
-    gathering K batches and stacking them. A fold that stopped has zero rows, as _stack gives it; the steps
-    after these take the gathering path."""
+    """An epoch's batches gathered ahead: for the leading steps at which every running fold has a full batch
+    (all but each fold's last, usually), the folds' rows of a window of steps as one (K, steps, B, H) tensor
+    (one index per fold and window) and each fold's targets as (steps, B, ...), so that a step reads views
+    instead of gathering K batches and stacking them. A window holds at most `budget` bytes of rows (the
+    next is gathered when the steps reach it); a fold that stopped has zero rows, as _stack gives it; the
+    steps after the full ones take the gathering path."""
+
+    BUDGET = 256 * 2**20
 
     def __init__(self, held: list[torch.Tensor], targets: list[torch.Tensor], batches: list[list[list[int]]],
-                 device: torch.device) -> None:
-        on = [k for k, b in enumerate(batches) if b]
-        size = len(batches[on[0]][0]) if on else 0
-        self.steps = min((next((j for j, i in enumerate(batches[k]) if len(i) != size), len(batches[k]))
-                          for k in on), default=0)
+                 device: torch.device, budget: int = BUDGET) -> None:
+        self.held, self.targets, self.batches, self.device = held, targets, batches, device
+        self.on = [k for k, b in enumerate(batches) if b]
+        self.size = len(batches[self.on[0]][0]) if self.on else 0
+        self.steps = min((next((j for j, i in enumerate(batches[k]) if len(i) != self.size), len(batches[k]))
+                          for k in self.on), default=0)
+        if self.steps:
+            row = len(batches) * self.size * held[self.on[0]].shape[1] * held[self.on[0]].element_size()
+            self.window = max(1, budget // row)
+        self.start = self.end = 0
         self.x: torch.Tensor | None = None
         self.y: list[torch.Tensor | None] = [None] * len(batches)
-        if self.steps == 0:
-            return
-        n, width = self.steps, held[on[0]].shape[1]
-        self.x = torch.empty((len(batches), n, size, width), dtype=held[on[0]].dtype, device=device)
-        for k in range(len(batches)):
-            if k not in on:
-                self.x[k].zero_()
-                continue
-            rows = torch.from_numpy(np.asarray(batches[k][:n], dtype=np.int64).reshape(-1))
-            if held[k].device == device:
-                torch.index_select(held[k], 0, rows, out=self.x[k].view(n * size, width))
-            else:
-                self.x[k] = held[k][rows].view(n, size, width).to(device)
-            self.y[k] = targets[k][rows].view(n, size, *targets[k].shape[1:]).to(device)
 
     def step(self, j: int) -> tuple[torch.Tensor, list[torch.Tensor | None]] | None:
         if j >= self.steps:
             return None
-        return self.x[:, j], [None if y is None else y[j] for y in self.y]  # type: ignore[index]
+        if not self.start <= j < self.end:
+            self._gather(j)
+        i = j - self.start
+        return self.x[:, i], [None if y is None else y[i] for y in self.y]  # type: ignore[index]
+
+    def _gather(self, first: int) -> None:
+        self.start, self.end = first, min(self.steps, first + self.window)
+        n, size, k_folds = self.end - first, self.size, len(self.batches)
+        width = self.held[self.on[0]].shape[1]
+        if self.x is None or self.x.shape[1] != n:
+            self.x = None  # (the previous window's rows go first)
+            self.x = torch.empty((k_folds, n, size, width), dtype=self.held[self.on[0]].dtype, device=self.device)
+            for k in set(range(k_folds)) - set(self.on):
+                self.x[k].zero_()
+        for k in self.on:
+            src = self.held[k]
+            rows = torch.from_numpy(np.asarray(self.batches[k][first:self.end], dtype=np.int64).reshape(-1))
+            if src.device == self.device:
+                torch.index_select(src, 0, rows.to(src.device), out=self.x[k].view(n * size, width))
+            else:
+                self.x[k] = src[rows.to(src.device)].view(n, size, width).to(self.device)
+            self.y[k] = self.targets[k][rows].view(n, size, *self.targets[k].shape[1:]).to(self.device)
 
 
 def _stack(parts: list[torch.Tensor | None], device: torch.device) -> torch.Tensor:

@@ -150,12 +150,12 @@ def progress_markdown(p: RunProgress, status: str, run_dir: Path | None, now: fl
     runs from there, also while the model loads); `queued`: the run waits for a free slot."""
     now = now or time.time()
     if queued:
-        return f"**Status:** queued - {queued}\n\nRun directory: `{shown_path(run_dir)}`"
+        return f"**Status:** queued - {queued}\n\nRun directory: `{_shown(run_dir)}`"
     elapsed = (now if status in ("running", "starting") else (p.last_time or now)) - clock_from \
         if clock_from else p.elapsed(now)
     if status == "starting":
         return (f"**Status:** starting - {PHASE_WORDS['setup']}  \n**Elapsed:** {_duration(elapsed)}  \n"
-                f"**Run directory:** `{shown_path(run_dir)}`")
+                f"**Run directory:** `{_shown(run_dir)}`")
     pct = 100 * p.fraction
     phase = PHASE_WORDS.get(p.phase or "", p.phase or "")
     lines = [f"**Status:** {status}" + (f" - {phase}" if phase and p.phase != status else "")]
@@ -182,6 +182,10 @@ def progress_markdown(p: RunProgress, status: str, run_dir: Path | None, now: fl
     if run_dir is not None:
         lines.append(f"**Run directory:** `{shown_path(run_dir)}`")
     return "  \n".join(lines)
+
+
+def _shown(run_dir: Path | None) -> str:
+    return "(not created yet)" if run_dir is None else shown_path(run_dir)
 
 
 def plain_error(text: str) -> str:
