@@ -7,7 +7,6 @@ The resolved config is saved with every run and can be re-run as is.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +14,8 @@ from typing import Any, ClassVar
 import yaml
 
 from plmforge.checks import fraction, positive
+from plmforge.config_text import (apply_overrides, coerce_value, config_to_override_text, read_config_file,
+                                  resolve_path)
 from plmforge.errors import ConfigError, RunDirError, choice_error, did_you_mean
 from plmforge.heads import HEADS
 from plmforge.methods import METHODS
@@ -370,47 +371,6 @@ PATH_KEYS = {("data", "dataset"), ("data", "train"), ("data", "validation"), ("d
              ("data", "wild_type"), ("model", "name"), ("output", "dir")}
 
 
-def _coerce(section: str, key: str, value: Any, ftype: Any) -> Any:
-    """Bring YAML/CLI values to the field's type, with a clear error on a mismatch."""
-    text = str(ftype)
-    where = f"{section}.{key}"
-    if value is None:
-        if "None" in text:
-            return None
-        raise ConfigError(f"{where} must not be empty (in YAML and in overrides, ~ or null alone mean 'nothing': "
-                          f"for your home directory write a path under it, e.g. {where}=~/runs/x)")
-    if text.startswith("tuple"):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        return tuple(str(v) for v in value)
-    if text.startswith("bool"):
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    if text.startswith("int"):
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ConfigError(f"{where} must be a whole number, got {value!r}")
-        return int(value)
-    if text.startswith("float"):
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{where} must be a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if text.startswith("str"):
-        if isinstance(value, list) and section == "data" and key in ("train", "validation", "test"):
-            value = ",".join(str(v) for v in value)  # several files joined into one split (file::label)
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{where} must be text, got {value!r}")
-        return str(value)
-    return value
-
-
 def config_from_dict(raw: dict[str, Any], *, base_dir: Path | None = None) -> RunConfig:
     """Build a validated RunConfig; unknown sections or keys fail with a did-you-mean."""
     if not isinstance(raw, dict):
@@ -441,9 +401,9 @@ def section_kwargs(name: str, cls: type, values: dict[str, Any], base_dir: Path 
         if key not in known:
             raise ConfigError(f"unknown key {name}.{key}{did_you_mean(key, known)}; "
                               f"{scope or 'keys of ' + name}: {', '.join(known) or 'none'}")
-        value = _coerce(name, key, value, known[key])
+        value = coerce_value(name, key, value, known[key])
         if base_dir is not None and (name, key) in PATH_KEYS and isinstance(value, str):
-            value = _resolve_path(value, base_dir)
+            value = resolve_path(value, base_dir)
         kwargs[key] = value
     return kwargs
 
@@ -451,7 +411,7 @@ def section_kwargs(name: str, cls: type, values: dict[str, Any], base_dir: Path 
 def _method_section(values: dict[str, Any]) -> MethodConfig:
     """`name` picks the method; every other key must be one of that method's options."""
     values = dict(values)
-    name = _coerce("method", "name", values.pop("name", "freeze"), "str")
+    name = coerce_value("method", "name", values.pop("name", "freeze"), "str")
     spec = METHODS.lookup(name, "method.name")
     unknown = [k for k in values if k not in spec.option_names]
     if unknown:
@@ -461,85 +421,6 @@ def _method_section(values: dict[str, Any]) -> MethodConfig:
                               f"{', '.join(takers)}); {name} takes: {', '.join(spec.option_names) or 'no options'}")
     kwargs = section_kwargs("method", spec.options, values, None, f"options of method {name!r} (besides name)")
     return MethodConfig(name, spec.options(**kwargs))
-
-
-def _resolve_path(value: str, base_dir: Path) -> str:
-    """Relative paths in a config file are relative to that file, when something exists there."""
-    if "::" in value:  # file::label,file::label
-        parts = []
-        for part in (p.strip() for p in value.split(",") if p.strip()):
-            path, sep, label = part.rpartition("::") if "::" in part else (part, "", "")
-            parts.append(_resolve_path(path, base_dir) + sep + label)
-        return ",".join(parts)
-
-    candidate = base_dir / value
-    if not Path(value).is_absolute() and candidate.exists():
-        return str(candidate.resolve())
-    return value
-
-
-def parse_override(text: str) -> tuple[str, str, Any]:
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. training.epochs=5")
-    key, _, value = text.partition("=")
-    if "." not in key:
-        raise ConfigError(f"override {text!r} must name a section and a key, e.g. training.epochs=5")
-    section, _, name = key.strip().partition(".")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        parsed = value
-    return section, name, parsed
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
-
-
-def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"the key {key!r} is given twice (lines {seen[key]} and {key_node.start_mark.line + 1}); "
-                "keep one", key_node.start_mark)
-        seen[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A YAML config file's mapping of sections (the file must exist and hold a mapping of mappings; no key
-    may be given twice)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
-    try:
-        raw = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506 (a SafeLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {str(p)!r} is not a text file") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections (section: {{key: value}})")
-    for section, values in raw.items():
-        if values is not None and not isinstance(values, dict):
-            raise ConfigError(f"config file {str(p)!r}: section {section!r} must be a mapping of keys to values, "
-                              f"got {values!r}")
-    return raw
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """`section.key=value` overrides on top of a raw config mapping (changed in place and returned)."""
-    for text in overrides or []:
-        section, key, value = parse_override(text)
-        if raw.get(section) is None:
-            raw[section] = {}
-        raw[section][key] = value
-    return raw
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
@@ -630,7 +511,7 @@ def _rebase_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         if isinstance(value, list) and section == "data":
             value = ",".join(str(v) for v in value)
         if isinstance(value, str):
-            out[section][key] = _resolve_path(value, base_dir)
+            out[section][key] = resolve_path(value, base_dir)
     return out
 
 
@@ -660,15 +541,3 @@ def config_to_overrides(config: RunConfig) -> list[str]:
                 value = "null"
             out.append(f"{name}.{f.name}={value}")
     return out
-
-
-def config_to_override_text(text: str) -> str:
-    """A string as it must be written after `key=` to be read back unchanged (quoted when YAML would
-    turn it into something else: 'null', 'yes', '007', 'a: b', 'run #3', ...)."""
-    import json
-
-    try:
-        same = yaml.safe_load(text) == text
-    except yaml.YAMLError:
-        same = False
-    return text if same else json.dumps(text)
