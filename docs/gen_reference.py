@@ -142,16 +142,17 @@ def memory_page() -> str:
     from transformers import EsmConfig, EsmModel
 
     from plmforge.config import load_config
-    from plmforge.train.memory import MB, parts
+    from plmforge.train.memory import MB, estimate
 
     n_seq, length = MEMORY_BATCH
     gib = MB * 1024
 
     def total(model: nn.Module, hf: object, method: str, checkpointing: bool, frozen: bool) -> tuple[float, float]:
+        """GiB in all, and of the weights, gradients and AdamW state (what FSDP / ZeRO-3 shard)."""
         cfg = load_config(None, ["data.dataset=amp", f"batching.batch_size={n_seq}", "training.mixed_precision=bf16",
                                  f"model.gradient_checkpointing={str(checkpointing).lower()}", f"method.name={method}"])
-        w, g, a, act, over, _ = parts(model, hf, [length] * n_seq, cfg, frozen, torch.device("cuda"))
-        return (w + g + a + act + over) / gib, (w + g + a) / gib
+        est = estimate(model, hf, [length] * n_seq, cfg, frozen, torch.device("cuda"), measure_available=False)
+        return est.total_mb / 1024, (est.parameters_mb + est.gradients_mb + est.optimizer_mb) / 1024  # MiB -> GiB
 
     rows = []
     for name, layers, hidden, heads in ESM2:

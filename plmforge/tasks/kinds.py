@@ -30,6 +30,11 @@ def class_symbol(index: Any, classes: tuple[str, ...] | None) -> str:
     return classes[c] if classes and 0 <= c < len(classes) else str(c)
 
 
+def class_names(classes: tuple[str, ...] | None, k: int) -> list[str] | None:
+    """Classes 0..k-1 by their symbols (class_symbol), or None without symbols."""
+    return [class_symbol(c, classes) for c in range(k)] if classes else None
+
+
 def is_missing(value: object) -> bool:
     if value is None:
         return True
@@ -210,14 +215,14 @@ class Classes(LabelKind):
                       classes: tuple[str, ...] | None = None) -> dict[str, Any]:
         extras: dict[str, Any] = {"confusion_matrix": confusion_matrix(labels, scores).tolist()}
         if classes:  # the matrix's rows (true) and columns (predicted) in class order, by symbol
-            extras["confusion_matrix_classes"] = [class_symbol(c, classes) for c in range(scores.shape[1])]
+            extras["confusion_matrix_classes"] = class_names(classes, scores.shape[1])
         return extras
 
     def plots(self, labels: np.ndarray, scores: np.ndarray, plot_dir: Path,
               classes: tuple[str, ...] | None = None) -> list[str]:
         from plmforge import plots
 
-        names = [class_symbol(c, classes) for c in range(scores.shape[1])] if classes else None
+        names = class_names(classes, scores.shape[1])
         plots.confusion(confusion_matrix(labels, scores), plot_dir / "confusion_matrix.png", classes=names)
         made = ["confusion_matrix.png"]
         if scores.shape[1] == 2 and len(np.unique(labels)) == 2:

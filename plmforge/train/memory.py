@@ -82,30 +82,23 @@ def largest_batch(lengths: list[int], batching: Any) -> tuple[int, int]:
 
 
 def estimate(model: torch.nn.Module, backbone_config: Any, lengths: list[int], cfg: Any,
-             frozen_backbone: bool, device: torch.device) -> MemoryEstimate:
-    """`lengths`: the training sequences' token counts (special tokens included); `cfg`: the RunConfig."""
-    params, grads, adam, activations, overhead, batch = parts(model, backbone_config, lengths, cfg, frozen_backbone,
-                                                              device)
-    total = params + grads + adam + activations + overhead
-    # exact values (a small model's parts are far below 0.1 MB); the report and the file round them
-    est = MemoryEstimate(device.type, params / MB, grads / MB, adam / MB, activations / MB, overhead / MB, total / MB,
-                         available_mb(device), batch)
-    if not est.fits:
-        est.suggestions = _suggest(cfg, est, frozen_backbone, batch["attention_materialised"], batch["padded_length"])
-    return est
-
-
-def parts(model: torch.nn.Module, backbone_config: Any, lengths: list[int], cfg: Any, frozen_backbone: bool,
-          device: torch.device) -> tuple[float, float, float, float, float, dict[str, Any]]:
-    """Bytes of the parameters (and buffers), gradients, AdamW state, activations and runtime overhead, and
-    the largest batch's shape; `model` may live on the meta device (nothing is read from its tensors)."""
+             frozen_backbone: bool, device: torch.device, measure_available: bool = True) -> MemoryEstimate:
+    """`lengths`: the training sequences' token counts (special tokens included); `cfg`: the RunConfig.
+    `model` may live on the meta device (nothing is read from its tensors); `measure_available=False`
+    leaves the device's free memory unread (an estimate for a device this machine does not have)."""
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     params += sum(b.numel() * b.element_size() for b in model.buffers())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     grads, adam = trainable * 4, trainable * 8  # fp32 gradients; AdamW's two moments
     activations, batch = activation_bytes(backbone_config, lengths, cfg, frozen_backbone, device)
     overhead = (300 if device.type == "cuda" else CPU_OVERHEAD_MB) * MB
-    return params, grads, adam, activations, overhead, batch
+    total = params + grads + adam + activations + overhead
+    # exact values (a small model's parts are far below 0.1 MB); the report and the file round them
+    est = MemoryEstimate(device.type, params / MB, grads / MB, adam / MB, activations / MB, overhead / MB, total / MB,
+                         available_mb(device) if measure_available else None, batch)
+    if not est.fits:
+        est.suggestions = _suggest(cfg, est, frozen_backbone, batch["attention_materialised"], batch["padded_length"])
+    return est
 
 
 def activation_bytes(backbone_config: Any, lengths: list[int], cfg: Any, frozen_backbone: bool,
